@@ -1,0 +1,579 @@
+"""`rappel daemon`: every day at the policy's time, evaluate and deliver; unattended, for months.
+
+One loop, driven by a clock it is given (cli.py passes the system clock; tests and simulations pass
+one whose time they set):
+
+- it holds the database lease (adapters/lease.py) or waits as a standby;
+- it picks up an edited policy only when it passes lint, else keeps the old one and says why (it
+  runs from a private copy of the policy and templates, so a half-edited template is never used);
+- it refuses to do anything while the database belongs to another installation
+  (adapters/installation.py);
+- it evaluates every day whose scheduled time has come and that no run has completed, in order:
+  the days missed during an outage first (decisions only), then today (decide and deliver), then
+  delivers what is pending as of today, so a missed notice goes out only while it is inside its
+  catch-up window; days too old for any window are recorded as skipped, not evaluated;
+- between runs it retries pending deliveries every ``schedule.retry_minutes``;
+- SIGTERM/SIGINT: the message being sent finishes and is recorded, the rest stay pending for the
+  next start; the lease is released so a standby takes over at once. SIGHUP: look at the policy now.
+
+The schedule is APScheduler's CronTrigger in the policy's time zone: a time that does not exist on
+the spring daylight-saving day runs when the clocks have moved on, and a time that occurs twice in
+autumn runs once (the run history is per date).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import DBAPIError
+
+from adapters import pipeline
+from adapters.channels import Channel
+from adapters.installation import Guard
+from adapters.lease import Lease
+from adapters.runs import Counts, DayTaken, RunLog, first_unfinished_day, last_completed_day, pending_count
+from adapters.storage import Store
+from engine.policy import Policy
+from engine.yamlsource import InputError, Problem
+
+__all__ = ["Daemon", "Settings", "Clock", "FileClock", "Stopping", "LeaseLost", "moment", "scheduled_day",
+           "next_moment", "catch_up_days", "policy_fingerprint"]
+
+log = logging.getLogger("rappel.daemon")
+UTC = dt.timezone.utc
+
+
+class Clock(Protocol):
+    """Where the daemon gets the time. ``wait`` returns when the clock reaches ``until``, when
+    ``stop`` is set, or after ``limit`` real seconds, whichever comes first."""
+
+    def now(self) -> dt.datetime: ...
+
+    def wait(self, until: dt.datetime | None, stop: threading.Event, limit: float) -> None: ...
+
+
+class FileClock:
+    """Time read from a file holding an ISO 8601 timestamp with its offset: a process whose time
+    is supplied (simulations, tests), not slept."""
+
+    def __init__(self, path: Path, poll: float = 0.02):
+        self.path = Path(path)
+        self.poll = poll
+
+    def now(self) -> dt.datetime:
+        for _ in range(50):       # the writer replaces the file: read again if caught in between
+            try:
+                text = self.path.read_text(encoding="utf-8").strip()
+                if text:
+                    value = dt.datetime.fromisoformat(text)
+                    if value.tzinfo is None:
+                        raise ValueError(f"{self.path}: the time needs its UTC offset: {text!r}")
+                    return value
+            except FileNotFoundError:
+                pass
+            time.sleep(self.poll)
+        raise RuntimeError(f"no time in {self.path}")
+
+    def wait(self, until: dt.datetime | None, stop: threading.Event, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while not stop.is_set() and time.monotonic() < deadline:
+            if until is not None and self.now() >= until:
+                return
+            stop.wait(self.poll)
+
+
+class Stopping(BaseException):
+    """Raised before sending the next message once a stop was asked for (not an Exception: the
+    pipeline must not record it as a delivery failure; the notice simply stays pending)."""
+
+
+class LeaseLost(BaseException):
+    """Raised before sending the next message when this instance no longer holds the lease."""
+
+
+# --- the schedule --------------------------------------------------------------------------------
+
+@lru_cache(maxsize=16)
+def _trigger(at: str, timezone: str) -> CronTrigger:
+    from zoneinfo import ZoneInfo
+    hour, minute = at.split(":")
+    return CronTrigger(hour=int(hour), minute=int(minute), timezone=ZoneInfo(timezone))
+
+
+def moment(policy: Policy, day: dt.date) -> dt.datetime:
+    """When the run for ``day`` is due (UTC)."""
+    trigger = _trigger(policy.schedule.at, policy.timezone)
+    tz = policy.tz
+    fire = trigger.get_next_fire_time(None, dt.datetime.combine(day - dt.timedelta(days=1), dt.time(12), tz))
+    while fire.astimezone(tz).date() < day:
+        fire = trigger.get_next_fire_time(fire, fire + dt.timedelta(minutes=1))
+    return fire.astimezone(UTC)
+
+
+def scheduled_day(policy: Policy, now: dt.datetime) -> dt.date:
+    """The latest day whose run is due at ``now``."""
+    today = now.astimezone(policy.tz).date()
+    return today if moment(policy, today) <= now else today - dt.timedelta(days=1)
+
+
+def next_moment(policy: Policy, now: dt.datetime) -> dt.datetime:
+    """The next scheduled run strictly after ``now`` (UTC)."""
+    day = scheduled_day(policy, now) + dt.timedelta(days=1)
+    return moment(policy, day)
+
+
+CATCH_UP_DAYS = 31     # missed days evaluated at most this far back (or the longest window, if longer)
+
+
+def catch_up_days(policy: Policy, last_done: dt.date | None, latest: dt.date, today: dt.date,
+                  unfinished: dt.date | None = None) -> tuple[list[dt.date], tuple[dt.date, dt.date] | None]:
+    """(days to evaluate in order, (first, last) days skipped as too old to matter).
+
+    Every missed day is evaluated, in order, so the ledger says what each day decided; what may
+    still go out is the engine's call (its windows, and the re-check before each message against
+    today). A notice decided on day D triggered on D at the latest, so days older than the longest
+    window can decide nothing that may still be sent: past CATCH_UP_DAYS they are skipped.
+
+    ``last_done`` is the last day completed; ``unfinished`` the first day attempted after it and not
+    completed (a run that crashed). With neither, this is a first start: the latest day only.
+    """
+    if last_done is None and unfinished is None:
+        return [latest], None
+    first = last_done + dt.timedelta(days=1) if last_done is not None else unfinished
+    if unfinished is not None:
+        first = min(first, unfinished)
+    if first > latest:
+        return [], None
+    longest = max(policy.window(s) for s in policy.stages)
+    horizon = today - dt.timedelta(days=max(CATCH_UP_DAYS, longest))
+    skipped = None
+    if first < horizon:
+        skipped = (first, min(latest, horizon - dt.timedelta(days=1)))
+        first = horizon
+    days = []
+    while first <= latest:
+        days.append(first)
+        first += dt.timedelta(days=1)
+    return days, skipped
+
+
+def policy_fingerprint(rules_dir: Path) -> str:
+    """What the policy is made of: reminders.yaml and every template file."""
+    digest = hashlib.sha256()
+    rules_dir = Path(rules_dir)
+    files = [rules_dir / pipeline.POLICY_FILE]
+    templates = rules_dir / "templates"
+    if templates.is_dir():
+        files += sorted(p for p in templates.rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(rules_dir)).encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"<unreadable>")
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+# --- the daemon ----------------------------------------------------------------------------------
+
+@dataclass
+class Settings:
+    rules_dir: Path
+    db_url: str | None
+    clock: Clock
+    channel_for: Callable[[Policy, object], Channel]   # the delivery channel for a policy and its templates
+    state_dir: Path | None = None                # the installation id's folder (None: the default)
+    env: dict | None = None                      # environment for the installation id (None: os.environ)
+    lease_seconds: float = 60.0
+    poll_seconds: float = 30.0                   # real seconds between looks at the policy, lease, guard
+    once: bool = False                           # run what is due, deliver, and exit
+    holder: str | None = None
+
+
+@dataclass
+class Loaded:
+    """A policy that passed lint, its templates and channel, read from a private copy of the rules."""
+
+    policy: Policy
+    templates: object
+    channel: Channel
+    fingerprint: str
+    snapshot: Path
+
+    def discard(self) -> None:
+        _close(self.channel)
+        shutil.rmtree(self.snapshot, ignore_errors=True)
+
+
+def load_rules(rules_dir: Path, channel_for: Callable[[Policy, object], Channel]) -> Loaded:
+    """Copy reminders.yaml and templates/ aside, lint the copy, build its channel; or InputError
+    (naming the files where the administrator edits them)."""
+    rules_dir = Path(rules_dir)
+    snapshot = Path(tempfile.mkdtemp(prefix="rappel-rules-"))
+    try:
+        try:
+            shutil.copy2(rules_dir / pipeline.POLICY_FILE, snapshot / pipeline.POLICY_FILE)
+        except OSError as exc:
+            raise InputError([Problem(str(rules_dir / pipeline.POLICY_FILE), None, "",
+                                      f"cannot read the policy: {exc.strerror}")]) from None
+        if (rules_dir / "templates").is_dir():
+            shutil.copytree(rules_dir / "templates", snapshot / "templates")
+        fingerprint = policy_fingerprint(snapshot)
+        try:
+            policy, templates = pipeline.load_checked(snapshot)
+        except InputError as exc:
+            raise InputError([_relocated(p, snapshot, rules_dir) for p in exc.problems]) from None
+        return Loaded(policy, templates, channel_for(policy, templates), fingerprint, snapshot)
+    except BaseException:
+        shutil.rmtree(snapshot, ignore_errors=True)
+        raise
+
+
+def _relocated(problem: Problem, snapshot: Path, rules_dir: Path) -> Problem:
+    source = problem.source.replace(str(snapshot), str(rules_dir))
+    return Problem(source, problem.line, problem.where, problem.message.replace(str(snapshot), str(rules_dir)))
+
+
+@dataclass
+class _State:
+    loaded: Loaded
+    next_delivery: dt.datetime | None = None     # the next look at pending deliveries
+    day_backoff: dt.datetime | None = None       # after a failed day: not before this time
+    held: int = 0                                # messages the flood guard holds (recorded once)
+    said: set = field(default_factory=set)       # messages logged once until things change
+    seen: str = ""                               # the fingerprint of the rules last looked at
+
+    @property
+    def policy(self) -> Policy:
+        return self.loaded.policy
+
+    @property
+    def templates(self):
+        return self.loaded.templates
+
+    @property
+    def channel(self) -> Channel:
+        return self.loaded.channel
+
+
+class Daemon:
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.stop = threading.Event()
+        self.wake = threading.Event()            # set by a signal: the clock's wait returns at once
+        self.reload_asked = threading.Event()
+        self.failed_days = 0
+
+    def _now(self) -> dt.datetime:
+        """The clock's time, in UTC: stored and compared as such everywhere (SQLite keeps no offset)."""
+        return self.s.clock.now().astimezone(UTC)
+
+    # --- signals -------------------------------------------------------------------------------
+    def request_stop(self, *_) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def request_reload(self, *_) -> None:
+        self.reload_asked.set()
+        self.wake.set()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self.request_reload)
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run until stopped (or, with ``once``, until what is due is done). The exit code."""
+        loaded = load_rules(self.s.rules_dir, self._fenced)   # a broken policy at start: InputError
+        policy = loaded.policy
+        self.state = _State(loaded, seen=loaded.fingerprint)
+        try:
+            self.store = Store(self.s.db_url)
+        except BaseException:
+            loaded.discard()
+            raise
+        self.lease = Lease(self.store.engine, ttl=self.s.lease_seconds, holder=self.s.holder)
+        self.history = RunLog(self.store.engine, self.lease.holder)
+        self.guard = Guard(self.store.engine, self.s.state_dir, self.s.env)
+        log.info("rappel daemon %s: runs at %s %s, lease %.0fs", self.lease.holder, policy.schedule.at,
+                 policy.timezone, self.s.lease_seconds)
+        self.lease_wait_until = time.monotonic() + 2 * self.s.lease_seconds
+        code = None
+        try:
+            while code is None and not self.stop.is_set():
+                self.wake.clear()
+                try:
+                    code = self._turn()
+                except Stopping:
+                    break
+                except DBAPIError as exc:   # the database is away: keep the policy, try again shortly
+                    self._say_once("database", f"database unavailable, trying again every "
+                                               f"{self.s.poll_seconds:.0f}s: {str(exc.orig).strip()[:200]}",
+                                   logging.ERROR)
+                    if self.s.once:
+                        return 1
+                    self.wake.wait(self.s.poll_seconds)
+            if self.stop.is_set():
+                log.info("stopped by a signal: the message in flight was finished, the rest stays pending")
+            return code or 0
+        finally:
+            self.lease.release()
+            self.state.loaded.discard()
+            self.store.close()
+            log.info("rappel daemon %s stopped", self.lease.holder)
+
+    def _turn(self) -> int | None:
+        """One turn of the loop: lease, policy, guard, what is due, then wait. An exit code ends it."""
+        if not self.lease.held and not self._take_lease():
+            if self.s.once and time.monotonic() > self.lease_wait_until:
+                log.info("another instance is active; nothing to do here")
+                return 0
+            self.wake.wait(min(self.s.lease_seconds / 3, self.s.poll_seconds))
+            return None
+        self._maybe_reload()
+        verdict = self.guard.check()
+        self.state.said.discard("database")
+        if not verdict.ok:
+            self._say_once("guard", f"delivery refused: {verdict.detail}", logging.ERROR)
+            if self.s.once:
+                return 1
+            self.s.clock.wait(None, self.wake, self.s.poll_seconds)
+            return None
+        self.state.said.discard("guard")
+        try:
+            self._run_due_days(self._now())
+            self._deliver_if_due(self._now())
+        except LeaseLost:
+            log.warning("lease lost during a run: back to standby; the run is left to the holder")
+            return None
+        if self.s.once:
+            return 1 if self.failed_days else 0
+        self.s.clock.wait(self._next_wake(), self.wake, self.s.poll_seconds)
+        return None
+
+    def _take_lease(self) -> bool:
+        if not self.lease.acquire():
+            info = self.lease.info()
+            who = f"{info.holder}, for {info.expires_in:.0f}s more" if info else "?"
+            self._say_once("standby", f"standby: another instance holds the lease ({who})")
+            return False
+        self.state.said.discard("standby")
+        self.lease.start_heartbeat()
+        stale = self.history.interrupt_others(self._now())
+        log.info("active: lease taken (generation %d)%s", self.lease.generation,
+                 f"; {stale} run(s) of a stopped instance marked interrupted" if stale else "")
+        self.state.next_delivery = None
+        return True
+
+    def _say_once(self, key: str, message: str, level: int = logging.INFO) -> None:
+        if key not in self.state.said:
+            self.state.said.add(key)
+            log.log(level, message)
+
+    # --- policy reload -------------------------------------------------------------------------
+    def _maybe_reload(self) -> None:
+        asked = self.reload_asked.is_set()
+        self.reload_asked.clear()
+        current = policy_fingerprint(self.s.rules_dir)
+        if current == self.state.seen and not asked:
+            return
+        self.state.seen = current
+        now = self._now()
+        try:
+            loaded = load_rules(self.s.rules_dir, self._fenced)
+        except InputError as exc:
+            problems = [str(p) for p in exc.problems]
+            log.error("policy edit rejected, still running the previous policy: %s", "; ".join(problems))
+            self.history.note("reload", None, "rejected", now, "\n".join(problems))
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. a file replaced while being copied: look again next turn
+            self.state.seen = ""
+            self._say_once(f"reload:{exc}", f"cannot read the edited policy yet, still running the previous one: "
+                                            f"{type(exc).__name__}: {exc}", logging.WARNING)
+            return
+        self.state.loaded.discard()
+        self.state.loaded = loaded
+        self.state.seen = loaded.fingerprint      # edited again while being copied: seen next time
+        self.state.next_delivery = None
+        policy = loaded.policy
+        log.info("policy reloaded (runs at %s %s)", policy.schedule.at, policy.timezone)
+        self.history.note("reload", None, "ok", now, "")
+
+    def _fenced(self, policy: Policy, templates) -> Channel:
+        return _Fenced(self.s.channel_for(policy, templates), self)
+
+    # --- days ----------------------------------------------------------------------------------
+    def _run_due_days(self, now: dt.datetime) -> None:
+        st = self.state
+        if st.day_backoff and now < st.day_backoff:
+            return
+        policy = st.policy
+        latest = scheduled_day(policy, now)
+        today = now.astimezone(policy.tz).date()
+        last_done = last_completed_day(self.store.engine)
+        unfinished = first_unfinished_day(self.store.engine, last_done)
+        days, skipped = catch_up_days(policy, last_done, latest, today, unfinished)
+        if skipped:
+            first, last = skipped
+            span = f"{first}" if first == last else f"{first} to {last}"
+            why = (f"{span} not evaluated: missed more than {CATCH_UP_DAYS} days ago, past every stage's "
+                   f"catch-up window")
+            log.warning(why)
+            self.history.note("day", last, "skipped", now, why)
+        if not days:
+            return
+        for day in days:
+            if not self._run_day(day, day == today, now):
+                return
+        if days[-1] != today:     # missed days only decided: deliver what is still inside its window
+            self._deliver(self._now(), "catch-up")
+
+    def _run_day(self, day: dt.date, deliver: bool, now: dt.datetime) -> bool:
+        """Evaluate one day (and deliver when it is today). False when the loop must not go on."""
+        st = self.state
+        try:
+            run_id = self.history.start("day", day, now)
+        except DayTaken as exc:
+            log.warning("%s: skipped, %s", day, exc)
+            return False
+        counts = Counts()
+        try:
+            if deliver:
+                result = pipeline.run_day(self.store, st.policy, st.templates, st.channel, day, now=now)
+                counts.decided = len(result.plan.notices)
+                counts.add_outcomes(result.outcomes)
+            else:
+                plan = pipeline.plan_for(self.store, st.policy, day)
+                self.store.record(plan)
+                counts.decided = len(plan.notices)
+        except (Stopping, LeaseLost) as exc:
+            counts.errors.append("stopped before the end: the rest stays pending" if isinstance(exc, Stopping)
+                                 else "lease lost: the rest is left to the instance that holds it")
+            self.history.finish(run_id, "interrupted", self._now(), counts)
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded and retried later; the daemon keeps running
+            counts.errors.append(f"{type(exc).__name__}: {exc}")
+            self.history.finish(run_id, "failed", self._now(), counts)
+            log.error("%s: run failed: %s: %s (next attempt in %d min)", day, type(exc).__name__, exc,
+                      st.policy.schedule.retry_minutes)
+            st.day_backoff = self._now() + dt.timedelta(minutes=st.policy.schedule.retry_minutes)
+            self.failed_days += 1
+            return False
+        st.day_backoff = None
+        self.history.finish(run_id, "ok", self._now(), counts)
+        what = f"{counts.sent} sent, {counts.retrying} to retry, {counts.failed} failed, {counts.dropped} dropped"
+        log.info("%s: %d message(s) decided%s", day, counts.decided, f"; {what}" if deliver else " (catch-up)")
+        if deliver:
+            self._held(counts)
+            self._retry_later()
+        return True
+
+    def _held(self, counts: Counts) -> bool:
+        """Note what the flood guard holds; True when this pass says nothing new about it."""
+        again = bool(counts.held) and counts.held == self.state.held
+        if counts.held and not again:
+            log.error("%s", counts.errors[-1] if counts.errors else "flood guard: messages held")
+        self.state.held = counts.held
+        return again
+
+    # --- deliveries between runs -----------------------------------------------------------------
+    def _deliver_if_due(self, now: dt.datetime) -> None:
+        st = self.state
+        retries = self.store.retry_times() if pending_count(self.store.engine) else None
+        if retries is None:
+            self._retry_later()
+        elif st.next_delivery is None or now >= st.next_delivery or any(t <= now for t in retries.values()):
+            self._deliver(now, "retry")
+
+    def _deliver(self, now: dt.datetime, why: str) -> None:
+        """Deliver what is pending as of today; recorded in the history when anything was attempted."""
+        st = self.state
+        today = now.astimezone(st.policy.tz).date()
+        counts = Counts()
+        try:
+            outcomes = pipeline.dispatch(self.store, st.policy, st.templates, st.channel, today, now=now)
+        except (Stopping, LeaseLost):
+            counts.errors.append("stopped before the end: the rest stays pending")
+            self.history.add("deliver", today, now, self._now(), "interrupted", counts)
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded; tried again at the next pass
+            counts.errors.append(f"{type(exc).__name__}: {exc}")
+            self.history.add("deliver", today, now, self._now(), "failed", counts)
+            log.error("delivery (%s) failed: %s: %s", why, type(exc).__name__, exc)
+        else:
+            counts.add_outcomes(outcomes)
+            if outcomes and not self._held(counts):
+                self.history.add("deliver", today, now, self._now(), "ok", counts)
+                log.info("delivery (%s): %d sent, %d to retry, %d failed, %d dropped", why, counts.sent,
+                         counts.retrying, counts.failed, counts.dropped)
+        self._retry_later()
+
+    def _retry_later(self) -> None:
+        minutes = self.state.policy.schedule.retry_minutes
+        self.state.next_delivery = self._now() + dt.timedelta(minutes=minutes)
+
+    def _next_wake(self) -> dt.datetime:
+        """The next scheduled run, a failed day's next attempt, or the next delivery to retry."""
+        st = self.state
+        now = self._now()
+        wake = next_moment(st.policy, now)
+        if st.day_backoff:
+            wake = min(wake, st.day_backoff)
+        if pending_count(self.store.engine):
+            retries = self.store.retry_times().values()      # each message's own next attempt
+            if retries:
+                wake = min(wake, max(now, min(retries)))
+            if st.next_delivery:
+                wake = min(wake, st.next_delivery)
+        return wake
+
+    # --- the guard on every message ----------------------------------------------------------------
+    def before_send(self) -> None:
+        if self.stop.is_set():
+            raise Stopping()
+        if not self.lease.confirm():
+            raise LeaseLost()
+
+
+class _Fenced:
+    """The policy's channel, checked before every message: not after a stop, only while leased."""
+
+    def __init__(self, inner: Channel, daemon: Daemon):
+        self.inner = inner
+        self.daemon = daemon
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def send_email(self, notice, message):
+        self.daemon.before_send()
+        return self.inner.send_email(notice, message)
+
+    def send_letter(self, notice, pdf, filename):
+        self.daemon.before_send()
+        return self.inner.send_letter(notice, pdf, filename)
+
+
+def _close(channel) -> None:
+    inner = getattr(channel, "inner", channel)
+    close = getattr(inner, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.warning("closing the channel: %s", exc)

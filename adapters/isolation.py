@@ -1,0 +1,49 @@
+"""Rules evaluations in a short-lived child process, for long-running processes (the daemon).
+
+durable-rules' C core keeps some memory of every ruleset and event it saw, even after the ruleset
+is deleted, and a fault in it could take the whole process down. A child process per evaluation
+returns that memory, and a crash, to the operating system: the parent sees an EngineFault and
+decides nothing.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+from engine import rules
+
+_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def evaluate_in_child(policy, candidates, as_of, pairs) -> set[tuple[int, int]]:
+    """engine.rules.evaluate_here, run in a fresh Python process; arguments and result pickled."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run([sys.executable, "-c", "import adapters.isolation as i; i._child_main()"],
+                          input=pickle.dumps((policy, candidates, as_of, pairs)), capture_output=True, env=env)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise rules.EngineFault(f"the rules engine's process failed (exit {proc.returncode}): {tail[0]}")
+    kind, value = pickle.loads(proc.stdout)
+    if kind == "fault":
+        raise rules.EngineFault(value)
+    return value
+
+
+def isolate_evaluations(enabled: bool = True) -> None:
+    """Evaluate in a child process from now on (or, with False, in this process again)."""
+    rules.run_evaluations_with(evaluate_in_child if enabled else None)
+
+
+def _child_main() -> None:
+    """The child's entry point: pickled arguments on stdin, pickled result on stdout."""
+    policy, candidates, as_of, pairs = pickle.load(sys.stdin.buffer)
+    try:
+        result = ("ok", rules.evaluate_here(policy, candidates, as_of, pairs))
+    except rules.EngineFault as exc:
+        result = ("fault", str(exc))
+    sys.stdout.buffer.write(pickle.dumps(result))
+    sys.stdout.flush()

@@ -1,0 +1,103 @@
+"""The default channel: messages written to a local outbox folder, nothing to configure.
+
+    <root>/email/<YYYY-MM-DD>/<name>.eml               one RFC 5322 message per email notice
+    <root>/letters/<LIBRARY>/<YYYY-MM-DD>/<name>.pdf   one PDF per letter, by library
+
+``<name>`` comes from the notice key, so sending the same notice again overwrites the same file.
+Files are written to a temporary file beside the target and renamed over it: a crash leaves
+the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from email.message import EmailMessage
+from pathlib import Path
+
+from adapters.channels import Check, Delivery
+from adapters.render import wire_bytes
+from engine.decide import Notice
+
+__all__ = ["OutboxChannel", "safe_name"]
+
+FILE_MODE = 0o640   # letters and emails carry patrons' personal data
+_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def safe_name(key: str) -> str:
+    """A file name for a notice key: readable, portable, and distinct for distinct keys."""
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", key).strip("._-")[:80] or "notice"
+    return f"{slug}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:10]}"
+
+
+class OutboxChannel:
+    name = "outbox"
+    local = True       # nothing leaves the machine: the flood guard does not count these
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def email_path(self, notice: Notice) -> Path:
+        return self.root / "email" / notice.date.isoformat() / f"{safe_name(notice.key)}.eml"
+
+    def letter_path(self, notice: Notice) -> Path:
+        library = notice.library or "_none"
+        if not _PLAIN.match(library):   # a code that is no plain folder name gets a safe one
+            library = safe_name(library)
+        return self.root / "letters" / library / notice.date.isoformat() / f"{safe_name(notice.key)}.pdf"
+
+    def send_email(self, notice: Notice, message: EmailMessage) -> Delivery:
+        return self._write(self.email_path(notice), lambda: wire_bytes(message))
+
+    def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
+        """Write the PDF; ``filename`` is for attachments, the outbox names files by notice key."""
+        return self._write(self.letter_path(notice), lambda: pdf)
+
+    def _write(self, path: Path, data) -> Delivery:
+        try:
+            write_atomic(path, data())
+        except OSError as exc:
+            return Delivery.failed(f"cannot write {path}: {exc.strerror or exc}", reference=str(path))
+        return Delivery.sent(str(path), "written to the outbox")
+
+    def checks(self) -> list[Check]:
+        folder = self.root
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        ok = folder.is_dir() and os.access(folder, os.W_OK)
+        return [Check(f"outbox {self.root}", ok, "writable" if ok else f"{folder} is not a writable folder")]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _sync_dir(path.parent)
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,160 @@
+"""The database tables (SQLAlchemy Core). Changes go through a new alembic migration."""
+from __future__ import annotations
+
+from sqlalchemy import (Column, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint,
+                        String, Table, Text, func)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+PATRON_FIELDS = ("patron_id", "barcode", "first_name", "last_name", "email", "preferred_language",
+                 "account_type", "record_type", "user_group", "address_line1", "address_line2",
+                 "postal_code", "city", "country", "phone")
+LOAN_FIELDS = ("loan_id", "patron_id", "item_barcode", "title", "library", "due_date", "returned_on", "status")
+REQUEST_FIELDS = ("request_id", "patron_id", "title", "library", "pickup_library", "placed_on", "status",
+                  "expires_on")
+
+patrons = Table(
+    "patrons", metadata,
+    Column("patron_id", String(64), primary_key=True),
+    Column("barcode", String(64), nullable=False, unique=True),
+    *(Column(name, String(255), nullable=False, server_default="") for name in PATRON_FIELDS[2:]),
+)
+
+loans = Table(
+    "loans", metadata,
+    Column("loan_id", String(64), primary_key=True),
+    Column("patron_id", String(64), ForeignKey("patrons.patron_id"), nullable=False, index=True),
+    Column("item_barcode", String(64), nullable=False, server_default=""),
+    Column("title", Text, nullable=False, server_default=""),
+    Column("library", String(32), nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("returned_on", Date, nullable=True),
+    Column("status", String(64), nullable=False, server_default=""),
+)
+# The daily pre-filter: open loans by due date.
+Index("ix_loans_open_due", loans.c.due_date,
+      sqlite_where=loans.c.returned_on.is_(None), postgresql_where=loans.c.returned_on.is_(None))
+
+requests = Table(
+    "requests", metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("patron_id", String(64), ForeignKey("patrons.patron_id"), nullable=False, index=True),
+    Column("title", Text, nullable=False, server_default=""),
+    Column("library", String(32), nullable=False),
+    Column("pickup_library", String(32), nullable=False),
+    Column("placed_on", Date, nullable=False),
+    Column("status", String(64), nullable=False, server_default=""),
+    Column("expires_on", Date, nullable=True),
+)
+
+notices = Table(
+    "notices", metadata,
+    Column("key", String(255), primary_key=True),
+    Column("run_date", Date, nullable=False),
+    Column("stage", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("patron_id", String(64), nullable=False),
+    Column("library", String(32), nullable=True),
+    Column("recipient", Text, nullable=False),
+    Column("destination", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("reference", Text, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # delivery (migration 0003): the server's last reply, when a transient failure is retried, and
+    # the notices that replaced this one when it failed for good (an email that became letters)
+    Column("reply", Text, nullable=True),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("replaced_by", Text, nullable=True),
+)
+Index("ix_notices_status", notices.c.status)
+
+ledger = Table(
+    "ledger", metadata,
+    Column("loan_id", String(64), nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("stage", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("notice_key", String(255), ForeignKey("notices.key"), nullable=True, index=True),
+    Column("decided_on", Date, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("loan_id", "due_date", "stage"),
+)
+
+# -- patron services (migration 0002) ------------------------------------------------------------
+
+# Every change to a patron record, by a member of staff (source "edit") or a synchronisation ("sync").
+patron_audit = Table(
+    "patron_audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("patron_id", String(64), nullable=False, index=True),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("role", String(64), nullable=False, server_default=""),
+    Column("source", String(16), nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("old_value", Text, nullable=False, server_default=""),
+    Column("new_value", Text, nullable=False, server_default=""),
+)
+
+# Protected fields of external accounts edited locally: synchronisations keep these values.
+patron_local_edits = Table(
+    "patron_local_edits", metadata,
+    Column("patron_id", String(64), ForeignKey("patrons.patron_id"), nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("edited_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(255), nullable=False),
+    PrimaryKeyConstraint("patron_id", "field"),
+)
+
+# --- operations (migration 0004): the daemon's lease, its run history, the installation guard -------
+
+installation = Table(
+    "installation", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),   # always 1: one row
+    Column("installation_id", String(64), nullable=False),
+    Column("hostname", String(255), nullable=False, server_default=""),
+    Column("claimed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("confirmed_by", String(255), nullable=False, server_default=""),
+)
+
+leases = Table(
+    "leases", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0"),   # +1 at every change of holder
+    Column("acquired_at", Float, nullable=False),   # database clock, seconds since the epoch
+    Column("renewed_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),          # day | deliver | reload
+    Column("run_date", Date, nullable=True),              # the date evaluated (day) or delivered on
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("outcome", String(16), nullable=False),        # running | ok | failed | interrupted | skipped | rejected
+    Column("holder", String(255), nullable=False, server_default=""),
+    Column("decided", Integer, nullable=False, server_default="0"),
+    Column("sent", Integer, nullable=False, server_default="0"),
+    Column("retrying", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("dropped", Integer, nullable=False, server_default="0"),    # cancelled or expired at delivery
+    Column("held", Integer, nullable=False, server_default="0"),       # held by the flood guard
+    Column("errors", Text, nullable=False, server_default=""),
+)
+Index("ix_runs_kind_date", runs.c.kind, runs.c.run_date)
+# A day is evaluated by one run at a time and completed once.
+Index("ux_runs_day", runs.c.run_date, unique=True,
+      sqlite_where=(runs.c.kind == "day") & runs.c.outcome.in_(("running", "ok")),
+      postgresql_where=(runs.c.kind == "day") & runs.c.outcome.in_(("running", "ok")))

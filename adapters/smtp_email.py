@@ -1,0 +1,309 @@
+"""Email over SMTP through apprise: one mailto:// URL per recipient, the message rappel built.
+
+The institution's server is an apprise ``mailto://`` (or ``mailtos://``) URL from the policy
+(``delivery.email.url``, secrets as ``${NAME}``). For each message rappel adds the recipient
+(``to=``), From and Reply-To (``from=``, ``reply=``, from the policy's ``sender``), so every
+recipient has its own URL and its own status.
+
+apprise's stock mailto service builds its message from a title and a body: a random Message-ID,
+a text part converted from the HTML, the date of sending. rappel's messages are built by
+adapters/render.py (both parts from the templates, a Message-ID derived from the ledger key, a
+fixed date), so ``RappelMail`` is that same apprise service (same URL, same parameters) with a
+``send()`` that transmits the prepared bytes and keeps the server's reply. apprise logs an SMTP
+refusal at DEBUG only; here each reply is kept on the service (``mail.reply``) and in the
+result's logs, and goes into the ledger with the notice.
+
+Replies and what they mean (``Delivery.permanent``):
+  - the recipient refused with 5xx (550 no such user, 553 bad address), or the message refused
+    with 5xx after DATA: permanent; the policy's fallback applies (an email becomes a letter);
+  - 4xx anywhere (greylisting, mailbox full, 421 closing), connection refused, timeouts: transient,
+    retried on a later pass with backoff;
+  - the server refusing rappel itself (greeting, STARTTLS, login, MAIL FROM refused): transient
+    too. It is the site's setting that is wrong, not the patron's address: nothing falls back to
+    paper for everyone, notices wait (and expire after their window) while it is fixed.
+After a connection-level failure the server is considered down for the rest of the pass: later
+notices fail at once ("not attempted") instead of each waiting for a timeout.
+"""
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import getaddresses
+from urllib.parse import urlencode
+
+import apprise
+from apprise.common import NotifyType
+from apprise.plugins.email import NotifyEmail
+
+from adapters.channels import Check, Delivery
+from adapters.render import is_address, wire_bytes
+from engine.decide import Notice
+
+__all__ = ["RappelMail", "SmtpEmailChannel", "SmtpReply"]
+
+DOWN_SECONDS = 60.0          # after a connection-level failure, later sends fail at once this long
+HELO_NAME = "rappel"         # smtplib would look up this host's FQDN for every connection
+
+
+@dataclass(frozen=True)
+class SmtpReply:
+    """What the server said at one step of one transaction."""
+
+    code: int | None          # None: no reply (connection refused, timeout, closed)
+    text: str
+    step: str                 # connect, starttls, login, MAIL FROM, RCPT TO, DATA
+    recipient: str = ""
+
+    @property
+    def permanent(self) -> bool:
+        """5xx about this recipient or this message: retrying will not help."""
+        return self.code is not None and 500 <= self.code < 600 and self.step in ("RCPT TO", "DATA")
+
+    @property
+    def server_down(self) -> bool:
+        """The server cannot take anything from us now: the other messages need not try."""
+        return self.code is None or self.code == 421 or self.step in ("connect", "starttls", "login", "MAIL FROM")
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip() if self.code is not None else self.text
+
+
+class SmtpFailure(Exception):
+    def __init__(self, reply: SmtpReply):
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def _reply(code: int | None, msg, step: str, recipient: str = "") -> SmtpReply:
+    text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+    return SmtpReply(code, " ".join(text.split()), step, recipient)
+
+
+class _Session:
+    """One SMTP connection, reused for many messages (one transaction each), reopened when needed."""
+
+    def __init__(self, timeout: float, per_connection: int):
+        self.timeout = timeout
+        self.per_connection = per_connection
+        self.conn: smtplib.SMTP | None = None
+        self.sent_on_conn = 0
+        self.key: tuple | None = None
+        self.down: tuple[float, SmtpReply] | None = None
+        self.greeting: SmtpReply | None = None
+
+    def open(self, mail: NotifyEmail) -> smtplib.SMTP:
+        key = (mail.smtp_host, mail.port, mail.secure_mode, mail.user, mail.password)
+        if self.conn is not None and (key != self.key or self.sent_on_conn >= self.per_connection):
+            self.close()
+        if self.conn is None:
+            self.conn = connect(mail, self.timeout)
+            self.key, self.sent_on_conn = key, 0
+        return self.conn
+
+    def send(self, mail: NotifyEmail, sender: str, recipients: list[str], data: bytes) -> SmtpReply:
+        if self.down and time.monotonic() - self.down[0] < DOWN_SECONDS:
+            seconds = time.monotonic() - self.down[0]
+            raise SmtpFailure(SmtpReply(None, f"not attempted: {mail.smtp_host}:{mail.port} failed "
+                                              f"{seconds:.0f} s ago ({self.down[1]})", "connect"))
+        reused = self.conn is not None
+        try:
+            return self._transaction(self.open(mail), sender, recipients, data)
+        except smtplib.SMTPServerDisconnected as exc:
+            self.close()
+            if reused:     # the server dropped an idle connection: once more on a fresh one
+                return self.send(mail, sender, recipients, data)
+            raise self._failed(SmtpReply(None, f"the server closed the connection: {exc}", "DATA")) from None
+        except SmtpFailure as exc:
+            if exc.reply.server_down:
+                self.close()
+                self.down = (time.monotonic(), exc.reply)
+            raise
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            raise self._failed(SmtpReply(None, f"{type(exc).__name__}: {exc}", "DATA")) from None
+
+    def _failed(self, reply: SmtpReply) -> SmtpFailure:
+        self.down = (time.monotonic(), reply)
+        return SmtpFailure(reply)
+
+    def _transaction(self, conn: smtplib.SMTP, sender: str, recipients: list[str], data: bytes) -> SmtpReply:
+        code, msg = conn.mail(sender)
+        if code != 250:
+            self._reset(conn)
+            raise SmtpFailure(_reply(code, msg, "MAIL FROM"))
+        for recipient in recipients:
+            code, msg = conn.rcpt(recipient)
+            if code not in (250, 251):
+                self._reset(conn)
+                raise SmtpFailure(_reply(code, msg, "RCPT TO", recipient))
+        code, msg = conn.data(data)
+        self.sent_on_conn += 1
+        if code != 250:
+            raise SmtpFailure(_reply(code, msg, "DATA"))
+        return _reply(code, msg, "DATA")
+
+    @staticmethod
+    def _reset(conn: smtplib.SMTP) -> None:
+        try:
+            conn.rset()
+        except (OSError, smtplib.SMTPException):
+            pass
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self.conn = None
+
+
+def connect(mail: NotifyEmail, timeout: float, greeting: list | None = None) -> smtplib.SMTP:
+    """Connect, STARTTLS and log in as the apprise URL says; SmtpFailure with the reply if refused."""
+    context = None
+    if mail.secure_mode in ("ssl", "starttls"):      # loading the CA store takes a while: only for TLS
+        context = ssl.create_default_context()
+        if not mail.verify_certificate:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    step = "connect"
+    try:
+        if mail.secure_mode == "ssl":
+            conn = smtplib.SMTP_SSL(local_hostname=HELO_NAME, timeout=timeout, context=context)
+        else:
+            conn = smtplib.SMTP(local_hostname=HELO_NAME, timeout=timeout)
+        code, msg = conn.connect(mail.smtp_host, mail.port)
+        if greeting is not None:
+            greeting.append(_reply(code, msg, "connect"))
+        conn.ehlo_or_helo_if_needed()
+        if mail.secure_mode == "starttls":
+            step = "starttls"
+            conn.starttls(context=context)
+            conn.ehlo()
+        if mail.user and mail.password:
+            step = "login"
+            conn.login(mail.user, mail.password)
+    except smtplib.SMTPResponseException as exc:
+        raise SmtpFailure(_reply(exc.smtp_code, exc.smtp_error, step)) from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise SmtpFailure(SmtpReply(None, f"{mail.smtp_host}:{mail.port}: {exc or type(exc).__name__}", step)) \
+            from None
+    return conn
+
+
+class RappelMail(NotifyEmail):
+    """apprise's mailto/mailtos service sending a message rappel prepared (see the module's doc)."""
+
+    service_name = "E-Mail (rappel)"
+    request_rate_per_sec = 0       # rappel paces the messages itself (flood_guard.per_second)
+
+    def __init__(self, prepared: bytes = b"", session: _Session | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.prepared = prepared
+        self.session = session or _Session(self.socket_connect_timeout, 1)
+        self.reply: SmtpReply | None = None
+
+    def send(self, body, title="", notify_type=NotifyType.INFO, attach=None, **kwargs) -> bool:
+        recipients = [address for _, address in self.targets]
+        try:
+            self.reply = self.session.send(self, self.from_addr[1], recipients, self.prepared)
+        except SmtpFailure as exc:
+            self.reply = exc.reply
+            self.logger.warning("Email to %s not sent: %s (%s)", ", ".join(recipients), exc.reply, exc.reply.step)
+            return False
+        self.logger.info("Sent email to %s: %s", ", ".join(recipients), self.reply)
+        return True
+
+
+class SmtpEmailChannel:
+    """The channel contract over one SMTP server: send_email (one recipient, its own URL), checks."""
+
+    name = "smtp"
+
+    def __init__(self, url: str, sender_from: str, reply_to: str, *, timeout: float = 30,
+                 per_connection: int = 100, label: str = "delivery.email"):
+        self.url, self.sender_from, self.reply_to, self.label = url, sender_from, reply_to, label
+        self.timeout = timeout
+        self.asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)
+        self.session = _Session(timeout, per_connection)
+        self.notifier = apprise.Apprise(asset=self.asset)
+        self.server = self.service_for("check@rappel.invalid")   # validates the URL now, not per message
+
+    @classmethod
+    def from_policy(cls, url: str, policy, settings=None, label: str = "delivery.email") -> SmtpEmailChannel:
+        timeout = settings.timeout_seconds if settings else 30
+        per_connection = settings.messages_per_connection if settings else 100
+        return cls(url, policy.sender.from_, policy.sender.reply_to, timeout=timeout,
+                   per_connection=per_connection, label=label)
+
+    def recipient_url(self, recipient: str) -> str:
+        """The apprise URL of one recipient: the server's URL plus to=, from= and reply=."""
+        extra = urlencode({"to": recipient, "from": self.sender_from, "reply": self.reply_to})
+        return f"{self.url}{'&' if '?' in self.url else '?'}{extra}"
+
+    def service_for(self, recipient: str, message: bytes = b"") -> RappelMail:
+        args = NotifyEmail.parse_url(self.recipient_url(recipient))
+        if not args:
+            raise ValueError(f"{self.label}.url: apprise cannot read this mailto URL")
+        try:
+            mail = RappelMail(asset=self.asset, prepared=message, session=self.session, **args)
+        except Exception as exc:   # apprise: AppriseImproperlyConfigured and friends
+            raise ValueError(f"{self.label}.url: {exc}") from None
+        mail.socket_connect_timeout = self.timeout
+        return mail
+
+    def send_email(self, notice: Notice, message: EmailMessage) -> Delivery:
+        raw = {name.lower(): value for name, value in message.raw_items()}   # as written: no parsing needed
+        recipients = [address for _, address in getaddresses([raw.get("to", "")]) if address]
+        if len(recipients) != 1 or not is_address(recipients[0]):
+            return Delivery.failed(f"not one email address: {raw.get('to')!r}", permanent=True)
+        recipient = recipients[0]
+        mail = self.service_for(recipient, wire_bytes(message))
+        if [address for _, address in mail.targets] != [recipient]:
+            return Delivery.failed(f"apprise reads {recipient!r} as {mail.targets!r}", permanent=True)
+        notifier = self.notifier      # one Apprise object for the channel (it loads a translation when made)
+        notifier.clear()
+        notifier.add(mail)
+        subject = str(raw.get("subject", "")) or "-"
+        result = notifier.notify(body=subject, title=subject, log_level=logging.INFO)
+        reference = " ".join(str(raw.get("message-id", "")).split())
+        if result and mail.reply is not None:
+            return Delivery.sent(reference, f"accepted by {mail.smtp_host}", reply=str(mail.reply))
+        reply = mail.reply
+        if reply is None:   # apprise refused before sending: its logs say why
+            logs = "; ".join(entry.message for r in result.results for entry in r.logs())
+            return Delivery.failed(logs or f"apprise: {result.status.name}", reference=reference)
+        where = f"{reply.step} <{reply.recipient}>" if reply.recipient else reply.step
+        return Delivery.failed(f"{where} refused: {reply}" if reply.code else str(reply),
+                               permanent=reply.permanent, reference=reference, reply=str(reply))
+
+    def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
+        return Delivery.failed("the SMTP channel sends emails; letters go to a printer or a mailbox", permanent=True)
+
+    def checks(self) -> list[Check]:
+        """Connect, read the greeting, STARTTLS and log in as configured, then quit: nothing is sent."""
+        mail = self.server
+        target = f"{self.label}: {mail.smtp_host}:{mail.port} ({mail.secure_mode})"
+        greeting: list[SmtpReply] = []
+        try:
+            conn = connect(mail, self.timeout, greeting)
+        except SmtpFailure as exc:
+            return [Check(target, False, f"{exc.reply.step}: {exc.reply}")]
+        try:
+            conn.noop()
+            conn.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+        steps = [str(greeting[0]) if greeting else "connected"]
+        if mail.secure_mode == "starttls":
+            steps.append("STARTTLS ok")
+        if mail.user and mail.password:
+            steps.append(f"logged in as {mail.user}")
+        return [Check(target, True, "; ".join(steps))]
+
+    def close(self) -> None:
+        self.session.close()

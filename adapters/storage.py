@@ -1,0 +1,304 @@
+"""Storage: SQLAlchemy 2 Core on SQLite (default) or PostgreSQL, schema by alembic migrations."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import and_, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, loans, notices, patrons, requests
+from engine.decide import Plan
+from engine.facts import Candidate, Loan, Patron
+from engine.policy import Policy
+from engine.reference import due_ranges
+
+DEFAULT_URL = "sqlite:///rappel.db"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def database_url(explicit: str | None) -> str:
+    return explicit or os.environ.get("RAPPEL_DB_URL") or DEFAULT_URL
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def migrate(engine: Engine) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _loan(row) -> Loan:
+    return Loan(loan_id=row.loan_id, patron_id=row.patron_id, library=row.library, due_date=row.due_date,
+                item_barcode=row.item_barcode, title=row.title, returned_on=row.returned_on, status=row.status)
+
+
+def _patron(row) -> Patron:
+    return Patron(**{name: getattr(row, name) for name in PATRON_FIELDS})
+
+
+@dataclass(frozen=True)
+class PendingNotice:
+    key: str
+    run_date: dt.date
+    stage: str
+    channel: str
+    patron_id: str
+    library: str | None
+    recipient: str
+    destination: str
+    attempts: int
+    entries: tuple[tuple[str, dt.date], ...]   # (loan_id, due_date) ledger rows of this notice
+
+
+class Store:
+    """Every read and write rappel does. One instance per command; methods open short transactions."""
+
+    def __init__(self, url: str | None = None, *, upgrade: bool = True):
+        self.url = database_url(url)
+        self.engine = create_engine(self.url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if upgrade:
+            migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    # --- facts -----------------------------------------------------------------------------
+    def known_ids(self, table) -> set[str]:
+        pk = list(table.primary_key.columns)[0]
+        with self.engine.connect() as conn:
+            return set(conn.scalars(select(pk)))
+
+    def barcodes(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(patrons.c.barcode, patrons.c.patron_id)).all())
+
+    def upsert(self, conn: Connection, table, rows: list[dict]) -> None:
+        """Insert rows, replacing those whose primary key exists (same code on SQLite and PostgreSQL)."""
+        if not rows:
+            return
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = dialect_insert(table)
+        pk = [c.name for c in table.primary_key.columns]
+        stmt = stmt.on_conflict_do_update(
+            index_elements=pk, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk})
+        conn.execute(stmt, rows)
+
+    def patron(self, patron_id: str) -> Patron | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(patrons).where(patrons.c.patron_id == patron_id)).first()
+        return _patron(row) if row else None
+
+    def loan(self, loan_id: str) -> Loan | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(loans).where(loans.c.loan_id == loan_id)).first()
+        return _loan(row) if row else None
+
+    def loans_by_id(self, loan_ids: Iterable[str]) -> dict[str, Loan]:
+        out: dict[str, Loan] = {}
+        ids = list(loan_ids)
+        with self.engine.connect() as conn:
+            for chunk in _chunks(ids, 500):
+                for row in conn.execute(select(loans).where(loans.c.loan_id.in_(chunk))):
+                    out[row.loan_id] = _loan(row)
+        return out
+
+    def patrons_by_id(self, patron_ids: Iterable[str]) -> dict[str, Patron]:
+        out: dict[str, Patron] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(patron_ids), 500):
+                for row in conn.execute(select(patrons).where(patrons.c.patron_id.in_(chunk))):
+                    out[row.patron_id] = _patron(row)
+        return out
+
+    def overdue_loans(self, patron_ids: Iterable[str], as_of: dt.date) -> dict[str, list[Loan]]:
+        """Every open loan past its due date, per patron (the recap of a notice)."""
+        out: dict[str, list[Loan]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(patron_ids)), 500):
+                query = select(loans).where(loans.c.patron_id.in_(chunk), loans.c.returned_on.is_(None),
+                                            loans.c.due_date < as_of).order_by(loans.c.due_date, loans.c.loan_id)
+                for row in conn.execute(query):
+                    out.setdefault(row.patron_id, []).append(_loan(row))
+        return out
+
+    # --- the daily candidates ------------------------------------------------------------
+    def candidates(self, policy: Policy, as_of: dt.date) -> tuple[list[Candidate], dict[str, Patron]]:
+        """Open loans whose due date lies in a stage's range (indexed), with patron and ledger facts."""
+        ranges = due_ranges(policy, as_of)
+        if not ranges:
+            return [], {}
+        # The ranges are a few days each: an IN list of their dates lets both SQLite and PostgreSQL
+        # seek the partial index day by day (an OR of BETWEENs made SQLite scan every open loan).
+        days = sorted({lo + dt.timedelta(days=i) for lo, hi in ranges for i in range((hi - lo).days + 1)})
+        near = and_(loans.c.returned_on.is_(None), loans.c.due_date.in_(days))
+        query = select(loans, *(patrons.c[n] for n in PATRON_FIELDS if n != "patron_id")).join(
+            patrons, patrons.c.patron_id == loans.c.patron_id).where(near)
+        recorded_query = select(ledger.c.loan_id, ledger.c.stage).join(
+            loans, and_(loans.c.loan_id == ledger.c.loan_id, loans.c.due_date == ledger.c.due_date)).where(near)
+        recorded: dict[str, set[str]] = {}
+        found: dict[str, Patron] = {}
+        out = []
+        with self.engine.connect() as conn:
+            for loan_id, stage in conn.execute(recorded_query):
+                recorded.setdefault(loan_id, set()).add(stage)
+            for row in conn.execute(query):
+                patron = found.get(row.patron_id)
+                if patron is None:
+                    patron = found[row.patron_id] = _patron(row)
+                out.append(Candidate(_loan(row), patron.record_type, patron.user_group,
+                                     frozenset(recorded.get(row.loan_id, ()))))
+        return out, found
+
+    def ledger_for(self, loan_id: str) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ledger).where(ledger.c.loan_id == loan_id)
+                                .order_by(ledger.c.due_date, ledger.c.decided_on)).mappings().all()
+        return [dict(r) for r in rows]
+
+    # --- the ledger and the outbox -------------------------------------------------------
+    def record(self, plan: Plan) -> None:
+        """Write every decision and notice of a plan in one transaction (before any delivery)."""
+        with self.engine.begin() as conn:
+            if plan.notices:
+                conn.execute(insert(notices), [
+                    {"key": n.key, "run_date": n.date, "stage": n.stage, "channel": n.channel,
+                     "patron_id": n.patron_id, "library": n.library, "recipient": n.recipient,
+                     "destination": n.destination, "status": "pending"} for n in plan.notices])
+            if plan.decisions:
+                conn.execute(insert(ledger), [
+                    {"loan_id": d.loan_id, "due_date": d.due_date, "stage": d.stage, "status": d.status,
+                     "notice_key": d.notice_key, "decided_on": plan.as_of, "reason": d.reason}
+                    for d in plan.decisions])
+
+    def pending(self) -> list[PendingNotice]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(notices).where(notices.c.status == "pending")
+                                .order_by(notices.c.run_date, notices.c.key)).all()
+            entries: dict[str, list] = {}
+            keys = [r.key for r in rows]
+            for chunk in _chunks(keys, 500):
+                for e in conn.execute(select(ledger.c.notice_key, ledger.c.loan_id, ledger.c.due_date)
+                                      .where(ledger.c.notice_key.in_(chunk), ledger.c.status == "pending")
+                                      .order_by(ledger.c.loan_id)):
+                    entries.setdefault(e.notice_key, []).append((e.loan_id, e.due_date))
+        return [PendingNotice(r.key, r.run_date, r.stage, r.channel, r.patron_id, r.library, r.recipient,
+                              r.destination, r.attempts, tuple(entries.get(r.key, ()))) for r in rows]
+
+    def settle(self, key: str, status: str, *, reference: str | None = None, error: str | None = None,
+               entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
+        """Record a notice's outcome and its ledger rows' in one transaction.
+
+        ``entry_status`` overrides the status of some ledger rows ((loan, due) → (status, reason)),
+        e.g. a loan returned since the decision is cancelled while the rest of the notice is sent.
+        """
+        now = func.now()
+        with self.engine.begin() as conn:
+            values = {"status": status, "updated_at": now, "attempts": notices.c.attempts + 1}
+            if reference is not None:
+                values["reference"] = reference
+            if error is not None:
+                values["last_error"] = error
+            conn.execute(update(notices).where(notices.c.key == key).values(**values))
+            for (loan_id, due), (st, reason) in (entry_status or {}).items():
+                conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
+                                                  ledger.c.due_date == due)
+                             .values(status=st, reason=reason, updated_at=now))
+            if status != "pending":
+                conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.status == "pending")
+                             .values(status=status, updated_at=now,
+                                     **({"reason": error} if error else {})))
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(ledger.c.status, func.count()).group_by(ledger.c.status)).all())
+
+    # --- delivery: replies, retries with backoff, fallbacks (adapters/pipeline.py) ---------------
+    def retry_times(self) -> dict[str, dt.datetime]:
+        """Pending notices waiting for a retry: key → the time of their next attempt (UTC)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(notices.c.key, notices.c.next_attempt_at).where(
+                notices.c.status == "pending", notices.c.next_attempt_at.is_not(None))).all()
+        return {key: when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc) for key, when in rows}
+
+    def settle_delivery(self, key: str, status: str, *, reference: str | None = None, error: str | None = None,
+                        reply: str | None = None, next_attempt_at: dt.datetime | None = None,
+                        entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
+        """settle(), plus what delivery keeps with the row (the server's reply, when to try again),
+        in the same transaction."""
+        now = func.now()
+        with self.engine.begin() as conn:
+            values = {"status": status, "updated_at": now, "attempts": notices.c.attempts + 1,
+                      "next_attempt_at": next_attempt_at}
+            for name, value in (("reference", reference), ("last_error", error), ("reply", reply)):
+                if value is not None:
+                    values[name] = value
+            conn.execute(update(notices).where(notices.c.key == key).values(**values))
+            self._settle_ledger(conn, key, status, error, entry_status)
+
+    def reroute(self, key: str, *, error: str, reply: str | None, replacements: list,
+                moves: dict[tuple[str, dt.date], tuple[str, str]],
+                entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
+        """A notice that failed for good is replaced by others (an email by letters), in one transaction:
+        it is marked failed with its reason; the new notices are pending; its ledger rows move to them
+        (``moves``: (loan, due) → (new key, reason)); ``entry_status`` rows are settled as given."""
+        now = func.now()
+        with self.engine.begin() as conn:
+            conn.execute(update(notices).where(notices.c.key == key).values(
+                status="failed", updated_at=now, attempts=notices.c.attempts + 1, last_error=error,
+                next_attempt_at=None, replaced_by=" ".join(n.key for n in replacements),
+                **({"reply": reply} if reply is not None else {})))
+            if replacements:
+                conn.execute(insert(notices), [
+                    {"key": n.key, "run_date": n.date, "stage": n.stage, "channel": n.channel,
+                     "patron_id": n.patron_id, "library": n.library, "recipient": n.recipient,
+                     "destination": n.destination, "status": "pending"} for n in replacements])
+            for (loan_id, due), (new_key, reason) in moves.items():
+                conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
+                                                  ledger.c.due_date == due)
+                             .values(notice_key=new_key, reason=reason, updated_at=now))
+            self._settle_ledger(conn, key, "failed", error, entry_status)
+
+    @staticmethod
+    def _settle_ledger(conn: Connection, key: str, status: str, error: str | None,
+                       entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None) -> None:
+        now = func.now()
+        for (loan_id, due), (st, reason) in (entry_status or {}).items():
+            conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
+                                              ledger.c.due_date == due)
+                         .values(status=st, reason=reason, updated_at=now))
+        if status != "pending":
+            conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.status == "pending")
+                         .values(status=status, updated_at=now, **({"reason": error} if error else {})))
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+__all__ = ["Store", "PendingNotice", "database_url", "migrate", "DEFAULT_URL", "LOAN_FIELDS"]

@@ -1,0 +1,694 @@
+#!/usr/bin/env python
+"""Daily-run benchmark: import, dry run, real run and scaling of one day of rappel at library size.
+
+    .venv/bin/python benchmarks/daily_run.py [--loans 1000000] [--patrons 200000] [--workdir bench-data]
+                                             [--skip-real] [--skip-2m] [--repeat 3] [--wait-minutes 25]
+
+What it does, for the benchmark day D = 2026-11-23 (policy: rules/reminders.yaml):
+
+1. generates, deterministically (fixed seed), a patrons CSV and an OPEN-loans CSV (due dates spread
+   uniformly over D-90 .. D+275, so a few percent of the loans are candidates on D), plus a second
+   loans CSV of as many loans that are never candidates on D (half returned, half due after D+40);
+2. imports patrons then loans into a fresh SQLite file with the CLI (`rappel import`), as a user
+   would: wall time and peak RSS of each process;
+3. dry-runs D with the CLI (`rappel run --on D --dry-run --json`), --repeat times (median), counting
+   the JSON lines (messages); and times the same work in-process (store.candidates + plan_day, the
+   body of pipeline.plan_for) to separate interpreter start-up and imports from the work;
+4. peak RSS of every measured process: each one is a direct child reaped with os.wait4, whose
+   rusage is that child's own (RUSAGE_CHILDREN would be the maximum over all children so far);
+5. really runs D on a copy of the 1M database (`rappel run --on D --outbox DIR`): decisions
+   committed, then every notice delivered by the local outbox channel (.eml and .pdf files);
+6. scaling: a copy of the 1M database plus the 1M non-candidate loans (2M loans), dry-run D again:
+   same candidates, and the time ratio 2M/1M should stay near 1 (an indexed pre-filter);
+7. prints a table of every figure with its target and PASS/FAIL, and exits 0: it is a report.
+
+The real run needs adapters/render.py, adapters/outbox.py and rules/templates/*.j2; the script
+waits for them (polling every 30 s, --wait-minutes). Until the CLI works (`rappel lint` passes),
+imports and dry runs fall back to the same library calls in a child process, and the figures say
+so; they are measured again with the CLI once it works.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "rules"
+DAY = dt.date(2026, 11, 23)
+SEED = 20261123
+GENERATOR = 2          # bump when the generated data change
+BIN = Path(sys.executable).parent
+RAPPEL = BIN / "rappel"
+
+TARGET_IMPORT_S = 60.0
+TARGET_DRY_S = 5.0
+TARGET_RSS_MB = 500.0
+TARGET_RATIO = 1.3
+
+PATRON_FIELDS = ("patron_id", "barcode", "first_name", "last_name", "email", "preferred_language",
+                 "account_type", "record_type", "user_group", "address_line1", "address_line2",
+                 "postal_code", "city", "country", "phone")
+LOAN_FIELDS = ("loan_id", "patron_id", "item_barcode", "title", "library", "due_date", "returned_on", "status")
+
+
+# --------------------------------------------------------------------------------------------
+# data generation
+# --------------------------------------------------------------------------------------------
+FIRST = ["Camille", "Thomas", "Jeanne", "Lucía", "Hugo", "Léa", "Nathan", "Chloé", "Louis", "Manon", "Jules",
+         "Inès", "Gabriel", "Zoé", "Arthur", "Émilie", "Raphaël", "Sofía", "Mateo", "Anaïs", "Yanis", "Clément"]
+LAST = ["Durand", "Lefèvre", "Moreau", "García", "Martin", "Bernard", "Dubois", "Petit", "Robert", "Richard",
+        "Fernández", "Lambert", "Rousseau", "Fontaine", "Chevalier", "Gómez", "N'Diaye", "Le Gall", "Nguyen"]
+STREETS = ["rue Sainte-Catherine", "cours Victor Hugo", "place Gambetta", "allée des Œillets",
+           "avenue Thiers", "quai des Chartrons", "rue du Palais-Gallien", "cours de l'Argonne"]
+TOWNS = [("33000", "Bordeaux"), ("33400", "Talence"), ("33600", "Pessac"), ("33700", "Mérignac"),
+         ("33800", "Bordeaux"), ("33170", "Gradignan")]
+TITLES = ["Introduction à l'algèbre linéaire", "Droit constitutionnel", "Chimie organique", "Les Fleurs du mal",
+          "Physique statistique", "Droit des obligations, 12e édition", "Analyse réelle et complexe",
+          "Cien años de soledad", "Procédure pénale", "Biologie cellulaire", "Thermodynamique \"classique\"",
+          "Histoire du droit", "Probabilités, statistiques", "Mécanique quantique I", "Code civil 2026",
+          "Économie du travail", "Génétique moléculaire", "Droit administratif", "Géologie de la France",
+          "Algorithmique; structures de données"]
+
+
+def _ascii(text: str) -> str:
+    import unicodedata
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z]", "", folded.lower())
+
+
+def generate_patrons(path: Path, n: int, rng: random.Random) -> None:
+    first = [(f, _ascii(f)) for f in FIRST]
+    last = [(x, _ascii(x)) for x in LAST]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(PATRON_FIELDS)
+        rand = rng.random
+        for i in range(1, n + 1):
+            fn, fa = first[rng.randrange(len(first))]
+            ln, la = last[rng.randrange(len(last))]
+            r = rand()
+            if r < 0.02:
+                record, group, account = "contact", "vendor", "internal"
+            elif r < 0.12:
+                record, group, account = "staff", "staff", "internal"
+            else:
+                record = "public"
+                g = rand()
+                group = "undergraduate" if g < 0.6 else "graduate" if g < 0.85 else "reader"
+                account = "external" if group != "reader" else "internal"
+            email = "" if rand() < 0.10 else f"{fa}.{la}.{i}@{'etu.' if record == 'public' else ''}univ.example"
+            lang = rng.choice(("fr", "fr", "fr", "fr", "fr", "fr", "fr", "fr", "es", "en"))
+            pc, town = TOWNS[i % len(TOWNS)]
+            w.writerow((f"P{i:07d}", f"{2000000000 + i}", fn, ln, email, lang, account, record, group,
+                        f"{1 + i % 150} {STREETS[i % len(STREETS)]}", "Bâtiment B" if i % 17 == 0 else "",
+                        pc, town, "France", f"05 56 {i % 100:02d} {i // 100 % 100:02d} {i // 10000 % 100:02d}"
+                        if rand() < 0.3 else ""))
+
+
+def _dates(start: dt.date, days: int) -> tuple[list[str], list[str]]:
+    plain = [(start + dt.timedelta(days=k)).isoformat() for k in range(days)]
+    # a timestamp whose local (Europe/Paris) date is the same day, as some systems export them
+    stamped = [f"{d}T18:00:00+01:00" for d in plain]
+    return plain, stamped
+
+
+def generate_loans(path: Path, n: int, n_patrons: int, rng: random.Random) -> None:
+    """n open loans, due uniformly over D-90 .. D+275; ~1.5% with an excluded status."""
+    start = DAY - dt.timedelta(days=90)
+    plain, stamped = _dates(start, 366)
+    dues = [stamped[k] if s else plain[k]   # ~10% as timestamps, as some systems export them
+            for k, s in zip(rng.choices(range(366), k=n), rng.choices((True, False), weights=(1, 9), k=n))]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(LOAN_FIELDS)
+        w.writerows(zip((f"L{i:08d}" for i in range(1, n + 1)), _patron_ids(rng, n, n_patrons),
+                        (str(3000000000 + i) for i in range(1, n + 1)), rng.choices(TITLES, k=n),
+                        rng.choices(("SCI", "DROIT"), weights=(6, 4), k=n), dues, itertools.repeat("", n),
+                        rng.choices(("", "lost", "claimed_returned"), weights=(985, 10, 5), k=n)))
+
+
+def generate_extra_loans(path: Path, n: int, first_id: int, n_patrons: int, rng: random.Random) -> None:
+    """n loans that are never candidates on D: half returned (any due date), half open and due after D+40."""
+    start = DAY - dt.timedelta(days=90)
+    plain, _ = _dates(start, 366)
+    early, _ = _dates(start - dt.timedelta(days=30), 366 + 30)        # early[k + 30] == plain[k]
+    future, _ = _dates(DAY + dt.timedelta(days=41), 360)
+    last = 90 - 1 + 30                                                  # early[last] is D-1
+    dues, rets = [], []
+    for j, (k, back, f) in enumerate(zip(rng.choices(range(366), k=n), rng.choices(range(30), k=n),
+                                         rng.choices(range(360), k=n))):
+        if j % 2 == 0:   # returned: between 30 days before its due date and the day before D
+            dues.append(plain[k])
+            rets.append(early[min(k + 30 - back, last)])
+        else:            # open, due after every stage's range on D
+            dues.append(future[f])
+            rets.append("")
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(LOAN_FIELDS)
+        w.writerows(zip((f"L{i:08d}" for i in range(first_id, first_id + n)), _patron_ids(rng, n, n_patrons),
+                        (str(3000000000 + i) for i in range(first_id, first_id + n)), rng.choices(TITLES, k=n),
+                        rng.choices(("SCI", "DROIT"), weights=(6, 4), k=n), dues, rets, itertools.repeat("", n)))
+
+
+def _patron_ids(rng: random.Random, n: int, n_patrons: int) -> list[str]:
+    ids = [f"P{i:07d}" for i in range(1, n_patrons + 1)]
+    return rng.choices(ids, k=n)
+
+
+# --------------------------------------------------------------------------------------------
+# measuring a child process: wall time and its own peak RSS (os.wait4 gives that child's rusage)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    cmd: list[str]
+    wall: float
+    rss_mb: float
+    rc: int
+    cpu: float = 0.0          # user + system CPU seconds of the child (less sensitive to a busy machine)
+    stdout: str = ""
+    stderr: str = ""
+
+
+def measure(cmd: list[str], stdout_file: Path | None = None, keep_stdout: bool = True) -> Run:
+    out = open(stdout_file, "w+b") if stdout_file else tempfile.TemporaryFile()
+    err = tempfile.TemporaryFile()
+    with out, err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text = out.read().decode("utf-8", "replace") if keep_stdout else ""
+        return Run(cmd, wall, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime,
+                   text, err.read().decode("utf-8", "replace"))
+
+
+def self_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), *args]
+
+
+def cli_ready() -> tuple[bool, str]:
+    """Whether the rappel CLI works end to end here (policy and templates lint clean)."""
+    if not RAPPEL.exists():
+        return False, f"{RAPPEL} not found"
+    r = measure([str(RAPPEL), "lint", "--rules", str(RULES)])
+    detail = (r.stderr.strip().splitlines() or [r.stdout.strip()])[-1:] if r.rc else [r.stdout.strip()]
+    return r.rc == 0, " ".join(detail)[:200]
+
+
+def real_run_ready() -> tuple[bool, str]:
+    missing = [p for p in ("adapters/render.py", "adapters/outbox.py") if not (ROOT / p).exists()]
+    if not list((RULES / "templates").rglob("*.j2")):
+        missing.append("rules/templates/*.j2")
+    if missing:
+        return False, "missing " + ", ".join(missing)
+    return cli_ready()
+
+
+def sqlite_copy(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite database (WAL included), by the backup API."""
+    for p in (dst, Path(f"{dst}-wal"), Path(f"{dst}-shm")):
+        p.unlink(missing_ok=True)
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    b.close()
+    a.close()
+
+
+def fresh_db(path: Path) -> str:
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        p.unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+# --------------------------------------------------------------------------------------------
+# the phases
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Report:
+    figures: list[tuple[str, str, str, str]] = field(default_factory=list)   # name, value, target, verdict
+    notes: list[str] = field(default_factory=list)
+    started: str = ""
+    tree: str = ""
+
+    def add(self, name: str, value: str, target: str = "", ok: bool | None = None) -> None:
+        verdict = "" if ok is None else ("PASS" if ok else "FAIL")
+        self.figures.append((name, value, target, verdict))
+        print(f"  {name}: {value}" + (f"   (target {target}: {verdict})" if target else ""), flush=True)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"  note: {text}", flush=True)
+
+
+def do_import(kind: str, csv_path: Path, url: str, use_cli: bool) -> Run:
+    if use_cli:
+        cmd = [str(RAPPEL), "import", kind, str(csv_path), "--db", url, "--rules", str(RULES)]
+    else:
+        cmd = self_cmd("--_import", kind, str(csv_path), url)
+    r = measure(cmd)
+    if r.rc != 0:
+        raise RuntimeError(f"import {kind} failed (exit {r.rc}): {r.stderr.strip()[-800:]}")
+    return r
+
+
+def dry_run(url: str, use_cli: bool, out: Path) -> tuple[Run, dict]:
+    if use_cli:
+        cmd = [str(RAPPEL), "run", "--on", DAY.isoformat(), "--dry-run", "--json", "--db", url, "--rules", str(RULES)]
+    else:
+        cmd = self_cmd("--_dryrun", url)
+    r = measure(cmd, stdout_file=out, keep_stdout=False)
+    if r.rc != 0:
+        raise RuntimeError(f"dry run failed (exit {r.rc}): {r.stderr.strip()[-800:]}")
+    return r, count_messages(out)
+
+
+def count_messages(path: Path) -> dict:
+    counts = {"messages": 0, "loans": 0, "email": 0, "letter": 0}
+    stages: dict[str, int] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            n = json.loads(line)
+            counts["messages"] += 1
+            counts["loans"] += len(n["loan_ids"])
+            counts[n["channel"]] = counts.get(n["channel"], 0) + 1
+            stages[n["stage"]] = stages.get(n["stage"], 0) + 1
+    counts["stages"] = stages
+    return counts
+
+
+def measure_dry(label: str, url: str, db: Path, workdir: Path, repeat: int, use_cli: bool, rep: Report) -> dict:
+    print(f"\n== dry run {label} ({'CLI' if use_cli else 'module fallback: CLI not ready'}), {repeat}x", flush=True)
+    runs = []
+    counts = {}
+    for k in range(repeat):
+        r, counts = dry_run(url, use_cli, workdir / f"dry-{label}.jsonl")
+        runs.append(r)
+        print(f"  run {k + 1}: {r.wall:.2f} s (CPU {r.cpu:.2f} s), peak RSS {r.rss_mb:.0f} MB, {counts['messages']} messages", flush=True)
+    inproc = measure(self_cmd("--_inproc", url, "--repeat", str(repeat)))
+    if inproc.rc != 0:
+        raise RuntimeError(f"in-process measurement failed: {inproc.stderr.strip()[-800:]}")
+    ip = json.loads(inproc.stdout.strip().splitlines()[-1])
+    wall = statistics.median(r.wall for r in runs)
+    how = "CLI" if use_cli else "module fallback"
+    cpu = statistics.median(r.cpu for r in runs)
+    rep.add(f"dry run {label}: wall, median of {repeat} ({how})", f"{wall:.2f} s "
+            f"[{', '.join(f'{r.wall:.2f}' for r in runs)}] (CPU {cpu:.2f} s)", f"≤ {TARGET_DRY_S:.0f} s",
+            wall <= TARGET_DRY_S)
+    P = ip["parts"]
+
+    def wc(k):
+        return f"{P[k]['wall']:.2f} s (CPU {P[k]['cpu']:.2f})"
+
+    rep.add(f"dry run {label}: in-process plan_for, median", f"{wc('plan_for')} = candidates() {wc('candidates')}"
+            f" + plan_day {wc('plan_day')}")
+    rep.add(f"dry run {label}: plan_day breakdown (CPU s)",
+            f"pairs {P['pairs']['cpu']:.2f}, durable-rules {P['rules']['cpu']:.2f}, reference cross-check "
+            f"{P['reference']['cpu']:.2f}, grouping/notices {P['grouping']['cpu']:.2f}")
+    fixed = P["imports"]["cpu"] + P["load_checked"]["cpu"] + P["store_open"]["cpu"]
+    rep.add(f"dry run {label}: process overhead (CPU s)",
+            f"imports {P['imports']['cpu']:.2f} + policy & template lint {P['load_checked']['cpu']:.2f} + "
+            f"Store() {P['store_open']['cpu']:.2f} + JSON output {P['output']['cpu']:.2f}; "
+            f"wall − in-process plan_for = {wall - P['plan_for']['wall']:.2f} s")
+    rep.add(f"dry run {label}: candidates / engine events / due pairs",
+            f"{ip['candidates']} / {ip['events']} / {ip['due']}")
+    rep.add(f"dry run {label}: messages (JSON lines)", f"{counts['messages']} ({counts.get('email', 0)} email, "
+            f"{counts.get('letter', 0)} letter; {counts['loans']} loans; by stage {counts['stages']})")
+    rss = max(r.rss_mb for r in runs)
+    rep.add(f"dry run {label}: peak RSS", f"{rss:.0f} MB (in-process child: {inproc.rss_mb:.0f} MB)",
+            f"≤ {TARGET_RSS_MB:.0f} MB", rss <= TARGET_RSS_MB)
+    return {"wall": wall, "cpu": cpu, "inproc": ip, "counts": counts, "rss": rss, "cli": use_cli}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--loans", type=int, default=1_000_000)
+    ap.add_argument("--patrons", type=int, default=200_000)
+    ap.add_argument("--workdir", type=Path, default=ROOT / "bench-data")
+    ap.add_argument("--repeat", type=int, default=3, help="dry runs per database (median)")
+    ap.add_argument("--skip-real", action="store_true", help="no real run")
+    ap.add_argument("--skip-2m", action="store_true", help="no scaling database")
+    ap.add_argument("--reuse", action="store_true", help="reuse CSV files and databases left by a previous run")
+    ap.add_argument("--wait-minutes", type=float, default=25, help="how long to wait for the real-run modules")
+    args = ap.parse_args()
+
+    workdir = args.workdir if args.workdir.is_absolute() else (Path.cwd() / args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    rep = Report()
+    n_l, n_p = args.loans, args.patrons
+    tag = f"{n_l // 1000}k" if n_l < 1_000_000 else f"{n_l / 1e6:g}M"
+    tag2 = f"{2 * n_l // 1000}k" if 2 * n_l < 1_000_000 else f"{2 * n_l / 1e6:g}M"
+    patrons_csv, loans_csv, extra_csv = workdir / "patrons.csv", workdir / "loans.csv", workdir / "loans-extra.csv"
+    db1, db2, db_real = workdir / "bench-1.db", workdir / "bench-2.db", workdir / "bench-real.db"
+    url1, url2 = f"sqlite:///{db1}", f"sqlite:///{db2}"
+
+    print(f"rappel daily-run benchmark: day {DAY}, {n_p} patrons, {n_l} loans, workdir {workdir}")
+    rep.started = machine()
+    rep.tree = tree()
+    print(f"machine: {rep.started}", flush=True)
+    print(f"tree: {rep.tree}", flush=True)
+    results: dict = {}
+    try:
+        # 1. data ------------------------------------------------------------------------
+        print("\n== generating CSV files", flush=True)
+        meta = workdir / "generated.json"
+        wanted = {"patrons": n_p, "loans": n_l, "seed": SEED, "day": DAY.isoformat(), "generator": GENERATOR}
+        if args.reuse and meta.exists() and json.loads(meta.read_text()) == wanted:
+            rep.note("reusing the CSV files of a previous run")
+        else:
+            for stale in (meta, extra_csv, workdir / "db1.ok", workdir / "db2.ok"):   # databases of other data
+                stale.unlink(missing_ok=True)
+            t0 = time.perf_counter()
+            rng = random.Random(SEED)
+            generate_patrons(patrons_csv, n_p, rng)
+            generate_loans(loans_csv, n_l, n_p, rng)
+            meta.write_text(json.dumps(wanted))
+            rep.add("generation (patrons + loans CSV)", f"{time.perf_counter() - t0:.1f} s "
+                    f"({(patrons_csv.stat().st_size + loans_csv.stat().st_size) / 1e6:.0f} MB)")
+        if not args.skip_2m and not extra_csv.exists():
+            t0 = time.perf_counter()
+            generate_extra_loans(extra_csv, n_l, n_l + 1, n_p, random.Random(SEED + 1))
+            rep.add("generation (non-candidate loans CSV)", f"{time.perf_counter() - t0:.1f} s "
+                    f"({extra_csv.stat().st_size / 1e6:.0f} MB)")
+
+        use_cli, why = cli_ready()
+        if not use_cli:
+            rep.note(f"CLI not usable yet ({why}): imports and dry runs use the module fallback for now")
+
+        # 2. import ----------------------------------------------------------------------
+        reused = args.reuse and db1.exists() and (workdir / "db1.ok").exists()
+        if reused:
+            rep.note(f"reusing {db1.name} (import not measured)")
+        else:
+            (workdir / "db1.ok").unlink(missing_ok=True)
+            print(f"\n== import into a fresh SQLite file ({'CLI' if use_cli else 'module fallback'})", flush=True)
+            fresh_db(db1)
+            rp = do_import("patrons", patrons_csv, url1, use_cli)
+            rl = do_import("loans", loans_csv, url1, use_cli)
+            total = rp.wall + rl.wall
+            how = "rappel import" if use_cli else "import_csv in a child"
+            rep.add(f"import {n_p} patrons ({how})", f"{rp.wall:.1f} s (CPU {rp.cpu:.1f} s), peak RSS {rp.rss_mb:.0f} MB")
+            rep.add(f"import {n_l} loans ({how})", f"{rl.wall:.1f} s (CPU {rl.cpu:.1f} s), peak RSS {rl.rss_mb:.0f} MB")
+            rep.add("import total (patrons + loans)", f"{total:.1f} s", f"≤ {TARGET_IMPORT_S:.0f} s",
+                    total <= TARGET_IMPORT_S)
+            rss = max(rp.rss_mb, rl.rss_mb)
+            rep.add("import peak RSS", f"{rss:.0f} MB", f"≤ {TARGET_RSS_MB:.0f} MB", rss <= TARGET_RSS_MB)
+            rep.add("database size after import", f"{db1.stat().st_size / 1e6:.0f} MB")
+            (workdir / "db1.ok").write_text("ok")
+
+        # 3./4. dry run --------------------------------------------------------------------
+        results["dry1"] = measure_dry(tag, url1, db1, workdir, args.repeat, use_cli, rep)
+
+        # 6. scaling ---------------------------------------------------------------------
+        if not args.skip_2m:
+            if args.reuse and db2.exists() and (workdir / "db2.ok").exists():
+                rep.note(f"reusing {db2.name}")
+            else:
+                (workdir / "db2.ok").unlink(missing_ok=True)
+                print(f"\n== scaling database: copy of {tag} + {n_l} non-candidate loans", flush=True)
+                sqlite_copy(db1, db2)
+                rx = do_import("loans", extra_csv, url2, use_cli)
+                rep.add(f"import +{n_l} loans into the {tag} database",
+                        f"{rx.wall:.1f} s (CPU {rx.cpu:.1f} s), peak RSS {rx.rss_mb:.0f} MB")
+                (workdir / "db2.ok").write_text("ok")
+            results["dry2"] = measure_dry(tag2, url2, db2, workdir, args.repeat, use_cli, rep)
+            scaling(rep, results, tag, tag2)
+
+        # 5. real run ----------------------------------------------------------------------
+        if not args.skip_real:
+            ok, why = real_run_ready()
+            deadline = time.monotonic() + args.wait_minutes * 60
+            while not ok and time.monotonic() < deadline:
+                print(f"  waiting for the real-run modules: {why}", flush=True)
+                time.sleep(30)
+                ok, why = real_run_ready()
+            if not ok:
+                rep.note(f"real run not measured: {why} after waiting {args.wait_minutes:g} min")
+            else:
+                if not use_cli:   # the CLI works now: measure the user's path again
+                    rep.note("the CLI works now: dry runs measured again with it")
+                    use_cli = True
+                    results["dry1"] = measure_dry(tag, url1, db1, workdir, args.repeat, True, rep)
+                    if "dry2" in results:
+                        results["dry2"] = measure_dry(tag2, url2, db2, workdir, args.repeat, True, rep)
+                        scaling(rep, results, tag, tag2)
+                real_run(db1, db_real, workdir, tag, rep)
+    except Exception as exc:  # a report: say what broke, print what was measured
+        rep.note(f"benchmark stopped: {type(exc).__name__}: {exc}")
+
+    print_summary(rep, n_p, n_l)
+    return 0
+
+
+def scaling(rep: Report, results: dict, tag: str, tag2: str) -> None:
+    d1, d2 = results["dry1"], results["dry2"]
+    ratio = d2["wall"] / d1["wall"]
+    rep.add(f"scaling: dry-run wall {tag2}/{tag}", f"{ratio:.2f}× ({d2['wall']:.2f} s / {d1['wall']:.2f} s; "
+            f"CPU {d2['cpu'] / d1['cpu']:.2f}×)",
+            f"≤ {TARGET_RATIO}×", ratio <= TARGET_RATIO)
+    p1, p2 = d1["inproc"]["parts"], d2["inproc"]["parts"]
+    rep.add(f"scaling: in-process plan_for {tag2}/{tag}", f"{p2['plan_for']['wall'] / p1['plan_for']['wall']:.2f}× "
+            f"(CPU {p2['plan_for']['cpu'] / p1['plan_for']['cpu']:.2f}×; candidates() CPU "
+            f"{p2['candidates']['cpu']:.2f} s vs {p1['candidates']['cpu']:.2f} s)")
+    same = d1["inproc"]["candidates"] == d2["inproc"]["candidates"] and d1["counts"]["messages"] == d2["counts"]["messages"]
+    rep.add("scaling: same candidates and messages on both databases", "yes" if same else
+            f"NO ({d1['inproc']['candidates']} vs {d2['inproc']['candidates']})", "identical", same)
+
+
+def real_run(db1: Path, db_real: Path, workdir: Path, tag: str, rep: Report) -> None:
+    print(f"\n== real run on a copy of the {tag} database (CLI, local outbox)", flush=True)
+    sqlite_copy(db1, db_real)
+    outbox = workdir / "outbox"
+    shutil.rmtree(outbox, ignore_errors=True)
+    url = f"sqlite:///{db_real}"
+    cmd = [str(RAPPEL), "run", "--on", DAY.isoformat(), "--json", "--outbox", str(outbox), "--db", url,
+           "--rules", str(RULES)]
+    r = measure(cmd, stdout_file=workdir / "real.jsonl", keep_stdout=False)
+    counts = count_messages(workdir / "real.jsonl")
+    m = re.search(r"delivered (\d+) of (\d+) pending", r.stderr)
+    files = [p for p in outbox.rglob("*") if p.is_file()] if outbox.exists() else []
+    eml = sum(p.suffix == ".eml" for p in files)
+    pdf = sum(p.suffix == ".pdf" for p in files)
+    size = sum(p.stat().st_size for p in files)
+    rep.add(f"real run {tag}: wall", f"{r.wall:.1f} s (CPU {r.cpu:.1f} s; exit {r.rc})")
+    rep.add(f"real run {tag}: messages decided / delivered",
+            f"{counts['messages']} / {m.group(1) + ' of ' + m.group(2) if m else 'unknown (no summary line)'}")
+    rep.add(f"real run {tag}: files written", f"{len(files)} ({eml} .eml, {pdf} .pdf, {size / 1e6:.0f} MB)")
+    if m and int(m.group(1)):
+        rep.add(f"real run {tag}: time per delivered message", f"{1000 * r.wall / int(m.group(1)):.1f} ms")
+    rep.add(f"real run {tag}: peak RSS", f"{r.rss_mb:.0f} MB", f"≤ {TARGET_RSS_MB:.0f} MB", r.rss_mb <= TARGET_RSS_MB)
+    if r.rc != 0:
+        tail = [line for line in r.stderr.strip().splitlines() if line.strip()][-3:]
+        rep.note(f"real run exit {r.rc}: {' | '.join(tail)[:400]}")
+    with sqlite3.connect(db_real) as conn:
+        rows = dict(conn.execute("SELECT status, count(*) FROM notices GROUP BY status").fetchall())
+        ledger = dict(conn.execute("SELECT status, count(*) FROM ledger GROUP BY status").fetchall())
+    conn.close()
+    rep.add(f"real run {tag}: notices by status", json.dumps(rows))
+    rep.add(f"real run {tag}: ledger rows by status", json.dumps(ledger))
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} CPU(s) {model}{mem}, load average {load}; Python {platform.python_version()}, "
+            f"SQLite {sqlite3.sqlite_version}, {platform.system()} {platform.release()}")
+
+
+def tree() -> str:
+    """The commit measured, and the files changed on top of it (others work in the same tree)."""
+    try:
+        head = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=ROOT, capture_output=True, text=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.split("\n")
+    except OSError:
+        return "unknown (no git)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return f"{head.strip()[:70]}" + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
+def print_summary(rep: Report, n_p: int, n_l: int) -> None:
+    print("\n" + "=" * 100)
+    print(f"SUMMARY — day {DAY}, {n_p} patrons, {n_l} loans")
+    print(f"machine at start: {rep.started}")
+    print(f"machine at end:   {machine()}")
+    print(f"tree: {rep.tree}")
+    print("=" * 100)
+    w0 = min(60, max(len(f[0]) for f in rep.figures)) if rep.figures else 20
+    for name, value, target, verdict in rep.figures:
+        tail = f"  [{target}: {verdict}]" if target else ""
+        print(f"{name:<{w0}}  {value}{tail}")
+    fails = [f[0] for f in rep.figures if f[3] == "FAIL"]
+    print("-" * 100)
+    print(f"targets: {sum(f[3] == 'PASS' for f in rep.figures)} PASS, {len(fails)} FAIL"
+          + (f" ({'; '.join(fails)})" if fails else ""))
+    for n in rep.notes:
+        print(f"note: {n}")
+
+
+# --------------------------------------------------------------------------------------------
+# child-process modes (not for users): the library calls the CLI would make, timed from inside
+# --------------------------------------------------------------------------------------------
+def _policy():
+    from engine.policy import parse_policy
+    path = RULES / "reminders.yaml"
+    return parse_policy(path.read_text(encoding="utf-8"), str(path))
+
+
+def child_import(kind: str, path: str, url: str) -> int:
+    from adapters.importer import import_csv
+    from adapters.storage import Store
+    report = import_csv(Store(url), _policy(), kind, Path(path))
+    print(f"{path}: {report.rows} {kind} imported ({report.inserted} new, {report.updated} updated)")
+    return 0
+
+
+def child_dryrun(url: str) -> int:
+    from adapters.storage import Store
+    from engine.decide import plan_day
+    store = Store(url)
+    candidates, patrons = store.candidates(_policy(), DAY)
+    plan = plan_day(_policy(), candidates, patrons, DAY)
+    write = sys.stdout.write
+    for n in plan.notices:
+        write(json.dumps(n.as_dict(), ensure_ascii=False) + "\n")
+    return 0
+
+
+def child_inproc(url: str, repeat: int) -> int:
+    """The dry run's parts, timed from inside one process: wall and CPU seconds of each."""
+    import contextlib
+    import resource
+
+    def clock():
+        return time.perf_counter(), time.process_time()
+
+    def since(t):
+        return time.perf_counter() - t[0], time.process_time() - t[1]
+
+    t = clock()
+    try:
+        import cli  # (what `rappel run` imports before working)
+        from adapters import pipeline
+        plan_for = pipeline.plan_for
+    except ImportError:
+        cli = pipeline = plan_for = None
+    try:
+        from adapters import delivery  # noqa: F401  (the channels `rappel run` builds, dry run included)
+    except ImportError:
+        pass
+    from adapters.storage import Store
+    from engine import decide, reference, rules
+    imports = since(t)
+    t = clock()
+    if pipeline is not None:
+        try:
+            policy, _ = pipeline.load_checked(RULES)   # the policy and the templates' lint, as `rappel run` does
+        except Exception:  # noqa: BLE001 - templates being edited: the policy alone
+            policy = _policy()
+    else:
+        policy = _policy()
+    load = since(t)
+    t = clock()
+    store = Store(url)
+    store_open = since(t)
+
+    def whole():
+        if plan_for is not None:
+            return plan_for(store, policy, DAY)
+        cands, pats = store.candidates(policy, DAY)
+        return decide.plan_day(policy, cands, pats, DAY)
+
+    parts: dict[str, list] = {k: [] for k in ("plan_for", "candidates", "plan_day", "pairs", "rules", "reference",
+                                              "output")}
+    plan = got = None
+    for _ in range(repeat):
+        t = clock()
+        plan = whole()
+        parts["plan_for"].append(since(t))
+        t = clock()
+        cands, pats = store.candidates(policy, DAY)
+        parts["candidates"].append(since(t))
+        t = clock()
+        decide.plan_day(policy, cands, pats, DAY)
+        parts["plan_day"].append(since(t))
+        t = clock()
+        pairs = decide.evaluation_pairs(policy, cands, DAY)
+        parts["pairs"].append(since(t))
+        t = clock()
+        got = rules.evaluate(policy, cands, DAY, pairs)
+        parts["rules"].append(since(t))
+        t = clock()
+        expected = {(ci, si) for ci, si in pairs if reference.is_due(policy, si, cands[ci], DAY)}
+        parts["reference"].append(since(t))
+        assert got == expected
+        t = clock()
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            if cli is not None:
+                cli._print_notices(plan.notices, True, "")
+            else:
+                for n in plan.notices:
+                    print(json.dumps(n.as_dict(), ensure_ascii=False))
+        parts["output"].append(since(t))
+
+    med = statistics.median
+    out = {k: {"wall": med(x[0] for x in v), "cpu": med(x[1] for x in v)} for k, v in parts.items()}
+    rest = {m: max(0.0, out["plan_day"][m] - out["pairs"][m] - out["rules"][m] - out["reference"][m])
+            for m in ("wall", "cpu")}
+    out["grouping"] = rest
+    out["imports"] = dict(zip(("wall", "cpu"), imports))
+    out["load_checked"] = dict(zip(("wall", "cpu"), load))
+    out["store_open"] = dict(zip(("wall", "cpu"), store_open))
+    print(json.dumps({
+        "parts": out, "via_pipeline": plan_for is not None,
+        "candidates": plan.candidates, "events": plan.events, "due": len(got),
+        "notices": len(plan.notices), "decisions": len(plan.decisions),
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    if len(sys.argv) > 1 and sys.argv[1] == "--_import":
+        sys.exit(child_import(*sys.argv[2:5]))
+    if len(sys.argv) > 1 and sys.argv[1] == "--_dryrun":
+        sys.exit(child_dryrun(sys.argv[2]))
+    if len(sys.argv) > 1 and sys.argv[1] == "--_inproc":
+        sys.exit(child_inproc(sys.argv[2], int(sys.argv[4]) if len(sys.argv) > 4 else 3))
+    sys.exit(main())

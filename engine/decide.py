@@ -1,0 +1,150 @@
+"""From candidates to a plan: which stages are due, which supersede others, and the notices.
+
+``plan_day`` is the whole decision for one date. It runs the durable-rules evaluation, refuses to
+go on if it disagrees with the plain-Python reference, then applies supersession, the no-email
+routing and the grouping of the design (one email per patron per stage; one letter per patron,
+library and stage).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from engine import reference, rules
+from engine.facts import Candidate, Patron
+from engine.policy import Policy
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One ledger row to write: (loan, stage, due date) and what became of it."""
+
+    loan_id: str
+    stage: str
+    due_date: dt.date
+    status: str              # pending | superseded | cancelled
+    notice_key: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One message to deliver: an email to a patron, or a letter for one library."""
+
+    key: str
+    date: dt.date
+    stage: str
+    channel: str             # email | letter
+    patron_id: str
+    library: str | None      # the letter's library; None for an email
+    loan_ids: tuple[str, ...]
+    recipient: str           # email address, or the postal address on one line
+    destination: str         # email: the address; letter: printer:NAME or mailbox:ADDRESS
+
+    def as_dict(self) -> dict:
+        return {"date": self.date.isoformat(), "stage": self.stage, "channel": self.channel,
+                "patron_id": self.patron_id, "library": self.library, "loan_ids": list(self.loan_ids),
+                "recipient": self.recipient, "destination": self.destination}
+
+
+@dataclass
+class Plan:
+    as_of: dt.date
+    notices: list[Notice] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    candidates: int = 0
+    events: int = 0
+
+
+def notice_key(as_of: dt.date, stage: str, channel: str, patron_id: str, library: str | None,
+               loan_ids: tuple[str, ...] | list[str] = ()) -> str:
+    """The notice's id: readable, and distinct for a second run the same day that brings new loans."""
+    key = f"{as_of.isoformat()}/{stage}/{channel}/{patron_id}/{library or '-'}"
+    if loan_ids:
+        key += "/" + hashlib.sha256(",".join(sorted(loan_ids)).encode()).hexdigest()[:10]
+    return key
+
+
+def evaluation_pairs(policy: Policy, candidates: list[Candidate], as_of: dt.date) -> list[tuple[int, int]]:
+    """The (candidate, stage) pairs worth asking the engine about: due date in the stage's range."""
+    return [(ci, si) for ci, cand in enumerate(candidates) for si in range(len(policy.stages))
+            if reference.stage_window_contains(policy, si, cand.loan.due_date, as_of)]
+
+
+def due_stages(policy: Policy, candidates: list[Candidate], as_of: dt.date,
+               pairs: list[tuple[int, int]] | None = None) -> set[tuple[int, int]]:
+    """Due (candidate, stage) pairs from durable-rules, cross-checked against the reference."""
+    if pairs is None:
+        pairs = evaluation_pairs(policy, candidates, as_of)
+    got = rules.evaluate(policy, candidates, as_of, pairs)
+    expected = {(ci, si) for ci, si in pairs if reference.is_due(policy, si, candidates[ci], as_of)}
+    if got != expected:
+        diff = sorted(got ^ expected)[:5]
+        shown = ", ".join(f"{candidates[c].loan.loan_id}/{policy.stages[s].id}" for c, s in diff)
+        raise rules.EngineFault(f"durable-rules and the reference disagree on {len(got ^ expected)} "
+                                f"decision(s), e.g. {shown}: nothing decided")
+    return got
+
+
+def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Patron], as_of: dt.date) -> Plan:
+    pairs = evaluation_pairs(policy, candidates, as_of)
+    due = due_stages(policy, candidates, as_of, pairs)
+    plan = Plan(as_of=as_of, candidates=len(candidates), events=len(pairs))
+
+    latest: dict[int, int] = {}
+    for ci, si in due:
+        latest[ci] = max(latest.get(ci, -1), si)
+
+    groups: dict[tuple, list[str]] = defaultdict(list)   # (stage, channel, patron, library) → loan ids
+    for ci, si in sorted(due):
+        loan = candidates[ci].loan
+        stage = policy.stages[si]
+        if si != latest[ci]:
+            later = policy.stages[latest[ci]].id
+            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, "superseded", None,
+                                           f"superseded by {later} on the same run"))
+            continue
+        patron = patrons[loan.patron_id]
+        channel, why_not = route(policy, si, patron)
+        if channel is None:
+            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, "cancelled", None, why_not))
+            continue
+        library = loan.library if channel == "letter" else None
+        groups[(stage.id, channel, patron.patron_id, library)].append(loan.loan_id)
+
+    order = {s.id: i for i, s in enumerate(policy.stages)}
+    by_id = {c.loan.loan_id: c.loan for c in candidates}
+    for (stage_id, channel, patron_id, library), loan_ids in sorted(
+            groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][2], kv[0][1], kv[0][3] or "")):
+        patron = patrons[patron_id]
+        key = notice_key(as_of, stage_id, channel, patron_id, library, loan_ids)
+        if channel == "email":
+            recipient = destination = patron.email
+        else:
+            recipient = ", ".join(patron.postal_lines) or patron.patron_id
+            lib = policy.libraries.get(library)
+            destination = lib.letters.destination if lib else "unconfigured"
+        plan.notices.append(Notice(key, as_of, stage_id, channel, patron_id, library,
+                                   tuple(sorted(loan_ids)), recipient, destination))
+        for loan_id in loan_ids:
+            plan.decisions.append(Decision(loan_id, stage_id, by_id[loan_id].due_date, "pending", key,
+                                           f"due on {as_of}, {channel}"))
+    return plan
+
+
+def route(policy: Policy, stage_index: int, patron: Patron) -> tuple[str | None, str]:
+    """The channel a due stage goes out on for this patron, or None and why not."""
+    stage = policy.stages[stage_index]
+    if stage.channel == "letter":
+        return "letter", ""
+    if patron.email:
+        return "email", ""
+    if stage.offset_days < 0:
+        if policy.no_email.courtesy_by_letter:
+            return "letter", ""
+        return None, "no email address; a letter before the due date would arrive too late"
+    if policy.no_email.letters_after_due:
+        return "letter", ""
+    return None, "no email address and the policy sends no letter instead"

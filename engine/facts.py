@@ -1,0 +1,64 @@
+"""Plain values the engine decides on: patrons, loans, ledger entries, candidates."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+LEDGER_STATUSES = ("pending", "sent", "failed", "superseded", "expired", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Patron:
+    patron_id: str
+    barcode: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    preferred_language: str = ""
+    account_type: str = "internal"
+    record_type: str = "public"
+    user_group: str = ""
+    address_line1: str = ""
+    address_line2: str = ""
+    postal_code: str = ""
+    city: str = ""
+    country: str = ""
+    phone: str = ""
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+    @property
+    def postal_lines(self) -> list[str]:
+        town = " ".join(p for p in (self.postal_code, self.city) if p)
+        return [line for line in (self.full_name, self.address_line1, self.address_line2, town, self.country) if line]
+
+
+@dataclass(frozen=True, slots=True)
+class Loan:
+    loan_id: str
+    patron_id: str
+    library: str
+    due_date: dt.date
+    item_barcode: str = ""
+    title: str = ""
+    returned_on: dt.date | None = None
+    status: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.returned_on is None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A loan near a trigger date, with what the engine needs about its patron and its ledger.
+
+    ``recorded`` holds the stage ids already in the ledger for (loan, stage, this due date).
+    """
+
+    loan: Loan
+    record_type: str
+    user_group: str
+    recorded: frozenset[str] = field(default_factory=frozenset)

@@ -1,0 +1,311 @@
+"""The reminder policy (rules/reminders.yaml) as validated pydantic models."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from email.utils import parseaddr
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engine.yamlsource import InputError, YamlDocument, validation_problems
+
+RecordType = Literal["staff", "public", "contact"]
+Channel = Literal["email", "letter"]
+
+_ADDR = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _address(value: str) -> str:
+    """An email address, bare or with a display name ("Name <a@b.example>")."""
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be on one line")
+    _, addr = parseaddr(value)
+    if not _ADDR.match(addr or ""):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Sender(_Strict):
+    from_: Address = Field(alias="from", description="From: header, e.g. 'Service du contentieux <contentieux@univ.example>'")
+    reply_to: Address = Field(description="Reply-To: header; patrons' replies go there")
+
+
+class Restart(_Strict):
+    resumed_on: dt.date = Field(description="No notice whose trigger date is before this day is ever sent")
+
+
+class Audience(_Strict):
+    record_types: list[RecordType] = Field(
+        default=["staff", "public"], description="Record types that receive this stage (contacts never by default)")
+    user_groups: list[str] | None = Field(
+        default=None, description="User groups that receive this stage; all groups when absent")
+
+
+class Stage(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Stage name, used in the ledger and template names")
+    offset_days: int = Field(description="Days after the due date (negative: before it)")
+    channel: Channel
+    max_delay_days: int | None = Field(default=None, ge=0, description="Catch-up window; the policy's default when absent")
+    audience: Audience = Audience()
+    template: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
+                                 description="Template name in rules/templates/ (default: the stage id)")
+
+    @property
+    def template_name(self) -> str:
+        return self.template or self.id
+
+
+class LetterRoute(_Strict):
+    printer: str | None = Field(default=None, description="Printer (CUPS queue) that prints this library's letters")
+    mailbox: Address | None = Field(default=None, description="Mailbox that receives this library's letters as PDF")
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.printer is None) == (self.mailbox is None):
+            raise ValueError("give exactly one of printer or mailbox")
+        return self
+
+    @property
+    def destination(self) -> str:
+        return f"printer:{self.printer}" if self.printer else f"mailbox:{self.mailbox}"
+
+
+class Library(_Strict):
+    name: str
+    letters: LetterRoute
+    address: list[str] = Field(default=[], description="Letterhead lines under the library's name")
+
+
+class NoEmail(_Strict):
+    """What happens to email stages for a patron without an email address."""
+
+    letters_after_due: bool = Field(default=True, description="Send email stages after the due date as letters")
+    courtesy_by_letter: bool = Field(default=False, description="Send stages before the due date as letters too")
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def environment_names(value: str) -> list[str]:
+    """The ${NAME} references of a delivery setting, in order."""
+    return _VAR.findall(value)
+
+
+def _templated(value: str) -> str:
+    """A setting that may take ${NAME} from the environment (secrets live there, not in YAML)."""
+    if "\n" in value or "\r" in value:
+        raise ValueError("must be on one line")
+    rest = _VAR.sub("", value)
+    if "${" in rest:
+        raise ValueError("a ${...} reference must be ${NAME}: letters, digits and _, not starting with a digit")
+    return value
+
+
+Templated = Annotated[str, AfterValidator(_templated)]
+
+
+def _no_literal_secret(url: str) -> str:
+    """A URL's password is given as ${NAME} (taken from the environment), never written in the policy."""
+    netloc = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    userinfo, at, _ = netloc.rpartition("@")
+    password = userinfo.partition(":")[2] if at else ""
+    query = url.partition("?")[2]
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name.lower() in ("pass", "password", "pwd") and value:
+            password = value
+    if password and not _VAR.fullmatch(password):
+        raise ValueError("the password must come from the environment, e.g. "
+                         "mailtos://user:${SMTP_PASSWORD}@smtp.example.org; secrets are never written here")
+    return url
+
+
+def _mail_url(url: str) -> str:
+    scheme = url.partition("://")[0].lower()
+    if scheme not in ("mailto", "mailtos") or "://" not in url:
+        raise ValueError("an apprise mailto:// or mailtos:// URL, e.g. mailtos://${SMTP_USER}:${SMTP_PASSWORD}"
+                         "@smtp.example.org:587")
+    query = url.partition("?")[2].lower()
+    if any(pair.split("=", 1)[0] in ("to", "cc", "bcc") for pair in query.split("&")):
+        raise ValueError("no to=, cc= or bcc=: rappel adds one recipient per message (each recipient's status "
+                         "is known)")
+    return _no_literal_secret(url)
+
+
+MailUrl = Annotated[str, AfterValidator(_templated), AfterValidator(_mail_url)]
+
+
+class EmailDelivery(_Strict):
+    url: MailUrl = Field(description="apprise mailto:// (or mailtos:// for TLS) URL of the institution's SMTP "
+                                     "server, without recipient; secrets as ${NAME} from the environment. "
+                                     "From and Reply-To come from `sender`")
+    timeout_seconds: float = Field(default=30, gt=0, description="Connect and reply timeout of the SMTP server")
+    messages_per_connection: int = Field(default=100, ge=1,
+                                         description="Messages sent on one SMTP connection before reconnecting")
+
+
+class PrintDelivery(_Strict):
+    command: Templated = Field(default="lp", description="The CUPS lp command (with fixed arguments of this site, "
+                                                         "e.g. 'lp -U rappel'); rappel adds -d PRINTER and the file")
+    server: Templated | None = Field(default=None, description="CUPS server (host[:port] or socket path), "
+                                                               "passed as -h; the CUPS default when absent")
+    options: list[Templated] = Field(default=["media=A4"], description="lp -o options for every letter")
+    timeout_seconds: float = Field(default=60, gt=0, description="How long lp may take")
+
+
+class MailboxDelivery(_Strict):
+    url: MailUrl | None = Field(default=None, description="SMTP server for the libraries' mailboxes "
+                                                          "(default: delivery.email.url)")
+
+
+class Retry(_Strict):
+    first_minutes: int = Field(default=15, ge=1, description="Wait after a first transient failure")
+    max_minutes: int = Field(default=360, ge=1, description="Longest wait between attempts (the wait doubles)")
+
+
+class Delivery(_Strict):
+    """Where messages go. Nothing configured: everything is written to the local outbox folder."""
+
+    email: EmailDelivery | None = Field(default=None, description="Patrons' emails over SMTP (else: the outbox)")
+    print_: PrintDelivery | None = Field(default=None, alias="print",
+                                         description="Letters for `printer:` libraries through CUPS (else: the outbox)")
+    mailbox: MailboxDelivery | None = Field(default=None, description="Letters for `mailbox:` libraries, attached "
+                                            "to an email (default: through delivery.email when it is set)")
+    retry: Retry = Retry()
+
+
+class Fallback(_Strict):
+    email: Literal["letter", "none"] = Field(
+        default="letter", description="What an email stage refused for good (no such mailbox…) becomes: a letter "
+                                      "to the patron's postal address (one per library), or nothing")
+
+
+class FloodGuard(_Strict):
+    max_per_run: int = Field(default=1000, ge=1, description="A run that would send more messages than this sends "
+                                                            "none and says so (rappel run --confirm sends them)")
+    per_second: float | None = Field(default=10, gt=0, description="Messages per second at most to servers "
+                                                                   "(SMTP, CUPS); no limit when null")
+
+
+class Schedule(_Strict):
+    """When `rappel daemon` evaluates and delivers the day, in the policy's time zone."""
+
+    at: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                    description="Local time of the daily run, HH:MM in `timezone`. On a daylight-saving day a "
+                                "time that does not exist runs when the clocks have moved on (02:30 → 03:30), "
+                                "and a time that occurs twice runs once")
+    retry_minutes: int = Field(default=5, ge=1, le=1440,
+                               description="How often the daemon looks for deliveries to retry between daily "
+                                           "runs (each message's own wait is delivery.retry)")
+
+    @property
+    def hour(self) -> int:
+        return int(self.at[:2])
+
+    @property
+    def minute(self) -> int:
+        return int(self.at[3:])
+
+
+class Policy(_Strict):
+    timezone: str = Field(description="IANA time zone of the institution, e.g. Europe/Paris")
+    sender: Sender
+    language: str = Field(default="fr", pattern=r"^[a-z]{2,3}$",
+                          description="Default language of the notices (patrons without a known preferred language)")
+    languages: list[str] | None = Field(default=None, description="Languages with templates (rules/templates/<lang>/);"
+                                        " a patron's preferred_language picks one. Default: [language]")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of amounts in notices")
+    max_delay_days: int = Field(default=2, ge=0, description="Default catch-up window for every stage, in days")
+    restart: Restart | None = None
+    exclude_statuses: list[str] = Field(default=[], description="Loan statuses that never get notices")
+    no_email: NoEmail = NoEmail()
+    stages: list[Stage] = Field(min_length=1)
+    libraries: dict[str, Library] = Field(min_length=1)
+    delivery: Delivery = Delivery()
+    fallback: Fallback = Fallback()
+    flood_guard: FloodGuard = FloodGuard()
+    schedule: Schedule = Schedule()
+
+    @model_validator(mode="after")
+    def _check(self):
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        ids = [s.id for s in self.stages]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"stages: stage ids must be unique; repeated: {', '.join(dupes)}")
+        for before, after in zip(self.stages, self.stages[1:]):
+            if after.offset_days <= before.offset_days:
+                raise ValueError(
+                    f"stages: offsets must be strictly increasing; {after.id} ({after.offset_days}) "
+                    f"comes after {before.id} ({before.offset_days})")
+        if self.languages is not None:
+            bad = [code for code in self.languages if not re.fullmatch(r"[a-z]{2,3}", code)]
+            if bad:
+                raise ValueError(f"languages: language codes are 2 or 3 lower-case letters (fr, en, es); "
+                                 f"not {', '.join(map(repr, bad))}")
+            if self.language not in self.languages:
+                raise ValueError(f"languages: the default language {self.language!r} must be one of them")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def window(self, stage: Stage) -> int:
+        return self.max_delay_days if stage.max_delay_days is None else stage.max_delay_days
+
+    def stage(self, stage_id: str) -> Stage:
+        for s in self.stages:
+            if s.id == stage_id:
+                return s
+        raise KeyError(stage_id)
+
+    @property
+    def available_languages(self) -> list[str]:
+        """The languages notices are written in, the default first."""
+        langs = self.languages or [self.language]
+        return [self.language] + [code for code in langs if code != self.language]
+
+    @property
+    def resumed_on(self) -> dt.date | None:
+        return self.restart.resumed_on if self.restart else None
+
+
+def parse_policy(text: str, source: str = "reminders.yaml") -> Policy:
+    """Validate policy text; raise InputError naming file, line and key of every problem."""
+    doc = YamlDocument(text, source)
+    if doc.duplicates:
+        raise InputError(doc.duplicates)
+    if not isinstance(doc.data, dict):
+        raise InputError([doc.problem((), "the policy must be a mapping of keys (timezone, sender, stages, …)")])
+    try:
+        return Policy.model_validate(doc.data)
+    except ValidationError as exc:
+        problems = validation_problems(doc, exc)
+        # model-level messages name their key as "key: message"; point at that key's line
+        fixed = []
+        for p in problems:
+            head, sep, rest = p.message.partition(": ")
+            if sep and not p.where and head in Policy.model_fields:
+                p = doc.problem((head,), rest)
+            fixed.append(p)
+        raise InputError(fixed) from None
+
+
+def policy_json_schema() -> dict:
+    schema = Policy.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "rappel reminder policy (rules/reminders.yaml)"
+    return schema

@@ -1,0 +1,316 @@
+"""Dispatch of the outbox: routing, settings from the environment, the flood guard, pacing, retries
+and a crash between the commit and the sending. A real SMTP server where a server is involved."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from adapters import delivery, pipeline
+from adapters.channels import Channel, Delivery, MemoryChannel
+from adapters.mailbox import MailboxChannel
+from adapters.outbox import OutboxChannel
+from adapters.printer import PrintChannel
+from adapters.smtp_email import SmtpEmailChannel
+from engine.decide import Notice, notice_key
+from engine.policy import parse_policy
+from engine.yamlsource import InputError
+
+try:
+    from tests.delivery_site import POLICY, RUN, Site, SmtpServer
+except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
+    from delivery_site import POLICY, RUN, Site, SmtpServer
+
+
+@pytest.fixture
+def server():
+    smtp = SmtpServer().start()
+    yield smtp
+    smtp.stop()
+
+
+def email_site(tmp_path, server, extra=""):
+    return Site(tmp_path, f'\ndelivery:\n  email: {{url: "{server.url}"}}\n{extra}')
+
+
+def patrons_with_first_reminders(site: Site, count: int) -> None:
+    for n in range(1, count + 1):
+        site.patron(f"P{n}", f"p{n}@etu.example")
+        site.loan(f"L{n}", f"P{n}", "2026-11-16")
+
+
+# -- routing: one registration per route, the outbox for the rest --------------------------------
+
+def notice(channel: str, destination: str, library: str | None = None) -> Notice:
+    return Notice(notice_key(RUN, "letter", channel, "P1", library), RUN, "letter", channel, "P1", library, ("L1",),
+                  "x", destination)
+
+
+@pytest.mark.parametrize("delivery_yaml, email, printer, mailbox", [
+    # delivery: section                                   emails   printer letters  mailbox letters
+    ("",                                                  "outbox", "outbox",        "outbox"),
+    ('delivery: {email: {url: "mailto://smtp.x.org"}}',   "smtp",   "outbox",        "mailbox"),
+    ("delivery: {print: {command: lp}}",                  "outbox", "print",         "outbox"),
+    ('delivery: {email: {url: "mailto://a.x.org"}, print: {}, mailbox: {url: "mailtos://b.x.org"}}',
+                                                          "smtp",   "print",         "mailbox"),
+])
+def test_each_route_goes_to_its_registered_channel_or_the_outbox(tmp_path, delivery_yaml, email, printer, mailbox):
+    policy = parse_policy(POLICY.format(extra=delivery_yaml))
+    router = delivery.build(policy, None, env={}, outbox=tmp_path / "outbox")
+    assert router.channel_for(notice("email", "p1@etu.example")).name == email
+    assert router.channel_for(notice("letter", "printer:bu-sciences", "SCI")).name == printer
+    assert router.channel_for(notice("letter", "mailbox:droit@univ.example", "DROIT")).name == mailbox
+    assert router.channel_for(notice("letter", "unconfigured", "XYZ")).name == "outbox"
+    assert router.is_local(notice("email", "p1@etu.example")) == (email == "outbox")
+
+
+def test_the_registry_has_one_line_per_route():
+    assert [reg.route for reg in delivery.REGISTRY] == ["email", "printer", "mailbox"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda tmp: OutboxChannel(tmp),
+    lambda tmp: MemoryChannel(),
+    lambda tmp: SmtpEmailChannel("mailto://127.0.0.1:25", "a@b.example", "a@b.example"),
+    lambda tmp: PrintChannel("lp"),
+    lambda tmp: MailboxChannel(SmtpEmailChannel("mailto://127.0.0.1:25", "a@b.example", "a@b.example"),
+                               lambda n, pdf, name: None),
+    lambda tmp: delivery.Router({}, OutboxChannel(tmp)),
+])
+def test_every_channel_keeps_the_contract(tmp_path, make):
+    assert isinstance(make(tmp_path), Channel)
+
+
+# -- settings from the environment ----------------------------------------------------------------
+
+SECRET = '\ndelivery:\n  email: {url: "mailtos://${SMTP_USER}:${SMTP_PASSWORD}@smtp.univ.example:587"}\n'
+
+
+def test_a_missing_variable_is_an_input_error_naming_file_line_and_variable(tmp_path):
+    site = Site(tmp_path, SECRET, env={"SMTP_USER": "rappel"})
+    try:
+        problems = delivery.environment_problems(site.policy, site.env, site.rules)
+        [problem] = problems
+        assert problem.source == str(site.rules / "reminders.yaml")
+        lines = (site.rules / "reminders.yaml").read_text(encoding="utf-8").splitlines()
+        assert "SMTP_PASSWORD" in lines[problem.line - 1]
+        assert problem.where == "delivery.email.url"
+        assert "environment variable SMTP_PASSWORD is not set" in problem.message
+        with pytest.raises(InputError):
+            site.router()
+    finally:
+        site.close()
+
+
+def test_variables_are_url_encoded_inside_a_url(tmp_path):
+    site = Site(tmp_path, SECRET, env={"SMTP_USER": "rappel", "SMTP_PASSWORD": "p@ss/w:rd%"})
+    try:
+        router = site.router()
+        mail = router.routes["email"].server
+        assert (mail.user, mail.password, mail.smtp_host, mail.port) == ("rappel", "p@ss/w:rd%", "smtp.univ.example", 587)
+        assert mail.secure_mode == "starttls"
+    finally:
+        site.close()
+
+
+def test_an_empty_variable_is_an_error_too(tmp_path):
+    site = Site(tmp_path, SECRET, env={"SMTP_USER": "rappel", "SMTP_PASSWORD": ""})
+    try:
+        [problem] = delivery.environment_problems(site.policy, site.env, site.rules)
+        assert "SMTP_PASSWORD is empty" in problem.message
+    finally:
+        site.close()
+
+
+@pytest.mark.parametrize("setting, says", [
+    ('email: {url: "mailtos://rappel:hunter2@smtp.univ.example"}', "must come from the environment"),
+    ('email: {url: "mailtos://smtp.univ.example?user=rappel&pass=hunter2"}', "must come from the environment"),
+    ('email: {url: "smtp://smtp.univ.example"}', "mailto:// or mailtos://"),
+    ('email: {url: "mailto://smtp.univ.example?to=everyone@univ.example"}', "one recipient per message"),
+    ('print: {command: "lp -U ${USER"}', "${NAME}"),
+])
+def test_the_policy_refuses_secrets_and_bad_urls_with_their_line(setting, says):
+    text = POLICY.format(extra=f"delivery:\n  {setting}\n")
+    with pytest.raises(InputError) as err:
+        parse_policy(text, "reminders.yaml")
+    [problem] = err.value.problems
+    assert says in problem.message and text.splitlines()[problem.line - 1].strip().startswith(setting.split(":")[0])
+
+
+# -- the flood guard --------------------------------------------------------------------------------
+
+def test_a_run_over_the_limit_sends_nothing_and_says_so(tmp_path, server):
+    site = email_site(tmp_path, server, "flood_guard: {max_per_run: 3, per_second: null}\n")
+    try:
+        patrons_with_first_reminders(site, 4)
+        result = site.run()
+        assert len(result.plan.notices) == 4                        # decided and recorded…
+        assert {o.status for o in result.outcomes} == {"held"}      # …but nothing sent
+        assert "4 messages would go out, more than flood_guard.max_per_run (3)" in result.held
+        assert "--confirm" in result.held
+        assert server.messages == [] and set(site.notices().values()) == {"pending"}
+
+        again = site.run()                                          # a later pass holds them too
+        assert again.held and server.messages == []
+
+        confirmed = site.run(confirm=True)
+        assert [o.status for o in confirmed.outcomes] == ["sent"] * 4 and len(server.messages) == 4
+    finally:
+        site.close()
+
+
+def test_the_limit_counts_only_what_would_leave(tmp_path, server):
+    site = email_site(tmp_path, server, "flood_guard: {max_per_run: 2, per_second: null}\n")
+    try:
+        patrons_with_first_reminders(site, 2)
+        for n in (3, 4, 5):
+            site.patron(f"P{n}")                                    # no email: letters, to the outbox
+            site.loan(f"L{n}", f"P{n}", "2026-11-16")
+        result = site.run()
+        assert result.held is None and sorted(o.status for o in result.outcomes) == ["sent"] * 5
+    finally:
+        site.close()
+
+
+def test_notices_that_would_expire_do_not_count(tmp_path, server):
+    site = email_site(tmp_path, server, "flood_guard: {max_per_run: 2, per_second: null}\n")
+    try:
+        patrons_with_first_reminders(site, 4)
+        site.decide_only(RUN)                                       # the run died after committing
+        # five days later: past the 2-day window, all four expire; nothing is held, nothing sent
+        result = site.run(RUN + dt.timedelta(days=5))
+        assert result.held is None
+        assert sorted(o.status for o in result.outcomes) == ["expired"] * 4 and server.messages == []
+    finally:
+        site.close()
+
+
+def test_the_pacer_spaces_messages():
+    clock = [100.0]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(round(seconds, 3))
+        clock[0] += seconds
+
+    pacer = delivery.Pacer(4, clock=lambda: clock[0], sleep=sleep)
+    for _ in range(4):
+        pacer.wait()
+    assert slept == [0.25, 0.25, 0.25]
+    clock[0] += 10          # a pause longer than the interval: no wait
+    pacer.wait()
+    assert slept == [0.25, 0.25, 0.25]
+    unlimited = delivery.Pacer(None, clock=lambda: clock[0], sleep=sleep)
+    unlimited.wait()
+    unlimited.wait()
+    assert len(slept) == 3
+
+
+def test_the_router_paces_servers_not_the_outbox(tmp_path):
+    waits = []
+
+    class Counting(delivery.Pacer):
+        def wait(self):
+            waits.append(1)
+
+    memory = MemoryChannel()
+    router = delivery.Router({"email": memory}, OutboxChannel(tmp_path), Counting(None))
+    router.send_email(notice("email", "p@x.example"), None)
+    router.send_letter(notice("letter", "printer:bu-sciences", "SCI"), b"%PDF", "a.pdf")
+    assert len(waits) == 1 and memory.attempts == 1
+
+
+# -- retries --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attempts_before, minutes", [(0, 15), (1, 30), (2, 60), (3, 120), (4, 240), (5, 360),
+                                                      (9, 360), (400, 360)])
+def test_the_wait_doubles_up_to_the_maximum(attempts_before, minutes):
+    policy = parse_policy(POLICY.format(extra=""))
+    assert pipeline.retry_wait(policy, attempts_before) == dt.timedelta(minutes=minutes)
+
+
+# -- a crash between the commit and the sending -----------------------------------------------------
+
+def test_a_crash_after_the_commit_loses_nothing_the_next_run_sends(tmp_path, server):
+    site = email_site(tmp_path, server, "flood_guard: {max_per_run: 100, per_second: null}\n")
+    try:
+        patrons_with_first_reminders(site, 3)
+        plan = site.decide_only(RUN)            # decisions committed, then the process died
+        assert len(plan.notices) == 3 and server.messages == []
+        result = site.run(RUN + dt.timedelta(days=1))
+        assert result.plan.notices == []       # nothing decided twice
+        assert sorted(o.status for o in result.outcomes) == ["sent"] * 3
+        assert sorted(m.rcpt_tos[0] for m in server.messages) == ["p1@etu.example", "p2@etu.example",
+                                                                  "p3@etu.example"]
+        assert set(site.notices().values()) == {"sent"}
+    finally:
+        site.close()
+
+
+class _DieAfter:
+    """Delivers through the real channel, then the process dies before rappel records it."""
+
+    def __init__(self, inner, deliveries: int):
+        self.inner, self.left, self.name = inner, deliveries, "dying"
+
+    def send_email(self, notice, message):
+        delivered = self.inner.send_email(notice, message)
+        self.left -= 1
+        if self.left == 0:
+            raise KeyboardInterrupt("killed after the server accepted the message")
+        return delivered
+
+    def send_letter(self, notice, pdf, filename):
+        return self.inner.send_letter(notice, pdf, filename)
+
+
+def test_a_crash_while_sending_repeats_only_the_message_in_flight(tmp_path, server):
+    site = email_site(tmp_path, server, "flood_guard: {max_per_run: 100, per_second: null}\n")
+    try:
+        patrons_with_first_reminders(site, 3)
+        router = site.router()
+        with pytest.raises(KeyboardInterrupt):
+            site.run(channel=_DieAfter(router, 2))
+        router.close()
+        assert sorted(site.notices().values()) == ["pending", "pending", "sent"]
+        site.run(RUN + dt.timedelta(days=1))
+        assert set(site.notices().values()) == {"sent"}
+        recipients = sorted(m.rcpt_tos[0] for m in server.messages)
+        assert recipients == ["p1@etu.example", "p2@etu.example", "p2@etu.example", "p3@etu.example"]
+        ids = [m.message["Message-ID"] for m in server.messages if m.rcpt_tos == ["p2@etu.example"]]
+        assert ids[0] == ids[1]    # the repeat has the same Message-ID: mail clients show one message
+    finally:
+        site.close()
+
+
+def test_the_command_line_run_uses_the_policy_s_delivery(tmp_path, server, monkeypatch):
+    from typer.testing import CliRunner
+
+    import cli
+
+    site = Site(tmp_path, '\ndelivery:\n  email: {url: "mailto://127.0.0.1:${SMTP_PORT}"}\n'
+                          "flood_guard: {max_per_run: 1, per_second: null}\n")
+    try:
+        patrons_with_first_reminders(site, 2)
+        runner = CliRunner()
+        args = ["run", "--on", RUN.isoformat(), "--rules", str(site.rules), "--db", site.store.url,
+                "--outbox", str(site.outbox)]
+        missing = runner.invoke(cli.app, args, env={"SMTP_PORT": None})
+        assert missing.exit_code == 2 and "environment variable SMTP_PORT is not set" in missing.stderr
+        held = runner.invoke(cli.app, args, env={"SMTP_PORT": str(server.port)})
+        assert held.exit_code == 1 and "flood guard: 2 messages would go out" in held.stderr
+        assert server.messages == []
+        sent = runner.invoke(cli.app, args + ["--confirm"], env={"SMTP_PORT": str(server.port)})
+        assert sent.exit_code == 0, sent.stderr
+        assert "delivered 2 of 2 pending message(s)" in sent.stderr and len(server.messages) == 2
+        lint = runner.invoke(cli.app, ["lint", "--rules", str(site.rules), "--check-delivery"],
+                             env={"SMTP_PORT": str(server.port)})
+        assert f"ok   delivery.email: 127.0.0.1:{server.port} (insecure): 220 " in lint.stdout, lint.stdout
+        assert len(server.messages) == 2     # the check sent nothing
+        server.stop()
+        down = runner.invoke(cli.app, ["lint", "--rules", str(site.rules), "--check-delivery"],
+                             env={"SMTP_PORT": str(server.port)})
+        assert down.exit_code == 1 and "FAIL delivery.email" in down.stdout and "Connection refused" in down.stdout
+    finally:
+        site.close()

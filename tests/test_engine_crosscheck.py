@@ -1,0 +1,367 @@
+"""durable-rules (engine/rules.py) against the plain-Python reference (engine/reference.py).
+
+The property: for random policies, candidates and run dates, evaluating *every*
+(candidate, stage) pair in durable-rules gives exactly reference.due_pairs. Then the guardrails:
+whatever goes wrong inside durable-rules surfaces as rules.EngineFault, never as a silently
+smaller (or larger) set of decisions.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections import Counter
+
+import durable.engine
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters import isolation
+from engine import decide, reference, rules
+from engine.facts import Candidate, Loan
+from engine.policy import Policy
+
+try:
+    from tests.engine_cases import cand, d, default_policy
+except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
+    from engine_cases import cand, d, default_policy
+
+STATUSES = ["", "lost", "claimed_returned", "long_overdue", "perdu réclamé", "in_transit"]
+GROUPS = ["", "etudiant", "doctorant", "personnel", "lecteur extérieur"]
+RECORD_TYPES = ["staff", "public", "contact"]
+BASE = dt.date(2026, 6, 15)
+MAX_EXAMPLES = 3000
+
+
+# Each stage is drawn as one integer and each loan as two, decoded digit by digit (mixed radix):
+# hypothesis spends ~0.1 ms per draw, so drawing every field separately would cost more than the
+# engine itself. Each integer stays below 2**24 (hypothesis draws wider ones mostly small, which
+# would leave the high digits at 0). Digit 0 is the plainest choice, so shrinking still works.
+def _digits(n: int, *radices: int) -> list[int]:
+    out = []
+    for radix in radices:
+        n, digit = divmod(n, radix)
+        out.append(digit)
+    return out
+
+
+def _subset(mask: int, values: list) -> list:
+    return [v for i, v in enumerate(values) if mask >> i & 1]
+
+
+STAGE_RADICES = (2, 9, 32, 128)              # channel, window, record types, user groups
+LOAN_RADICES = ((4, 5, 10, 86),          # aimed at a trigger?, which stage, how late, or as_of - due
+                (11, 10, 3, 5, 128, 4))  # returned, status, record type, user group, recorded (<64: none), patron
+_POLICY = st.tuples(
+    st.integers(1, 5),                                                         # how many stages
+    st.tuples(*[st.integers(-10, 60)] * 5),                                    # offsets (sorted, unique)
+    st.tuples(*[st.integers(0, math.prod(STAGE_RADICES) - 1)] * 5),            # stage settings
+    st.integers(0, 5),                                                         # default window
+    st.integers(0, 2 ** (len(STATUSES) - 1) - 1),                              # excluded statuses
+    st.integers(0, 9),                                                         # 0: excludes "" too
+    st.none() | st.integers(-75, 15),                                          # restart day - BASE
+)
+_AS_OF = st.integers(-10, 10)                                                  # as_of - BASE
+_HOW_MANY = st.integers(1, 12)
+_LOAN = st.tuples(*(st.integers(0, math.prod(radices) - 1) for radices in LOAN_RADICES))
+
+
+@st.composite
+def _scenario(draw):
+    # the number of loans is drawn first (st.lists would mostly give empty lists here)
+    return draw(_POLICY), draw(_AS_OF), [draw(_LOAN) for _ in range(draw(_HOW_MANY))]
+
+
+_SCENARIO = _scenario()
+
+
+def build_policy(raw) -> Policy:
+    how_many, offsets, stage_codes, window, excluded, exclude_blank, restart = raw
+    stages = []
+    for i, offset in enumerate(sorted(set(offsets))[:how_many]):
+        channel, stage_window, record_types, groups = _digits(stage_codes[i], *STAGE_RADICES)
+        stage = {"id": f"s{i}_{offset + 10}", "offset_days": offset, "channel": ["email", "letter"][channel]}
+        if stage_window <= 5:                           # 6, 7, 8: the policy's default window
+            stage["max_delay_days"] = stage_window
+        audience = {}
+        if record_types >= 24:                          # else the default (staff, public)
+            audience["record_types"] = _subset(record_types - 24, RECORD_TYPES)
+        if groups >= 96:                                # else every group
+            audience["user_groups"] = _subset(groups - 96, GROUPS)
+        if audience:
+            stage["audience"] = audience
+        stages.append(stage)
+    data = {
+        "timezone": "Europe/Paris",
+        "sender": {"from": "Service <a@univ.example>", "reply_to": "a@univ.example"},
+        "max_delay_days": window,
+        "exclude_statuses": _subset(excluded, STATUSES[1:]) + ([""] if exclude_blank == 0 else []),
+        "stages": stages,
+        "libraries": {"SCI": {"name": "Sciences", "letters": {"printer": "p"}}},
+    }
+    if restart is not None:
+        data["restart"] = {"resumed_on": BASE + dt.timedelta(days=restart)}
+    return Policy.model_validate(data)
+
+
+RETURNED = [None] * 7 + [-3, 0, 9, 40]                  # days after the due date, or still open
+
+
+def build_candidates(policy: Policy, as_of: dt.date, codes: list[tuple[int, int]]) -> list[Candidate]:
+    n = len(policy.stages)
+    out = []
+    for i, code in enumerate(codes):
+        aimed, stage, late, elapsed = _digits(code[0], *LOAN_RADICES[0])
+        returned, status, record_type, group, recorded, who = _digits(code[1], *LOAN_RADICES[1])
+        if aimed < 3:   # due date aimed at a stage's trigger: -2..7 days late on as_of
+            elapsed = policy.stages[stage % n].offset_days + late - 2
+        else:           # anywhere: as_of - due in -15..70
+            elapsed -= 15
+        due = as_of - dt.timedelta(days=elapsed)
+        ids = [s.id for s in policy.stages] + ["retired_stage"] * (6 - n)
+        out.append(Candidate(
+            loan=Loan(loan_id=f"L{i}", patron_id=f"P{who}", library="SCI", due_date=due,
+                      returned_on=None if RETURNED[returned] is None else due + dt.timedelta(days=RETURNED[returned]),
+                      status="" if status < 5 else STATUSES[status - 4]),
+            record_type=RECORD_TYPES[record_type],
+            user_group=GROUPS[group],
+            recorded=frozenset(_subset(recorded - 64, ids) if recorded >= 64 else ()),
+        ))
+    return out
+
+
+def test_rules_equal_reference_on_all_pairs():
+    stats: Counter = Counter()
+
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(_SCENARIO)
+    def check(raw):
+        raw_policy, day, raw_loans = raw
+        policy = build_policy(raw_policy)
+        as_of = BASE + dt.timedelta(days=day)
+        cands = build_candidates(policy, as_of, raw_loans)
+        all_pairs = [(ci, si) for ci in range(len(cands)) for si in range(len(policy.stages))]
+        expected = reference.due_pairs(policy, cands, as_of)
+        got = rules.evaluate(policy, cands, as_of, all_pairs)
+        assert got == expected, (f"durable-rules {sorted(got)} != reference {sorted(expected)}\n"
+                                 f"policy={policy.model_dump(exclude_defaults=True)}\nas_of={as_of}\n"
+                                 f"candidates={cands}")
+
+        # the pre-filter never leaves out a due pair: evaluation_pairs and due_ranges cover it
+        pairs = decide.evaluation_pairs(policy, cands, as_of)
+        assert expected <= set(pairs)
+        ranges = reference.due_ranges(policy, as_of)
+        for ci, _ in expected:
+            assert any(lo <= cands[ci].loan.due_date <= hi for lo, hi in ranges)
+
+        # which condition alone keeps a triggered stage from being due: each must be exercised
+        for ci, cand_ in enumerate(cands):
+            for si in range(len(policy.stages)):
+                failed = [c.name for c in reference.checks(policy, si, cand_, as_of) if not c.ok]
+                if len(failed) == 1:
+                    stats["only " + failed[0]] += 1
+        stats["examples"] += 1
+        stats["pairs"] += len(all_pairs)
+        stats["due"] += len(expected)
+        stats["examples with a due pair"] += bool(expected)
+
+    start, cpu = time.perf_counter(), time.process_time()
+    check()
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"\ncross-check: {stats['examples']} examples ({stats['examples with a due pair']} with a due pair), "
+          f"{stats['pairs']} pairs, {stats['due']} due, {elapsed:.1f}s ({cpu:.1f}s CPU); "
+          + ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if k.startswith("only ")))
+    # not vacuous: a fair share of the examples have something due
+    assert stats["examples"] == MAX_EXAMPLES
+    assert stats["examples with a due pair"] > MAX_EXAMPLES // 10
+    for check_name in ("status", "window", "restart", "ledger", "before_due", "audience"):
+        assert stats["only " + check_name] >= 20, (check_name, stats)
+
+
+# --------------------------------------------------------------------------------------------
+# guardrails
+
+
+def _busy_day():
+    """Twelve loans of the shipped policy on 2026-03-27: three first reminders due, one courtesy."""
+    cands = [cand(d("2026-03-27") - dt.timedelta(days=k), loan_id=f"L{k}") for k in range(12)]
+    cands.append(cand("2026-03-30", loan_id="C"))
+    return default_policy(), cands, d("2026-03-27")
+
+
+def test_busy_day_baseline():
+    policy, cands, as_of = _busy_day()
+    got = decide.due_stages(policy, cands, as_of)
+    assert {(cands[ci].loan.loan_id, policy.stages[si].id) for ci, si in got} == {
+        ("L7", "first_reminder"), ("L8", "first_reminder"), ("L9", "first_reminder"), ("C", "courtesy")}
+
+
+@pytest.mark.parametrize("tamper", ["drop", "add", "swap"])
+def test_due_stages_refuses_when_engine_disagrees_with_reference(monkeypatch, tamper):
+    policy, cands, as_of = _busy_day()
+    real = rules.evaluate
+
+    def wrong(policy, candidates, as_of, pairs):
+        got = set(real(policy, candidates, as_of, pairs))
+        if tamper == "drop":
+            got.discard(min(got))
+        elif tamper == "add":
+            got.add((0, 1))                    # L0 is due today: its first reminder is a week away
+        else:
+            ci, si = min(got)
+            got = (got - {(ci, si)}) | {(ci, (si + 1) % 4)}
+        return got
+
+    monkeypatch.setattr(rules, "evaluate", wrong)
+    with pytest.raises(rules.EngineFault, match="disagree"):
+        decide.due_stages(policy, cands, as_of)
+    with pytest.raises(rules.EngineFault):
+        decide.plan_day(policy, cands, {}, as_of)
+
+
+@pytest.mark.parametrize("method", ["post_batch", "post"])
+def test_refused_post_is_an_engine_fault(monkeypatch, method):
+    policy, cands, as_of = _busy_day()
+    pairs = [(ci, si) for ci in range(len(cands)) for si in range(4)]
+    if method == "post":
+        pairs = pairs[:1]                      # a single event goes through host.post
+
+    def refuse(self, *args, **kwargs):
+        raise OSError("connection to the rules engine lost")
+
+    monkeypatch.setattr(rules._SyncHost, method, refuse)
+    with pytest.raises(rules.EngineFault, match="refused events") as info:
+        rules.evaluate(policy, cands, as_of, pairs)
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_already_observed_event_is_an_engine_fault_not_a_lost_notice(monkeypatch):
+    """durable-rules refuses a message whose id it has seen: that must stop the run, not drop a loan."""
+    policy, cands, as_of = _busy_day()
+    real_event = rules._event
+
+    def colliding(seq, *args):
+        event = real_event(seq, *args)
+        event["id"] = seq // 2                 # every second event collides with the one before it
+        return event
+
+    monkeypatch.setattr(rules, "_event", colliding)
+    pairs = decide.evaluation_pairs(policy, cands, as_of)
+    assert len(pairs) >= 2
+    with pytest.raises(rules.EngineFault, match="refused events") as info:
+        rules.evaluate(policy, cands, as_of, pairs)
+    assert type(info.value.__cause__).__name__ == "MessageObservedException"
+
+
+def test_event_no_rule_handles_is_an_engine_fault(monkeypatch):
+    policy, cands, as_of = _busy_day()
+    real_event = rules._event
+
+    def unmatched(seq, ci, si, *args):
+        event = real_event(seq, ci, si, *args)
+        if seq == 3:
+            event["s"] = -1                    # neither a stage rule nor not_due matches it
+        return event
+
+    monkeypatch.setattr(rules, "_event", unmatched)
+    pairs = decide.evaluation_pairs(policy, cands, as_of)
+    with pytest.raises(rules.EngineFault):
+        rules.evaluate(policy, cands, as_of, pairs)
+
+
+def test_events_handled_under_one_id_are_counted_as_missing(monkeypatch):
+    """Events durable-rules numbers itself (no id): the actions cannot be told apart -> refused."""
+    policy, cands, as_of = _busy_day()
+    real_event = rules._event
+
+    def anonymous(*args):
+        event = real_event(*args)
+        del event["id"]
+        return event
+
+    monkeypatch.setattr(rules, "_event", anonymous)
+    pairs = decide.evaluation_pairs(policy, cands, as_of)
+    assert len(pairs) >= 2
+    with pytest.raises(rules.EngineFault, match="distinct of"):
+        rules.evaluate(policy, cands, as_of, pairs)
+
+
+def test_exception_in_an_action_is_surfaced(monkeypatch):
+    """durable-rules swallows an action's exception into its state; evaluate must raise it."""
+    policy, cands, as_of = _busy_day()
+    real_getitem = durable.engine.Content.__getitem__
+
+    def failing(self, key):
+        if key == "c":                         # only read by the action of a due stage
+            raise LookupError("boom in action")
+        return real_getitem(self, key)
+
+    monkeypatch.setattr(durable.engine.Content, "__getitem__", failing)
+    pairs = decide.evaluation_pairs(policy, cands, as_of)
+    with pytest.raises(rules.EngineFault, match="an action raised") as info:
+        rules.evaluate(policy, cands, as_of, pairs)
+    assert isinstance(info.value.__cause__, LookupError)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 7, 500])
+def test_batching_does_not_change_the_result(monkeypatch, batch):
+    policy, cands, as_of = _busy_day()
+    pairs = [(ci, si) for ci in range(len(cands)) for si in range(4)]   # 52 events
+    expected = reference.due_pairs(policy, cands, as_of)
+    monkeypatch.setattr(rules, "BATCH", batch)
+    assert rules.evaluate(policy, cands, as_of, pairs) == expected
+
+
+def test_many_evaluations_in_one_process():
+    """A fresh host per evaluation: the ruleset name is never registered twice."""
+    policy, cands, as_of = _busy_day()
+    pairs = decide.evaluation_pairs(policy, cands, as_of)
+    results = {frozenset(rules.evaluate(policy, cands, as_of, pairs)) for _ in range(200)}
+    assert len(results) == 1
+
+
+def test_empty_evaluation():
+    policy, _, as_of = _busy_day()
+    assert rules.evaluate(policy, [], as_of, []) == set()
+    assert decide.plan_day(policy, [], {}, as_of).notices == []
+
+
+# --- isolation: the daemon evaluates in a child process (durable-rules keeps memory per event)
+
+
+def test_isolated_evaluation_decides_the_same_as_in_process():
+    from engine.policy import parse_policy as _parse
+    from tests.conftest import RULES
+
+    policy = _parse((RULES / "reminders.yaml").read_text(encoding="utf-8"), "reminders.yaml")
+    day = dt.date(2026, 11, 23)
+    cands = [Candidate(Loan(f"L{i}", "P1", "SCI", day - dt.timedelta(days=i - 5)), "public", "")
+             for i in range(45)]
+    pairs = [(c, s) for c in range(len(cands)) for s in range(len(policy.stages))]
+    here = rules.evaluate(policy, cands, day, pairs)
+    isolation.isolate_evaluations(True)
+    try:
+        there = rules.evaluate(policy, cands, day, pairs)
+    finally:
+        isolation.isolate_evaluations(False)
+    assert there == here and len(here) > 4
+
+
+def test_a_dead_engine_process_is_an_engine_fault(monkeypatch):
+    import sys as _sys
+
+    from engine.policy import parse_policy as _parse
+    from tests.conftest import RULES
+
+    policy = _parse((RULES / "reminders.yaml").read_text(encoding="utf-8"), "reminders.yaml")
+    day = dt.date(2026, 11, 23)
+    cands = [Candidate(Loan("L1", "P1", "SCI", day), "public", "")]
+    monkeypatch.setattr(_sys, "executable", "/bin/false")
+    isolation.isolate_evaluations(True)
+    try:
+        with pytest.raises(rules.EngineFault, match="process failed"):
+            rules.evaluate(policy, cands, day, [(0, 0)])
+    finally:
+        isolation.isolate_evaluations(False)

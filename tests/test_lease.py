@@ -1,0 +1,100 @@
+"""One active instance (adapters/lease.py): a lease row, expiring on the database's clock.
+
+On a real database (SQLite file; PostgreSQL when configured), with short leases (1 to 2 seconds)
+so that expiry can be watched happen.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from adapters.daemon import Daemon, LeaseLost, Settings
+from adapters.lease import Lease, read_lease
+from adapters.storage import Store
+
+
+@pytest.fixture
+def store(db_url):
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def test_the_first_takes_it_the_second_waits(store):
+    first = Lease(store.engine, ttl=30, holder="host-a/1/aa")
+    second = Lease(store.engine, ttl=30, holder="host-b/2/bb")
+    assert first.acquire() and first.held and first.generation == 1
+    assert not second.acquire() and not second.held
+    info = read_lease(store.engine)
+    assert info.holder == "host-a/1/aa" and info.generation == 1 and 25 < info.expires_in <= 30
+    assert first.acquire()                       # taking it again is renewing it: same tenure
+    assert read_lease(store.engine).generation == 1
+
+
+def test_a_clean_release_lets_the_other_take_over_at_once(store):
+    first = Lease(store.engine, ttl=30, holder="a")
+    second = Lease(store.engine, ttl=30, holder="b")
+    assert first.acquire()
+    first.release()
+    assert not first.held
+    assert second.acquire() and second.generation == 2
+    assert not first.confirm()                   # the old holder learns it lost the lease
+
+
+def test_a_holder_that_stops_renewing_is_taken_over_after_expiry(store):
+    dead = Lease(store.engine, ttl=0.8, holder="dead")
+    standby = Lease(store.engine, ttl=0.8, holder="standby")
+    assert dead.acquire()
+    assert not standby.acquire()                 # still valid
+    time.sleep(1.0)
+    assert standby.acquire() and standby.generation == 2
+    assert not dead.confirm() and not dead.held  # too late to renew: someone else has it
+
+
+def test_the_heartbeat_keeps_the_lease_past_its_duration(store):
+    holder = Lease(store.engine, ttl=0.6, holder="alive")
+    other = Lease(store.engine, ttl=0.6, holder="other")
+    assert holder.acquire()
+    holder.start_heartbeat()
+    try:
+        time.sleep(1.5)
+        assert holder.held and not other.acquire()
+    finally:
+        holder.release()
+    assert other.acquire()
+
+
+def test_racing_instances_on_an_expired_lease_one_wins(store):
+    Lease(store.engine, ttl=30, holder="gone").acquire()
+    Lease(store.engine, ttl=30, holder="gone").release()
+    contenders = [Lease(store.engine, ttl=30, holder=f"c{n}") for n in range(8)]
+    barrier = threading.Barrier(len(contenders))
+    results = {}
+
+    def race(lease):
+        barrier.wait()
+        results[lease.holder] = lease.acquire()
+
+    threads = [threading.Thread(target=race, args=(lease,)) for lease in contenders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [h for h, won in results.items() if won]
+    assert len(winners) == 1
+    assert read_lease(store.engine).holder == winners[0]
+    assert read_lease(store.engine).generation == 2
+
+
+def test_no_message_leaves_once_the_lease_is_lost(store, db_url, tmp_path):
+    """Before each message the daemon renews its lease; a lease taken over stops it before sending."""
+    daemon = Daemon(Settings(rules_dir=tmp_path, db_url=db_url, clock=None, channel_for=None))
+    daemon.lease = Lease(store.engine, ttl=30, holder="paused")
+    assert daemon.lease.acquire()
+    daemon.before_send()                         # still ours: goes ahead
+    daemon.lease.release()                       # (as if it had expired while the process was paused)
+    assert Lease(store.engine, ttl=30, holder="new").acquire()
+    with pytest.raises(LeaseLost):
+        daemon.before_send()

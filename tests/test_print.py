@@ -1,0 +1,251 @@
+"""Letters printed through a real CUPS daemon with a PDF printer (cups-pdf).
+
+The test starts its own cupsd, listening only on a socket in a temporary folder, with one cups-pdf
+queue whose output folder is another temporary folder; nothing of the machine's own CUPS is used.
+cups-pdf reads a queue's settings from /etc/cups/cups-pdf-<queue>.conf (the one thing written
+outside the temporary folder, removed afterwards) and its backend runs only as root. The queue
+renders through pdftocairo so the printed PDF keeps its text, which the test reads back.
+
+Where cupsd, cups-pdf or root is missing the CUPS tests skip and say which; .ci/run installs
+cups and printer-driver-cups-pdf from Debian's packages. The tests with a stand-in lp run anywhere.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import textwrap
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pypdf
+import pytest
+
+from adapters.printer import CupsPrint, PrintChannel
+from engine.decide import Notice, notice_key
+
+try:
+    from tests.delivery_site import RUN, Site
+except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
+    from delivery_site import RUN, Site
+
+CUPSD = shutil.which("cupsd") or "/usr/sbin/cupsd"
+LPADMIN = shutil.which("lpadmin") or "/usr/sbin/lpadmin"
+BACKEND = Path("/usr/lib/cups/backend/cups-pdf")
+PPD = Path("/usr/share/ppd/cups-pdf/CUPS-PDF_noopt.ppd")
+
+
+def _why_no_cups() -> str | None:
+    if not os.path.exists(CUPSD) or not shutil.which("lp"):
+        return "cupsd is not installed (Debian: apt-get install cups printer-driver-cups-pdf; .ci/run does it)"
+    if not BACKEND.exists() or not PPD.exists():
+        return "cups-pdf is not installed (Debian: apt-get install printer-driver-cups-pdf; .ci/run does it)"
+    if not shutil.which("pdftocairo"):
+        return "pdftocairo is not installed (Debian: poppler-utils), the PDF printer would lose the text"
+    if os.geteuid() != 0:
+        return "cups-pdf's backend runs only as root: a private cupsd started by another user cannot use it"
+    if not os.access("/etc/cups", os.W_OK):
+        return "cups-pdf reads its per-queue settings from /etc/cups, which is not writable here"
+    return None
+
+
+needs_cups = pytest.mark.skipif(_why_no_cups() is not None, reason=_why_no_cups() or "")
+
+
+@dataclass
+class Cups:
+    socket: str
+    queue: str
+    output: Path
+    log: Path
+
+    def printed(self, before: set[Path], timeout: float = 30) -> Path:
+        """The PDF cups-pdf writes for the next job (waits for it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = sorted(set(self.output.glob("*.pdf")) - before)
+            if new and new[0].stat().st_size > 0:
+                time.sleep(0.2)     # let cups-pdf finish writing
+                return new[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no PDF printed within {timeout} s; cupsd log:\n{self.log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def cups():
+    why = _why_no_cups()
+    if why:
+        pytest.skip(why)
+    # not under pytest's tmp_path: its parents are private to root, and CUPS filters run as user lp
+    root = Path(tempfile.mkdtemp(prefix="rappel-cups-"))
+    root.chmod(0o755)
+    for name in ("spool", "cache", "state", "log"):
+        (root / name).mkdir()
+    for name in ("tmp", "pdf"):            # filters (user lp) write temporary files; cups-pdf writes the PDFs
+        (root / name).mkdir()
+        (root / name).chmod(0o1777)
+    sock = root / "cups.sock"
+    (root / "cupsd.conf").write_text(textwrap.dedent(f"""\
+        Listen {sock}
+        LogLevel info
+        WebInterface No
+        Browsing No
+        DefaultAuthType None
+        <Location />
+          Order allow,deny
+          Allow all
+        </Location>
+        <Policy default>
+          <Limit All>
+            Order deny,allow
+          </Limit>
+        </Policy>
+        """))
+    (root / "cups-files.conf").write_text(textwrap.dedent(f"""\
+        ServerRoot {root}
+        RequestRoot {root}/spool
+        CacheDir {root}/cache
+        StateDir {root}/state
+        TempDir {root}/tmp
+        AccessLog {root}/log/access_log
+        ErrorLog {root}/log/error_log
+        PageLog {root}/log/page_log
+        Printcap {root}/printcap
+        User lp
+        Group lp
+        SystemGroup root
+        """))
+    daemon = subprocess.Popen([CUPSD, "-f", "-c", str(root / "cupsd.conf"), "-s", str(root / "cups-files.conf")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    queue = f"rappel-test-{uuid.uuid4().hex[:8]}"
+    queue_conf = Path(f"/etc/cups/cups-pdf-{queue}.conf")
+    try:
+        deadline = time.monotonic() + 15
+        while not (sock.exists() and stat.S_ISSOCK(sock.stat().st_mode)):
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"cupsd did not start: {daemon.stdout.read().decode(errors='replace')}")
+            time.sleep(0.05)
+        queue_conf.write_text(f"Out {root}/pdf\nLabel 0\n")
+        subprocess.run([LPADMIN, "-h", str(sock), "-p", queue, "-E", "-v", f"cups-pdf:/{queue}", "-P", str(PPD)],
+                       check=True, capture_output=True)
+        subprocess.run([LPADMIN, "-h", str(sock), "-p", queue, "-o", "pdftops-renderer-default=pdftocairo"],
+                       check=True, capture_output=True)
+        yield Cups(str(sock), queue, root / "pdf", root / "log" / "error_log")
+    finally:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+        queue_conf.unlink(missing_ok=True)
+        Path(f"/var/log/cups/cups-pdf-{queue}_log").unlink(missing_ok=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def pdf_text(path: Path) -> str:
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(path.read_bytes())).pages)
+
+
+def letter(printer: str, key: str = "k") -> Notice:
+    return Notice(key, RUN, "letter", "letter", "P1", "SCI", ("L1",), "x", f"printer:{printer}")
+
+
+# -- through a real cupsd ----------------------------------------------------------------------
+
+@needs_cups
+def test_a_letter_is_printed_on_the_library_printer_and_its_job_id_recorded(tmp_path, cups):
+    site = Site(tmp_path, f'\ndelivery:\n  print: {{server: "{cups.socket}"}}\n'
+                          "flood_guard: {max_per_run: 10, per_second: null}\n", printer=cups.queue)
+    try:
+        site.patron("P1", "zoe.lefevre@etu.example", first="Zoé", last="Lefèvre")
+        site.loan("L1", "P1", "2026-10-19", "SCI", "Œuvres complètes — 12 €")    # letter (day 35) today
+        site.loan("L2", "P1", "2026-10-19", "SCI", "Chimie organique")
+        before = set(cups.output.glob("*.pdf"))
+        [outcome] = site.run().outcomes
+        key = notice_key(RUN, "letter", "letter", "P1", "SCI", ("L1", "L2"))
+        assert (outcome.key, outcome.status) == (key, "sent")
+        row = site.notice(key)
+        assert row.reference.startswith(f"cups:{cups.queue}/{cups.queue}-")        # the CUPS job id
+        assert row.reply.startswith(f"request id is {cups.queue}-")
+        text = pdf_text(cups.printed(before))
+        for expected in ("Zoé Lefèvre", "12 rue des Écoles", "Œuvres complètes — 12 €", "Chimie organique",
+                         "Bibliothèque des sciences", "Le 23 novembre 2026"):
+            assert expected in text, expected
+        assert site.outbox_files() == []      # printed, not written to the outbox
+    finally:
+        site.close()
+
+
+@needs_cups
+def test_an_unknown_printer_is_retried_with_cups_reason(cups):
+    delivery = PrintChannel(server=cups.socket).send_letter(letter("no-such-printer"), b"%PDF-1.4", "a.pdf")
+    assert not delivery.ok and not delivery.permanent
+    assert "no-such-printer" in delivery.detail and "does not exist" in delivery.reply
+
+
+@needs_cups
+def test_check_delivery_asks_cups_about_each_printer_without_printing(cups):
+    before = set(cups.output.glob("*.pdf"))
+    ok, missing = PrintChannel(server=cups.socket, printers=[cups.queue, "no-such-printer"]).checks()
+    assert ok.ok and ok.detail.startswith(f"printer {cups.queue} ")   # idle, or now printing
+    assert not missing.ok and "no-such-printer" in missing.detail
+    assert set(cups.output.glob("*.pdf")) == before
+
+
+# -- with a stand-in lp (anywhere) ---------------------------------------------------------------
+
+@pytest.fixture
+def fake_lp(tmp_path):
+    """A stand-in for lp: records its arguments and the document, answers like lp."""
+    script = tmp_path / "lp"
+    script.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        printf '%s\\n' "$@" > {tmp_path}/argv
+        cat > {tmp_path}/document
+        echo "request id is bu-sciences-42 (0 file(s))"
+        """))
+    script.chmod(0o755)
+    return tmp_path
+
+
+def test_the_service_feeds_the_pdf_to_lp_with_the_site_s_settings(fake_lp):
+    channel = PrintChannel(f"{fake_lp / 'lp'} -U rappel", server="print.univ.example:631",
+                           options=["media=A4", "sides=one-sided"])
+    delivery = channel.send_letter(letter("bu-sciences"), b"%PDF-1.4 the letter", "2026-11-23_letter_P1_SCI.pdf")
+    assert delivery.ok and delivery.reference == "cups:bu-sciences/bu-sciences-42"
+    assert delivery.reply == "request id is bu-sciences-42 (0 file(s))"
+    assert (fake_lp / "argv").read_text().split("\n")[:-1] == [
+        "-U", "rappel", "-h", "print.univ.example:631", "-d", "bu-sciences", "-t", "2026-11-23_letter_P1_SCI.pdf",
+        "-o", "media=A4", "-o", "sides=one-sided"]
+    assert (fake_lp / "document").read_bytes() == b"%PDF-1.4 the letter"
+
+
+def test_a_missing_lp_is_a_transient_failure(tmp_path):
+    delivery = PrintChannel(str(tmp_path / "no" / "lp")).send_letter(letter("bu-sciences"), b"%PDF", "a.pdf")
+    assert not delivery.ok and not delivery.permanent and "command not found" in delivery.detail
+
+
+def test_lp_refusing_is_a_transient_failure_with_its_words(tmp_path):
+    script = tmp_path / "lp"
+    script.write_text("#!/bin/sh\ncat > /dev/null\necho 'lp: Unable to connect to server' >&2\nexit 1\n")
+    script.chmod(0o755)
+    delivery = PrintChannel(str(script)).send_letter(letter("bu-sciences"), b"%PDF", "a.pdf")
+    assert not delivery.ok and not delivery.permanent
+    assert delivery.reply == "lp: Unable to connect to server"
+
+
+@pytest.mark.parametrize("printer", ["", "two words", "a/b", "x#y"])
+def test_a_queue_name_cups_cannot_have_is_refused(printer):
+    with pytest.raises(ValueError):
+        CupsPrint(printer)
+
+
+def test_the_service_url_round_trips():
+    service = CupsPrint("bu-sciences")
+    assert service.url() == "rappel-lp://bu-sciences"
+    assert CupsPrint.parse_url(service.url())["printer"] == "bu-sciences"
