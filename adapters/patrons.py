@@ -24,7 +24,7 @@ from adapters.importer import ImportReport, validated_rows
 from adapters.render import Templates, message_id, pick_language
 from adapters.schema import PATRON_FIELDS, loans, patron_audit, patron_local_edits, patrons, requests
 from adapters.storage import Store
-from engine.accounts import (EDITABLE_FIELDS, IDENTITY_FIELDS, AccountsPolicy, EditDecision, EditRequest,
+from engine.accounts import (EDITABLE_FIELDS, AccountsPolicy, EditDecision, EditRequest,
                              decide_edits, parse_accounts, value_problems)
 from engine.decide import Notice
 from engine.facts import Loan, Patron

@@ -2,7 +2,7 @@
 """Daily-run benchmark: import, dry run, real run and scaling of one day of rappel at library size.
 
     .venv/bin/python benchmarks/daily_run.py [--loans 1000000] [--patrons 200000] [--workdir bench-data]
-                                             [--skip-real] [--skip-2m] [--repeat 3] [--wait-minutes 25]
+                                             [--skip-real] [--skip-2m] [--repeat 3] [--reuse]
 
 What it does, for the benchmark day D = 2026-11-23 (policy: rules/reminders.yaml):
 
@@ -21,11 +21,6 @@ What it does, for the benchmark day D = 2026-11-23 (policy: rules/reminders.yaml
 6. scaling: a copy of the 1M database plus the 1M non-candidate loans (2M loans), dry-run D again:
    same candidates, and the time ratio 2M/1M should stay near 1 (an indexed pre-filter);
 7. prints a table of every figure with its target and PASS/FAIL, and exits 0: it is a report.
-
-The real run needs adapters/render.py, adapters/outbox.py and rules/templates/*.j2; the script
-waits for them (polling every 30 s, --wait-minutes). Until the CLI works (`rappel lint` passes),
-imports and dry runs fall back to the same library calls in a child process, and the figures say
-so; they are measured again with the CLI once it works.
 """
 from __future__ import annotations
 
@@ -206,24 +201,6 @@ def self_cmd(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *args]
 
 
-def cli_ready() -> tuple[bool, str]:
-    """Whether the rappel CLI works end to end here (policy and templates lint clean)."""
-    if not RAPPEL.exists():
-        return False, f"{RAPPEL} not found"
-    r = measure([str(RAPPEL), "lint", "--rules", str(RULES)])
-    detail = (r.stderr.strip().splitlines() or [r.stdout.strip()])[-1:] if r.rc else [r.stdout.strip()]
-    return r.rc == 0, " ".join(detail)[:200]
-
-
-def real_run_ready() -> tuple[bool, str]:
-    missing = [p for p in ("adapters/render.py", "adapters/outbox.py") if not (ROOT / p).exists()]
-    if not list((RULES / "templates").rglob("*.j2")):
-        missing.append("rules/templates/*.j2")
-    if missing:
-        return False, "missing " + ", ".join(missing)
-    return cli_ready()
-
-
 def sqlite_copy(src: Path, dst: Path) -> None:
     """A consistent copy of a SQLite database (WAL included), by the backup API."""
     for p in (dst, Path(f"{dst}-wal"), Path(f"{dst}-shm")):
@@ -260,22 +237,15 @@ class Report:
         print(f"  note: {text}", flush=True)
 
 
-def do_import(kind: str, csv_path: Path, url: str, use_cli: bool) -> Run:
-    if use_cli:
-        cmd = [str(RAPPEL), "import", kind, str(csv_path), "--db", url, "--rules", str(RULES)]
-    else:
-        cmd = self_cmd("--_import", kind, str(csv_path), url)
-    r = measure(cmd)
+def do_import(kind: str, csv_path: Path, url: str) -> Run:
+    r = measure([str(RAPPEL), "import", kind, str(csv_path), "--db", url, "--rules", str(RULES)])
     if r.rc != 0:
         raise RuntimeError(f"import {kind} failed (exit {r.rc}): {r.stderr.strip()[-800:]}")
     return r
 
 
-def dry_run(url: str, use_cli: bool, out: Path) -> tuple[Run, dict]:
-    if use_cli:
-        cmd = [str(RAPPEL), "run", "--on", DAY.isoformat(), "--dry-run", "--json", "--db", url, "--rules", str(RULES)]
-    else:
-        cmd = self_cmd("--_dryrun", url)
+def dry_run(url: str, out: Path) -> tuple[Run, dict]:
+    cmd = [str(RAPPEL), "run", "--on", DAY.isoformat(), "--dry-run", "--json", "--db", url, "--rules", str(RULES)]
     r = measure(cmd, stdout_file=out, keep_stdout=False)
     if r.rc != 0:
         raise RuntimeError(f"dry run failed (exit {r.rc}): {r.stderr.strip()[-800:]}")
@@ -299,12 +269,12 @@ def count_messages(path: Path) -> dict:
     return counts
 
 
-def measure_dry(label: str, url: str, db: Path, workdir: Path, repeat: int, use_cli: bool, rep: Report) -> dict:
-    print(f"\n== dry run {label} ({'CLI' if use_cli else 'module fallback: CLI not ready'}), {repeat}x", flush=True)
+def measure_dry(label: str, url: str, workdir: Path, repeat: int, rep: Report) -> dict:
+    print(f"\n== dry run {label} (rappel run --dry-run --json), {repeat}x", flush=True)
     runs = []
     counts = {}
     for k in range(repeat):
-        r, counts = dry_run(url, use_cli, workdir / f"dry-{label}.jsonl")
+        r, counts = dry_run(url, workdir / f"dry-{label}.jsonl")
         runs.append(r)
         print(f"  run {k + 1}: {r.wall:.2f} s (CPU {r.cpu:.2f} s), peak RSS {r.rss_mb:.0f} MB, {counts['messages']} messages", flush=True)
     inproc = measure(self_cmd("--_inproc", url, "--repeat", str(repeat)))
@@ -312,9 +282,8 @@ def measure_dry(label: str, url: str, db: Path, workdir: Path, repeat: int, use_
         raise RuntimeError(f"in-process measurement failed: {inproc.stderr.strip()[-800:]}")
     ip = json.loads(inproc.stdout.strip().splitlines()[-1])
     wall = statistics.median(r.wall for r in runs)
-    how = "CLI" if use_cli else "module fallback"
     cpu = statistics.median(r.cpu for r in runs)
-    rep.add(f"dry run {label}: wall, median of {repeat} ({how})", f"{wall:.2f} s "
+    rep.add(f"dry run {label}: wall, median of {repeat}", f"{wall:.2f} s "
             f"[{', '.join(f'{r.wall:.2f}' for r in runs)}] (CPU {cpu:.2f} s)", f"≤ {TARGET_DRY_S:.0f} s",
             wall <= TARGET_DRY_S)
     P = ip["parts"]
@@ -327,7 +296,6 @@ def measure_dry(label: str, url: str, db: Path, workdir: Path, repeat: int, use_
     rep.add(f"dry run {label}: plan_day breakdown (CPU s)",
             f"pairs {P['pairs']['cpu']:.2f}, durable-rules {P['rules']['cpu']:.2f}, reference cross-check "
             f"{P['reference']['cpu']:.2f}, grouping/notices {P['grouping']['cpu']:.2f}")
-    fixed = P["imports"]["cpu"] + P["load_checked"]["cpu"] + P["store_open"]["cpu"]
     rep.add(f"dry run {label}: process overhead (CPU s)",
             f"imports {P['imports']['cpu']:.2f} + policy & template lint {P['load_checked']['cpu']:.2f} + "
             f"Store() {P['store_open']['cpu']:.2f} + JSON output {P['output']['cpu']:.2f}; "
@@ -339,7 +307,7 @@ def measure_dry(label: str, url: str, db: Path, workdir: Path, repeat: int, use_
     rss = max(r.rss_mb for r in runs)
     rep.add(f"dry run {label}: peak RSS", f"{rss:.0f} MB (in-process child: {inproc.rss_mb:.0f} MB)",
             f"≤ {TARGET_RSS_MB:.0f} MB", rss <= TARGET_RSS_MB)
-    return {"wall": wall, "cpu": cpu, "inproc": ip, "counts": counts, "rss": rss, "cli": use_cli}
+    return {"wall": wall, "cpu": cpu, "inproc": ip, "counts": counts, "rss": rss}
 
 
 def main() -> int:
@@ -351,7 +319,6 @@ def main() -> int:
     ap.add_argument("--skip-real", action="store_true", help="no real run")
     ap.add_argument("--skip-2m", action="store_true", help="no scaling database")
     ap.add_argument("--reuse", action="store_true", help="reuse CSV files and databases left by a previous run")
-    ap.add_argument("--wait-minutes", type=float, default=25, help="how long to wait for the real-run modules")
     args = ap.parse_args()
 
     workdir = args.workdir if args.workdir.is_absolute() else (Path.cwd() / args.workdir)
@@ -393,24 +360,19 @@ def main() -> int:
             rep.add("generation (non-candidate loans CSV)", f"{time.perf_counter() - t0:.1f} s "
                     f"({extra_csv.stat().st_size / 1e6:.0f} MB)")
 
-        use_cli, why = cli_ready()
-        if not use_cli:
-            rep.note(f"CLI not usable yet ({why}): imports and dry runs use the module fallback for now")
-
         # 2. import ----------------------------------------------------------------------
         reused = args.reuse and db1.exists() and (workdir / "db1.ok").exists()
         if reused:
             rep.note(f"reusing {db1.name} (import not measured)")
         else:
             (workdir / "db1.ok").unlink(missing_ok=True)
-            print(f"\n== import into a fresh SQLite file ({'CLI' if use_cli else 'module fallback'})", flush=True)
+            print("\n== import into a fresh SQLite file (rappel import)", flush=True)
             fresh_db(db1)
-            rp = do_import("patrons", patrons_csv, url1, use_cli)
-            rl = do_import("loans", loans_csv, url1, use_cli)
+            rp = do_import("patrons", patrons_csv, url1)
+            rl = do_import("loans", loans_csv, url1)
             total = rp.wall + rl.wall
-            how = "rappel import" if use_cli else "import_csv in a child"
-            rep.add(f"import {n_p} patrons ({how})", f"{rp.wall:.1f} s (CPU {rp.cpu:.1f} s), peak RSS {rp.rss_mb:.0f} MB")
-            rep.add(f"import {n_l} loans ({how})", f"{rl.wall:.1f} s (CPU {rl.cpu:.1f} s), peak RSS {rl.rss_mb:.0f} MB")
+            rep.add(f"import {n_p} patrons", f"{rp.wall:.1f} s (CPU {rp.cpu:.1f} s), peak RSS {rp.rss_mb:.0f} MB")
+            rep.add(f"import {n_l} loans", f"{rl.wall:.1f} s (CPU {rl.cpu:.1f} s), peak RSS {rl.rss_mb:.0f} MB")
             rep.add("import total (patrons + loans)", f"{total:.1f} s", f"≤ {TARGET_IMPORT_S:.0f} s",
                     total <= TARGET_IMPORT_S)
             rss = max(rp.rss_mb, rl.rss_mb)
@@ -419,7 +381,7 @@ def main() -> int:
             (workdir / "db1.ok").write_text("ok")
 
         # 3./4. dry run --------------------------------------------------------------------
-        results["dry1"] = measure_dry(tag, url1, db1, workdir, args.repeat, use_cli, rep)
+        results["dry1"] = measure_dry(tag, url1, workdir, args.repeat, rep)
 
         # 6. scaling ---------------------------------------------------------------------
         if not args.skip_2m:
@@ -429,32 +391,16 @@ def main() -> int:
                 (workdir / "db2.ok").unlink(missing_ok=True)
                 print(f"\n== scaling database: copy of {tag} + {n_l} non-candidate loans", flush=True)
                 sqlite_copy(db1, db2)
-                rx = do_import("loans", extra_csv, url2, use_cli)
+                rx = do_import("loans", extra_csv, url2)
                 rep.add(f"import +{n_l} loans into the {tag} database",
                         f"{rx.wall:.1f} s (CPU {rx.cpu:.1f} s), peak RSS {rx.rss_mb:.0f} MB")
                 (workdir / "db2.ok").write_text("ok")
-            results["dry2"] = measure_dry(tag2, url2, db2, workdir, args.repeat, use_cli, rep)
+            results["dry2"] = measure_dry(tag2, url2, workdir, args.repeat, rep)
             scaling(rep, results, tag, tag2)
 
         # 5. real run ----------------------------------------------------------------------
         if not args.skip_real:
-            ok, why = real_run_ready()
-            deadline = time.monotonic() + args.wait_minutes * 60
-            while not ok and time.monotonic() < deadline:
-                print(f"  waiting for the real-run modules: {why}", flush=True)
-                time.sleep(30)
-                ok, why = real_run_ready()
-            if not ok:
-                rep.note(f"real run not measured: {why} after waiting {args.wait_minutes:g} min")
-            else:
-                if not use_cli:   # the CLI works now: measure the user's path again
-                    rep.note("the CLI works now: dry runs measured again with it")
-                    use_cli = True
-                    results["dry1"] = measure_dry(tag, url1, db1, workdir, args.repeat, True, rep)
-                    if "dry2" in results:
-                        results["dry2"] = measure_dry(tag2, url2, db2, workdir, args.repeat, True, rep)
-                        scaling(rep, results, tag, tag2)
-                real_run(db1, db_real, workdir, tag, rep)
+            real_run(db1, db_real, workdir, tag, rep)
     except Exception as exc:  # a report: say what broke, print what was measured
         rep.note(f"benchmark stopped: {type(exc).__name__}: {exc}")
 
@@ -564,32 +510,6 @@ def print_summary(rep: Report, n_p: int, n_l: int) -> None:
 # --------------------------------------------------------------------------------------------
 # child-process modes (not for users): the library calls the CLI would make, timed from inside
 # --------------------------------------------------------------------------------------------
-def _policy():
-    from engine.policy import parse_policy
-    path = RULES / "reminders.yaml"
-    return parse_policy(path.read_text(encoding="utf-8"), str(path))
-
-
-def child_import(kind: str, path: str, url: str) -> int:
-    from adapters.importer import import_csv
-    from adapters.storage import Store
-    report = import_csv(Store(url), _policy(), kind, Path(path))
-    print(f"{path}: {report.rows} {kind} imported ({report.inserted} new, {report.updated} updated)")
-    return 0
-
-
-def child_dryrun(url: str) -> int:
-    from adapters.storage import Store
-    from engine.decide import plan_day
-    store = Store(url)
-    candidates, patrons = store.candidates(_policy(), DAY)
-    plan = plan_day(_policy(), candidates, patrons, DAY)
-    write = sys.stdout.write
-    for n in plan.notices:
-        write(json.dumps(n.as_dict(), ensure_ascii=False) + "\n")
-    return 0
-
-
 def child_inproc(url: str, repeat: int) -> int:
     """The dry run's parts, timed from inside one process: wall and CPU seconds of each."""
     import contextlib
@@ -602,44 +522,24 @@ def child_inproc(url: str, repeat: int) -> int:
         return time.perf_counter() - t[0], time.process_time() - t[1]
 
     t = clock()
-    try:
-        import cli  # (what `rappel run` imports before working)
-        from adapters import pipeline
-        plan_for = pipeline.plan_for
-    except ImportError:
-        cli = pipeline = plan_for = None
-    try:
-        from adapters import delivery  # noqa: F401  (the channels `rappel run` builds, dry run included)
-    except ImportError:
-        pass
+    import cli  # (what `rappel run` imports before working)
+    from adapters import delivery, pipeline  # noqa: F401  (the channels `rappel run` builds, dry run included)
     from adapters.storage import Store
     from engine import decide, reference, rules
     imports = since(t)
     t = clock()
-    if pipeline is not None:
-        try:
-            policy, _ = pipeline.load_checked(RULES)   # the policy and the templates' lint, as `rappel run` does
-        except Exception:  # noqa: BLE001 - templates being edited: the policy alone
-            policy = _policy()
-    else:
-        policy = _policy()
+    policy, _ = pipeline.load_checked(RULES)   # the policy and the templates' lint, as `rappel run` does
     load = since(t)
     t = clock()
     store = Store(url)
     store_open = since(t)
-
-    def whole():
-        if plan_for is not None:
-            return plan_for(store, policy, DAY)
-        cands, pats = store.candidates(policy, DAY)
-        return decide.plan_day(policy, cands, pats, DAY)
 
     parts: dict[str, list] = {k: [] for k in ("plan_for", "candidates", "plan_day", "pairs", "rules", "reference",
                                               "output")}
     plan = got = None
     for _ in range(repeat):
         t = clock()
-        plan = whole()
+        plan = pipeline.plan_for(store, policy, DAY)
         parts["plan_for"].append(since(t))
         t = clock()
         cands, pats = store.candidates(policy, DAY)
@@ -659,11 +559,7 @@ def child_inproc(url: str, repeat: int) -> int:
         assert got == expected
         t = clock()
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            if cli is not None:
-                cli._print_notices(plan.notices, True, "")
-            else:
-                for n in plan.notices:
-                    print(json.dumps(n.as_dict(), ensure_ascii=False))
+            cli._print_notices(plan.notices, True, "")
         parts["output"].append(since(t))
 
     med = statistics.median
@@ -675,7 +571,7 @@ def child_inproc(url: str, repeat: int) -> int:
     out["load_checked"] = dict(zip(("wall", "cpu"), load))
     out["store_open"] = dict(zip(("wall", "cpu"), store_open))
     print(json.dumps({
-        "parts": out, "via_pipeline": plan_for is not None,
+        "parts": out,
         "candidates": plan.candidates, "events": plan.events, "due": len(got),
         "notices": len(plan.notices), "decisions": len(plan.decisions),
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -685,10 +581,6 @@ def child_inproc(url: str, repeat: int) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    if len(sys.argv) > 1 and sys.argv[1] == "--_import":
-        sys.exit(child_import(*sys.argv[2:5]))
-    if len(sys.argv) > 1 and sys.argv[1] == "--_dryrun":
-        sys.exit(child_dryrun(sys.argv[2]))
     if len(sys.argv) > 1 and sys.argv[1] == "--_inproc":
         sys.exit(child_inproc(sys.argv[2], int(sys.argv[4]) if len(sys.argv) > 4 else 3))
     sys.exit(main())

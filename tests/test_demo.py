@@ -27,7 +27,6 @@ The sample, loan by loan (R = 2026-11-22), as read from adapters/demo/*.csv:
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from sqlalchemy import create_engine, select
 from typer.testing import CliRunner

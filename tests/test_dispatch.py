@@ -3,12 +3,11 @@ and a crash between the commit and the sending. A real SMTP server where a serve
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 
 from adapters import delivery, pipeline
-from adapters.channels import Channel, Delivery, MemoryChannel
+from adapters.channels import Channel, MemoryChannel
 from adapters.mailbox import MailboxChannel
 from adapters.outbox import OutboxChannel
 from adapters.printer import PrintChannel

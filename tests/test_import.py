@@ -9,7 +9,6 @@ Rules under test (design, "Exact semantics"; README, imports):
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 from pathlib import Path
 

@@ -16,18 +16,17 @@ import email.policy
 import json
 import shutil
 import socket
-import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from adapters import patrons as services
 from adapters.channels import MemoryChannel
 from adapters.importer import import_csv
 from adapters.pipeline import load_policy
-from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, patron_audit, patron_local_edits, patrons
+from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, patrons
 from adapters.storage import Store
 from cli import app
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 
 try:
     from tests.engine_cases import d, with_restart
