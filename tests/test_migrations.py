@@ -110,6 +110,12 @@ def _head() -> str:
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
+def _sql(value):
+    """Dates as ISO text, as a raw INSERT of the first release's time would write them (Python 3.12
+    deprecates sqlite3's implicit date adapter)."""
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
 @pytest.fixture
 def first_release_db(db_url):
     """A database as the first migration left it, with rows in every table."""
@@ -120,7 +126,7 @@ def first_release_db(db_url):
             names = sorted({n for r in rows for n in r})
             conn.execute(text(f"INSERT INTO {table} ({', '.join(names)}) VALUES "
                               f"({', '.join(':' + n for n in names)})"),
-                         [{n: r.get(n, "") for n in names} for r in rows])
+                         [{n: _sql(r.get(n, "")) for n in names} for r in rows])
     engine.dispose()
     return db_url
 
