@@ -28,6 +28,7 @@ class Failure(Exception):
 @contextmanager
 def guarded():
     """Exit 2 for bad input or policy, 1 for anything else; one line a problem on stderr."""
+    from adapters.storage import DatabaseNotReady
     from engine.rules import EngineFault
     from engine.yamlsource import InputError
 
@@ -43,6 +44,9 @@ def guarded():
     except EngineFault as exc:
         typer.echo(f"error: rules engine fault, nothing decided: {exc}", err=True)
         raise typer.Exit(1) from None
+    except DatabaseNotReady as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except typer.Exit:
         raise
     except Exception as exc:  # noqa: BLE001 - last resort: one line, exit 1
@@ -106,7 +110,7 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
         policy, templates = pipeline.load_checked(rules)
         as_of = _date(on, policy)
         channel = delivery.build(policy, templates, env=os.environ, outbox=outbox, rules_dir=rules)
-        store = Store(db)
+        store = Store.existing(db) if dry_run else Store(db)   # a dry run neither creates nor upgrades
         try:
             if dry_run:
                 plan = pipeline.plan_for(store, policy, as_of)
@@ -146,7 +150,7 @@ def explain(loan: Annotated[str, typer.Option("--loan", help="Loan id")],
     with guarded():
         policy = pipeline.load_policy(rules)
         as_of = _date(on, policy)
-        store = Store(db)
+        store = Store.existing(db)
         found = store.loan(loan)
         if found is None:
             raise Failure(f"no loan {loan!r} in {store.url}", 2)
@@ -248,13 +252,13 @@ def _lint_accounts(rules: Path, policy) -> str:
     return f"{rules}/accounts.yaml: ok ({len(accounts.roles)} roles; external accounts from {accounts.external.source})"
 
 
-def _patron_setup(rules: Path, db: str | None, on: str | None):
+def _patron_setup(rules: Path, db: str | None, on: str | None, *, writes: bool = True):
     from adapters import pipeline
     from adapters.patrons import load_accounts
     from adapters.storage import Store
 
     policy = pipeline.load_policy(rules)
-    return policy, load_accounts(rules), Store(db), _date(on, policy)
+    return policy, load_accounts(rules), Store(db) if writes else Store.existing(db), _date(on, policy)
 
 
 @contextmanager
@@ -276,7 +280,7 @@ def patron_show(barcode: BarcodeArg,
     from adapters import patrons
 
     with guarded(), _known_patron():
-        _, accounts, store, as_of = _patron_setup(rules, db, on)
+        _, accounts, store, as_of = _patron_setup(rules, db, on, writes=False)
         view = patrons.show(store, accounts, barcode, as_of, role)
         if as_json:
             typer.echo(json.dumps(view.as_dict(), ensure_ascii=False))
@@ -502,7 +506,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object
     from adapters.storage import Store
 
     with guarded():
-        store = Store(db)
+        store = Store.existing(db)
         report = runs.status_report(store, rules, SystemClock().now(), state_dir=state_dir,
                                     max_failures=max_failures)
         store.close()

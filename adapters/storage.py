@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import and_, create_engine, event, func, insert, select, update
+from sqlalchemy import and_, create_engine, event, func, insert, make_url, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, loans, notices, patrons
@@ -35,12 +35,36 @@ def _sqlite_pragmas(dbapi_conn, _record):
     cur.close()
 
 
-def migrate(engine: Engine) -> None:
+def _alembic_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    cfg = _alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+class DatabaseNotReady(Exception):
+    """A command that changes nothing (dry run, explain, show, status) found no database to read, or
+    one whose schema is not this version's: it neither creates nor upgrades it."""
+
+
+def _require_current_schema(engine: Engine, url: str) -> None:
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current is None:
+        raise DatabaseNotReady(f"{url}: no rappel database here (nothing imported yet? `rappel import` creates it)")
+    if current != head:
+        raise DatabaseNotReady(f"{url}: the database is at schema revision {current}, this rappel expects {head}; "
+                               f"a command that writes (rappel run, rappel import, the daemon) upgrades it")
 
 
 def _loan(row) -> Loan:
@@ -76,6 +100,24 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if upgrade:
             migrate(self.engine)
+
+    @classmethod
+    def existing(cls, url: str | None = None) -> Store:
+        """The database as it is, for commands that change nothing: DatabaseNotReady when there is none
+        (a SQLite file is not created) or when its schema is older or newer than this version's."""
+        url = database_url(url)
+        path = make_url(url).database
+        if make_url(url).get_backend_name() == "sqlite" and path not in (None, "", ":memory:") \
+                and not Path(path).exists():
+            raise DatabaseNotReady(f"{url}: no such database file (nothing imported yet? `rappel import` "
+                                   f"creates it)")
+        store = cls(url, upgrade=False)
+        try:
+            _require_current_schema(store.engine, url)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         self.engine.dispose()

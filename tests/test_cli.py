@@ -192,6 +192,37 @@ def test_dry_run_shows_a_readable_table_and_writes_nothing(site):
     assert site.files() == {} and not site.outbox.exists()
 
 
+def test_a_dry_run_on_a_database_that_is_not_there_says_so_and_creates_nothing(tmp_path):
+    path = tmp_path / "typo.db"
+    for args in (("run", "--on", DAY, "--dry-run"), ("explain", "--loan", "L1", "--on", DAY), ("status",)):
+        result = rappel(*args, "--rules", RULES, "--db", f"sqlite:///{path}")
+        assert result.exit_code == 2, (args, result.stdout)
+        assert result.stderr == f"error: sqlite:///{path}: no such database file (nothing imported yet? " \
+                                "`rappel import` creates it)\n"
+        assert not path.exists()
+
+
+def test_a_dry_run_does_not_upgrade_an_older_database(tmp_path):
+    from alembic import command
+
+    from adapters.storage import Store, _alembic_config, migrate
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url, upgrade=False)
+    with old.engine.begin() as conn:
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    result = rappel("run", "--on", DAY, "--dry-run", "--rules", RULES, "--db", url)
+    assert result.exit_code == 2
+    assert "at schema revision 0001" in result.stderr and "upgrades it" in result.stderr
+    with old.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0001"
+    migrate(old.engine)                      # a command that writes upgrades it; then the dry run reads it
+    old.close()
+    assert rappel("run", "--on", DAY, "--dry-run", "--rules", RULES, "--db", url).exit_code == 0
+
+
 def test_dry_run_json_is_one_object_per_line_and_nothing_else(site):
     result = site("run", "--on", DAY, "--dry-run", "--json", "--outbox", site.outbox)
     assert result.exit_code == 0, result.stderr
