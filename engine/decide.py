@@ -137,14 +137,14 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
 def route(policy: Policy, stage_index: int, patron: Patron) -> tuple[str | None, str]:
     """The channel a due stage goes out on for this patron, or None and why not."""
     stage = policy.stages[stage_index]
-    if stage.channel == "letter":
-        return "letter", ""
-    if patron.email:
-        return "email", ""
-    if stage.offset_days < 0:
-        if policy.no_email.courtesy_by_letter:
-            return "letter", ""
-        return None, "no email address; a letter before the due date would arrive too late"
-    if policy.no_email.letters_after_due:
-        return "letter", ""
-    return None, "no email address and the policy sends no letter instead"
+    if stage.channel == "email":
+        if patron.email:
+            return "email", ""
+        if stage.offset_days < 0 and not policy.no_email.courtesy_by_letter:
+            return None, "no email address; a letter before the due date would arrive too late"
+        if stage.offset_days >= 0 and not policy.no_email.letters_after_due:
+            return None, "no email address and the policy sends no letter instead"
+    if not patron.has_postal_address:
+        instead = "" if stage.channel == "letter" else "no email address, and "
+        return None, f"{instead}no postal address to send a letter to"
+    return "letter", ""

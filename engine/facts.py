@@ -30,6 +30,11 @@ class Patron:
         return " ".join(p for p in (self.first_name, self.last_name) if p)
 
     @property
+    def has_postal_address(self) -> bool:
+        """Enough to post a letter to: a street line, and a postal code or a town."""
+        return bool((self.address_line1 or self.address_line2) and (self.postal_code or self.city))
+
+    @property
     def postal_lines(self) -> list[str]:
         town = " ".join(p for p in (self.postal_code, self.city) if p)
         return [line for line in (self.full_name, self.address_line1, self.address_line2, town, self.country) if line]

@@ -13,6 +13,7 @@ Expected outcomes per stage: "email" / "letter" (a pending notice on that channe
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from functools import lru_cache
 
@@ -66,8 +67,8 @@ def policy_named(name: str) -> Policy:
 
 def row(label: str, *, run: str, expect: dict[str, str], policy: str = "default", due: str = DUE,
         returned: str | None = None, status: str = "", record_type: str = "public", group: str = "",
-        ledger: tuple[str, ...] = (), email: bool = True):
-    return pytest.param(policy, due, run, returned, status, record_type, group, ledger, email, expect,
+        ledger: tuple[str, ...] = (), email: bool = True, address: bool = True):
+    return pytest.param(policy, due, run, returned, status, record_type, group, ledger, email, address, expect,
                         id=f"{label} [{policy}]")
 
 
@@ -187,6 +188,13 @@ TABLE = [
         email=False, run="2026-04-24", expect={"letter": "letter"}),
     row("no email, outage: superseded before routing", policy="catch-up 14", email=False, run="2026-04-10",
         expect={"first_reminder": "superseded", "second_reminder": "letter"}),
+    # --- patrons without a postal address: no letter to print with nowhere to send it
+    row("no address: the letter stage is cancelled", address=False, run="2026-04-24",
+        expect={"letter": "cancelled"}),
+    row("no address but an email: emails as usual", address=False, run="2026-03-27",
+        expect={"first_reminder": "email"}),
+    row("no email and no address: first reminder cancelled", email=False, address=False, run="2026-03-27",
+        expect={"first_reminder": "cancelled"}),
 ]
 
 
@@ -199,12 +207,16 @@ def _recorded(ledger: tuple[str, ...], due: str) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("policy_name, due, run, returned, status, record_type, group, ledger, email, expect", TABLE)
-def test_semantics_table(policy_name, due, run, returned, status, record_type, group, ledger, email, expect):
+@pytest.mark.parametrize("policy_name, due, run, returned, status, record_type, group, ledger, email, address, expect",
+                         TABLE)
+def test_semantics_table(policy_name, due, run, returned, status, record_type, group, ledger, email, address,
+                         expect):
     policy = policy_named(policy_name)
     c = cand(due, returned=returned, status=status, record_type=record_type, group=group,
              recorded=_recorded(ledger, due))
     who = patron("P1", email=None if email else "", record_type=record_type, group=group)
+    if not address:
+        who = dataclasses.replace(who, address_line1="", address_line2="", postal_code="", city="", country="")
     as_of = d(run)
 
     due_ids = {policy.stages[si].id for _, si in decide.due_stages(policy, [c], as_of)}
@@ -254,6 +266,12 @@ def test_superseded_and_cancelled_reasons():
     [cancelled] = plan.decisions
     assert cancelled.status == "cancelled"
     assert "no email address" in cancelled.reason and "no letter" in cancelled.reason
+
+    nowhere = dataclasses.replace(patron("P1", email=""), address_line1="", postal_code="", city="")
+    for run, stage in (("2026-03-27", "first_reminder"), ("2026-04-24", "letter")):
+        [cancelled] = decide.plan_day(default_policy(), [cand(DUE)], {"P1": nowhere}, d(run)).decisions
+        assert (cancelled.stage, cancelled.status) == (stage, "cancelled")
+        assert cancelled.reason.endswith("no postal address to send a letter to")
 
 
 def _loans_of_p1_and_p2():
