@@ -242,14 +242,15 @@ class Policy(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
         ids = [s.id for s in self.stages]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"stages: stage ids must be unique; repeated: {', '.join(dupes)}")
-        for before, after in zip(self.stages, self.stages[1:]):
+        for i, stage_id in enumerate(ids):
+            if stage_id in ids[:i]:
+                raise ValueError(f"stages[{i}].id: stage ids must be unique; {stage_id} is also stage "
+                                 f"{ids.index(stage_id) + 1}")
+        for i, (before, after) in enumerate(zip(self.stages, self.stages[1:]), start=1):
             if after.offset_days <= before.offset_days:
                 raise ValueError(
-                    f"stages: offsets must be strictly increasing; {after.id} ({after.offset_days}) "
-                    f"comes after {before.id} ({before.offset_days})")
+                    f"stages[{i}].offset_days: offsets must be strictly increasing; {after.id} "
+                    f"({after.offset_days}) comes after {before.id} ({before.offset_days})")
         if self.languages is not None:
             bad = [code for code in self.languages if not re.fullmatch(r"[a-z]{2,3}", code)]
             if bad:
@@ -294,14 +295,28 @@ def parse_policy(text: str, source: str = "reminders.yaml") -> Policy:
         return Policy.model_validate(doc.data)
     except ValidationError as exc:
         problems = validation_problems(doc, exc)
-        # model-level messages name their key as "key: message"; point at that key's line
+        # model-level messages name their key as "key: message" (or "stages[2].id: …"); point at its line
         fixed = []
         for p in problems:
             head, sep, rest = p.message.partition(": ")
-            if sep and not p.where and head in Policy.model_fields:
-                p = doc.problem((head,), rest)
+            path = _path(head) if sep and not p.where else None
+            if path and path[0] in Policy.model_fields:
+                p = doc.problem(path, rest)
             fixed.append(p)
         raise InputError(fixed) from None
+
+
+def _path(dotted: str) -> tuple | None:
+    """("stages", 2, "id") for "stages[2].id"; None for anything that is not such a path."""
+    if not re.fullmatch(r"[a-z_]+(\[\d+\])?(\.[a-z_]+)*", dotted):
+        return None
+    out: list = []
+    for part in dotted.split("."):
+        name, _, index = part.partition("[")
+        out.append(name)
+        if index:
+            out.append(int(index.rstrip("]")))
+    return tuple(out)
 
 
 def policy_json_schema() -> dict:

@@ -152,14 +152,14 @@ def test_typo_in_shipped_policy_points_at_its_line():
 
 def test_duplicate_stage_ids():
     assert problems_of(edited(("  - id: first_reminder", "  - id: courtesy"))) == [
-        (6, "stages", "stage ids must be unique; repeated: courtesy")]
+        (10, "stages[1].id", "stage ids must be unique; courtesy is also stage 1")]
 
 
 def test_offsets_must_increase():
     assert problems_of(edited(("offset_days: 7", "offset_days: -3"))) == [
-        (6, "stages", "offsets must be strictly increasing; first_reminder (-3) comes after courtesy (-3)")]
+        (11, "stages[1].offset_days", "offsets must be strictly increasing; first_reminder (-3) comes after courtesy (-3)")]
     assert problems_of(edited(("offset_days: 7", "offset_days: -5"))) == [
-        (6, "stages", "offsets must be strictly increasing; first_reminder (-5) comes after courtesy (-3)")]
+        (11, "stages[1].offset_days", "offsets must be strictly increasing; first_reminder (-5) comes after courtesy (-3)")]
 
 
 def test_bad_timezone():
