@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,14 +31,9 @@ def _pg_schema_url(base: str, schema: str) -> str:
     return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    """A fresh, empty database: a SQLite file, and PostgreSQL when RAPPEL_TEST_DATABASE_URL is set."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'rappel-test.db'}"
-        return
-    if not PG_URL:
-        pytest.skip("PostgreSQL case: set RAPPEL_TEST_DATABASE_URL to run it")
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """The URL of a fresh schema on the test PostgreSQL server (RAPPEL_TEST_DATABASE_URL), dropped after."""
     from sqlalchemy import create_engine, text
 
     schema = f"rappel_test_{uuid.uuid4().hex[:12]}"
@@ -51,6 +48,38 @@ def db_url(request, tmp_path):
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """A fresh, empty database: a SQLite file, and PostgreSQL when RAPPEL_TEST_DATABASE_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'rappel-test.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("PostgreSQL case: set RAPPEL_TEST_DATABASE_URL to run it")
+    with pg_schema() as url:
+        yield url
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'rappel-test.db'}"
+
+
+# --- figures: what the fault tests measured, printed at the end of every run (CI's log included) ---
+
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figures(request):
+    """figures(text): a measured figure, shown in the summary of the run (not only with -s)."""
+    def add(text: str) -> None:
+        FIGURES.append(f"{request.node.name}:\n{text.strip(chr(10))}")
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for text in FIGURES:
+            terminalreporter.write_line(text)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import json
 import os
@@ -25,11 +26,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy import func, select, update
 
 from adapters import pipeline
 from adapters.channels import MemoryChannel
@@ -40,10 +40,10 @@ from adapters.storage import Store
 
 try:
     from tests.daemon_cases import ROOT, copy_rules, free_port, loan_row, patron_row, seed
-    from tests.conftest import PG_URL, _pg_schema_url
+    from tests.conftest import PG_URL, pg_schema
 except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
     from daemon_cases import ROOT, copy_rules, free_port, loan_row, patron_row, seed
-    from conftest import PG_URL, _pg_schema_url
+    from conftest import PG_URL, pg_schema
 
 SENDER = "Service du contentieux <contentieux@univ.example>"
 INSTALLATION = {"RAPPEL_INSTALLATION_ID": "fault-tests"}
@@ -268,9 +268,9 @@ CHAINS, TRIALS = 2, 10     # two independent installations side by side, ten kil
 ONE_MIGRATION_AT_A_TIME = threading.Lock()
 
 
-def kill_chain(chain: int, tmp_path: Path) -> dict:
-    """One installation (SQLite file, its own SMTP server): a day per trial; the daemon of the day is
-    killed at a random point, then restarted (``--once``) to finish the day."""
+def kill_chain(chain: int, tmp_path: Path, url: str) -> dict:
+    """One installation (its database, its own SMTP server): a day per trial; the daemon of the day
+    is killed at a random point, then restarted (``--once``) to finish the day."""
     from aiosmtpd.controller import Controller
 
     tmp_path.mkdir()
@@ -284,7 +284,6 @@ def kill_chain(chain: int, tmp_path: Path) -> dict:
         days = [first + dt.timedelta(days=n) for n in range(TRIALS)]
         rules = smtp_rules(tmp_path, controller.port)
         facts = library_facts(first, TRIALS)
-        url = f"sqlite:///{tmp_path / 'rappel.db'}"
         with ONE_MIGRATION_AT_A_TIME:                  # alembic's context is global to the process
             store = Store(url)                         # migrated and filled before any daemon runs
             seed(store, *facts)
@@ -338,11 +337,16 @@ def kill_chain(chain: int, tmp_path: Path) -> dict:
             "keys": keys, "by_status": by_status, "ledger": ledger_status, "received": smtp.ids()}
 
 
-def test_sigkill_at_random_points_loses_no_notice_and_repeats_at_most_the_one_in_flight(tmp_path):
+def test_sigkill_at_random_points_loses_no_notice_and_repeats_at_most_the_one_in_flight(tmp_path, figures):
+    """Chain 0 on a SQLite file; chain 1 on PostgreSQL when RAPPEL_TEST_DATABASE_URL is set, else SQLite."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(CHAINS) as pool:
-        chains = list(pool.map(lambda n: kill_chain(n, tmp_path / f"chain-{n}"), range(CHAINS)))
+    with contextlib.ExitStack() as stack:
+        urls = [f"sqlite:///{tmp_path / f'chain-{n}.db'}" for n in range(CHAINS)]
+        if PG_URL:
+            urls[1] = stack.enter_context(pg_schema())
+        with ThreadPoolExecutor(CHAINS) as pool:
+            chains = list(pool.map(lambda n: kill_chain(n, tmp_path / f"chain-{n}", urls[n]), range(CHAINS)))
     totals = collections.Counter()
     lines = []
     for n, c in enumerate(chains):
@@ -352,11 +356,12 @@ def test_sigkill_at_random_points_loses_no_notice_and_repeats_at_most_the_one_in
         totals.update(trials=len(c["kills"]), expected=len(ids), delivered=sum(1 for mid in ids if c["received"][mid]),
                       duplicated=sum(count - 1 for count in c["received"].values()), lost=len(c["lost"]))
         for i, (day, how, _, got) in enumerate(c["kills"]):
-            lines.append(f"  chain {n} trial {i + 1:2}: {day} killed {how:<30} ({got} message(s) through)"
+            lines.append(f"  chain {n} ({urls[n].split(':')[0].split('+')[0]}) trial {i + 1:2}: {day} killed {how:<30} "
+                         f"({got} message(s) through)"
                          + (" — 1 repeated" if c["per_kill"][i] else ""))
-    print(f"\nSIGKILL trials: {totals['trials']} (seed {SEED}); notices expected {totals['expected']}, "
-          f"delivered {totals['delivered']}, duplicated {totals['duplicated']}, lost {totals['lost']}")
-    print("\n".join(lines))
+    figures(f"SIGKILL trials: {totals['trials']} (seed {SEED}); notices expected {totals['expected']}, "
+            f"delivered {totals['delivered']}, duplicated {totals['duplicated']}, lost {totals['lost']}\n"
+            + "\n".join(lines))
     for c in chains:
         assert c["keys"] == c["expected"]                        # every due notice decided, none extra
         assert c["by_status"] == {"sent": len(c["expected"])} and c["ledger"] == c["expected_ledger"]
@@ -372,16 +377,8 @@ def test_sigkill_at_random_points_loses_no_notice_and_repeats_at_most_the_one_in
 def pg_url():
     if not PG_URL:
         pytest.skip("two daemons on PostgreSQL: set RAPPEL_TEST_DATABASE_URL to run it")
-    schema = f"rappel_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield _pg_schema_url(PG_URL, schema)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with pg_schema() as url:
+        yield url
 
 
 def holder_pid(engine) -> int:
@@ -389,7 +386,7 @@ def holder_pid(engine) -> int:
 
 
 def test_two_daemons_on_postgresql_for_thirty_days_deliver_every_notice_exactly_once(tmp_path, smtp, forker,
-                                                                                      pg_url):
+                                                                                      pg_url, figures):
     first = dt.date(2026, 3, 2)
     days = [first + dt.timedelta(days=n) for n in range(30)]
     rules = smtp_rules(tmp_path, smtp.port)
@@ -449,7 +446,7 @@ def test_two_daemons_on_postgresql_for_thirty_days_deliver_every_notice_exactly_
         day_rows = conn.execute(select(runs.c.run_date, runs.c.outcome, runs.c.holder)
                                 .where(runs.c.kind == "day")).all()
     holders = {holder for _, _, holder in day_rows}
-    print(f"\ntwo daemons, 30 days on PostgreSQL: notices expected {len(expected)}, received {sum(received.values())},"
+    figures(f"two daemons, 30 days on PostgreSQL: notices expected {len(expected)}, received {sum(received.values())},"
           f" distinct {len(received)}, duplicated {sum(n - 1 for n in received.values())}, "
           f"lost {sum(1 for mid in ids if not received[mid])}; {len(holders)} daemon processes ran days; "
           + "; ".join(events))
