@@ -56,6 +56,7 @@ REQUESTS = [
     "R3,P1,Germinal,DROIT,SCI,2026-10-20,active,2026-11-20",
     "R4,P1,Les Misérables,DROIT,DROIT,2026-11-12,in_process,",
     "R5,P4,Cien años de soledad,SCI,SCI,2026-11-15,active,2026-12-15",
+    "R6,P4,La casa de los espíritus,DROIT,SCI,2026-11-02,cancelled,2026-12-02",
 ]
 
 
@@ -234,7 +235,7 @@ def test_desk_scenario(store, tmp_path):
     assert p1["user_group"] == "visiting_scholar"                                          # protected, edited here
     assert p1["preferred_language"] == "en"                                                # protected, not edited
     assert row_of(store, "P2")["address_line1"] == "12 rue Judaïque"                       # internal: untouched
-    assert "2 external account(s)" not in out.output
+    assert "missing from the file" not in out.output                                       # P1 was in it
     synced = [a for a in audit(store) if a[3] == "sync"]
     assert {a[4] for a in synced} == {"address_line1", "address_line2", "postal_code", "city", "email",
                                       "preferred_language"}
@@ -298,11 +299,9 @@ def _free_port() -> int:
 
 
 def test_requests_report_received_by_a_real_smtp_server(store, accounts):
-    try:
-        from adapters.smtp_email import SmtpEmailChannel
-    except ImportError:
-        pytest.skip("SMTP channel not yet available")
     from aiosmtpd.controller import Controller
+
+    from adapters.smtp_email import SmtpEmailChannel
 
     received = []
 
@@ -328,14 +327,12 @@ def test_requests_report_received_by_a_real_smtp_server(store, accounts):
     message = email.message_from_bytes(envelope.content, policy=email.policy.default)
     assert message["Subject"] == "Sus solicitudes en curso" and message["Content-Language"] == "es"
     text = message.get_body(("plain",)).get_content()
-    assert "Cien años de soledad" in text and "Le Rouge et le Noir" not in text
+    assert "Cien años de soledad" in text                           # P4's active request
+    assert "La casa de los espíritus" not in text                   # P4's, cancelled
+    assert "Le Rouge et le Noir" not in text                        # another patron's
 
 
 def test_requests_report_cli_through_the_policys_smtp_server(store, tmp_path):
-    try:
-        import adapters.smtp_email  # noqa: F401
-    except ImportError:
-        pytest.skip("SMTP channel not yet available")
     from aiosmtpd.controller import Controller
 
     received = []
@@ -362,7 +359,8 @@ def test_requests_report_cli_through_the_policys_smtp_server(store, tmp_path):
     assert envelope.rcpt_tos == ["thomas.lefevre@etu.univ.example"]
     assert not (tmp_path / "ob").exists()
     text = email.message_from_bytes(envelope.content, policy=email.policy.default).get_body(("plain",)).get_content()
-    assert "Le Rouge et le Noir" in text and "Les Misérables" in text and "Germinal" not in text
+    assert "Le Rouge et le Noir" in text and "Les Misérables" in text     # active, in process
+    assert "Germinal" not in text and "Madame Bovary" not in text         # expired on 2026-11-20, cancelled
 
 
 # -- lint and schema --------------------------------------------------------------------------------

@@ -91,7 +91,8 @@ def get(store: Store, patron_id: str) -> dict:
     ("record_type", False, True), ("record_type", True, True),
 ])
 def test_each_field_after_a_sync(store, policy, accounts, tmp_path, field, edited_here, kept):
-    local = {"user_group": "visiting", "preferred_language": "es", "record_type": "staff"}.get(field)
+    local = {"user_group": "visiting", "preferred_language": "es", "record_type": "contact"}.get(field)
+    assert local is None or local not in (P1[field], SOURCE_P1[field])    # an edit the sync could undo
     if edited_here:
         services.edit(store, accounts, "2000000001", "user_manager", "paul", {field: local}, AT)
     before = get(store, "P1")[field]
