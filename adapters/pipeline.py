@@ -3,15 +3,18 @@
 Delivery (``dispatch``) takes the pending notices whose next attempt has come, in a pass:
   1. the flood guard: more messages than ``flood_guard.max_per_run`` would leave (the outbox does
      not count) and the run is not confirmed: nothing is sent, every notice stays pending and the
-     run says why (``rappel run --confirm`` sends them);
+     run says why (``rappel run --confirm`` sends them). The letters that replace refused emails
+     (step 3) count too: the limit is on every message that leaves the machine in the pass, so a
+     fallback letter that would go past it is not sent, stays pending, and is "held" like the rest;
   2. each notice is re-checked before sending (loan still open, same due date, not past its
      window): else cancelled or expired, not sent. Facts are read a batch of notices at a time
      (BATCH), the next batch while this one is sent, so a re-check is at most two batches old;
-  3. a transient failure (server down, 4xx) keeps it pending, with the reason, the server's reply
-     and the time of its next attempt (the wait doubles from delivery.retry.first_minutes up to
-     max_minutes); a permanent one (5xx for this recipient) follows the policy's fallback: an
-     email becomes one letter per library, sent in the same pass, the email marked failed with its
-     reason and replaced_by the letters.
+  3. a transient failure (server down, 4xx, a server refusing rappel itself: relay, login,
+     policy) keeps it pending, with the reason, the server's reply and the time of its next
+     attempt (the wait doubles from delivery.retry.first_minutes up to max_minutes); a permanent
+     one (the server says this recipient's address is bad) follows the policy's fallback: an
+     email becomes one letter per library, sent in the same pass (within the flood guard's
+     limit), the email marked failed with its reason and replaced_by the letters.
 Every outcome is committed notice by notice: a crash repeats at most the message in flight.
 """
 from __future__ import annotations
@@ -113,6 +116,8 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
     batches = [due[i:i + BATCH] for i in range(0, len(due), BATCH)]
     if not batches:
         return outcomes
+    budget = Budget(None if confirm else policy.flood_guard.max_per_run,
+                    {p.key for p in due if not _is_local(channel, p)})
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead:
         coming = ahead.submit(prepare, store, policy, templates, as_of, batches[0])
         for number in range(len(batches)):
@@ -121,14 +126,62 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
                 coming = ahead.submit(prepare, store, policy, templates, as_of, batches[number + 1])
             for item in ready:
                 outcome, replacements = _deliver(store, policy, channel, now, item)
+                budget.delivered(outcome, leaves=not _is_local(channel, item.pending))
                 outcomes.append(outcome)
-                queue = deque(replacements)        # fallback letters go out in the same pass
+                queue = deque(replacements)        # fallback letters go out in the same pass…
                 while queue:
-                    [letter] = prepare(store, policy, templates, as_of, [queue.popleft()])
+                    replacement = queue.popleft()
+                    leaves = not _is_local(channel, replacement)
+                    if leaves and not budget.room():   # …within the flood guard's limit: else they wait
+                        outcomes.append(budget.hold(replacement))
+                        continue
+                    [letter] = prepare(store, policy, templates, as_of, [replacement])
                     outcome, more = _deliver(store, policy, channel, now, letter)
+                    budget.delivered(outcome, leaves=leaves)
                     outcomes.append(outcome)
                     queue.extend(more)
+    budget.explain()
     return outcomes
+
+
+@dataclass
+class Budget:
+    """The messages that leave the machine in one pass, against flood_guard.max_per_run.
+
+    The notices pending at the start were counted by ``flood_guard`` (they are ``reserved`` until
+    delivered: a notice found cancelled or expired then frees its place); each one that leaves is
+    ``used``. A fallback letter created during the pass leaves only while used + reserved stays
+    within the limit; otherwise it is held: pending, not sent, for ``rappel run --confirm``.
+    """
+
+    limit: int | None                    # None: the run is confirmed
+    reserved: set[str]                   # counted pending notices not delivered yet
+    used: int = 0
+    held: list[Outcome] = field(default_factory=list)
+
+    def room(self) -> bool:
+        return self.limit is None or self.used + len(self.reserved) < self.limit
+
+    def delivered(self, outcome: Outcome, leaves: bool) -> None:
+        self.reserved.discard(outcome.key)
+        if leaves and outcome.status not in ("cancelled", "expired"):    # it was for a server: it counts
+            self.used += 1
+
+    def hold(self, pending: PendingNotice) -> Outcome:
+        outcome = Outcome(pending.key, "held", "")
+        self.held.append(outcome)
+        return outcome
+
+    def explain(self) -> None:
+        """The reason on every held letter, once the pass knows how many there are."""
+        if not self.held:
+            return
+        reason = (f"flood guard: {len(self.held)} letter(s) replacing refused emails would take this run past "
+                  f"flood_guard.max_per_run ({self.limit}; {self.used} message(s) went out or were tried); "
+                  f"they were not sent and stay pending. Check them (rappel status, rappel explain), then "
+                  f"send them with rappel run --confirm")
+        for outcome in self.held:
+            outcome.detail = reason
 
 
 def flood_guard(store: Store, policy: Policy, channel: Channel, due: list[PendingNotice], as_of: dt.date,

@@ -13,20 +13,30 @@ fixed date), so ``RappelMail`` is that same apprise service (same URL, same para
 refusal at DEBUG only; here each reply is kept on the service (``mail.reply``) and in the
 result's logs, and goes into the ledger with the notice.
 
-Replies and what they mean (``Delivery.permanent``):
-  - the recipient refused with 5xx (550 no such user, 553 bad address), or the message refused
-    with 5xx after DATA: permanent; the policy's fallback applies (an email becomes a letter);
+Replies and what they mean (``SmtpReply.permanent``, ``SmtpReply.refuses_rappel``):
+  - a 5xx at RCPT TO or after DATA that says the recipient's address is bad: permanent, the
+    policy's fallback applies (an email becomes a letter). That is an enhanced status code (RFC
+    3463) 5.1.x about the destination (5.1.1 no such mailbox, 5.1.2 no such domain, 5.1.3 bad
+    syntax, 5.1.6 moved, 5.1.10 null MX…) or 5.2.x (mailbox disabled, full, over its limit), or,
+    from a server that gives no enhanced code, 550, 551 or 553 at RCPT TO. A reply that names
+    rappel's own envelope sender is about rappel, not the patron (Postfix delays its sender
+    checks to RCPT TO: "550 5.1.0 <contentieux@…>: Sender address rejected");
+  - every other 5xx (554 5.7.1 relay access denied, 530 5.7.0 authentication required, 5.7.x
+    policy and spam rejections, 5.3.x system problems such as 5.3.4 message too big, 5.5.x
+    protocol errors, 5.1.7/5.1.8 about the sender; a refused greeting, STARTTLS, login or MAIL
+    FROM): the server refusing rappel itself. It is the site's setting that is wrong, not the
+    patron's address: nothing falls back to paper for everyone, notices wait with the reply kept
+    (retried with backoff, expiring after their window) while it is fixed;
   - 4xx anywhere (greylisting, mailbox full, 421 closing), connection refused, timeouts: transient,
-    retried on a later pass with backoff;
-  - the server refusing rappel itself (greeting, STARTTLS, login, MAIL FROM refused): transient
-    too. It is the site's setting that is wrong, not the patron's address: nothing falls back to
-    paper for everyone, notices wait (and expire after their window) while it is fixed.
-After a connection-level failure the server is considered down for the rest of the pass: later
-notices fail at once ("not attempted") instead of each waiting for a timeout.
+    retried on a later pass with backoff.
+After a connection-level failure, or once the server has refused rappel itself, the server is
+considered unusable for the rest of the pass: later notices fail at once ("not attempted")
+instead of each waiting for a timeout or being refused in turn.
 """
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 import time
@@ -49,6 +59,14 @@ DOWN_SECONDS = 60.0          # after a connection-level failure, later sends fai
 HELO_NAME = "rappel"         # smtplib would look up this host's FQDN for every connection
 
 
+# Enhanced status codes (RFC 3463, 7505) that say the recipient's address is bad: 5.1.x about the
+# destination (not 5.1.5 "valid", 5.1.7 and 5.1.8 about the sender, 5.1.9 relayed) and any 5.2.x.
+ADDRESS_DETAILS = {1: frozenset({0, 1, 2, 3, 4, 6, 10}), 2: None}     # subject -> details (None: all)
+BASIC_ADDRESS_CODES = frozenset({550, 551, 553})                     # at RCPT TO, with no enhanced code
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_ADDRESS = re.compile(r"[^\s<>\"'():;,\[\]]+@[^\s<>\"'():;,\[\]]*[^\s<>\"'():;,.\[\]]")   # addresses a reply names
+
+
 @dataclass(frozen=True)
 class SmtpReply:
     """What the server said at one step of one transaction."""
@@ -57,16 +75,47 @@ class SmtpReply:
     text: str
     step: str                 # connect, starttls, login, MAIL FROM, RCPT TO, DATA
     recipient: str = ""
+    sender: str = ""          # the envelope sender of the transaction (rappel's own address)
+
+    @property
+    def enhanced(self) -> tuple[int, int, int] | None:
+        """The enhanced status code the reply starts with (``5.1.1`` → (5, 1, 1)), if any."""
+        match = _ENHANCED.match(self.text)
+        return tuple(int(part) for part in match.groups()) if match else None
+
+    @property
+    def bad_address(self) -> bool:
+        """The reply says the recipient's address itself is bad (see the module's doc)."""
+        if self.code is None or not 500 <= self.code < 600 or self.step not in ("RCPT TO", "DATA"):
+            return False
+        named = {address.lower() for address in _ADDRESS.findall(self.text)}
+        if self.sender.lower() in named and self.recipient.lower() not in named:
+            return False          # about rappel's envelope sender, refused at RCPT TO (Postfix delays it)
+        enhanced = self.enhanced
+        if enhanced is None:
+            return self.step == "RCPT TO" and self.code in BASIC_ADDRESS_CODES
+        klass, subject, detail = enhanced
+        if klass != 5 or subject not in ADDRESS_DETAILS:
+            return False
+        details = ADDRESS_DETAILS[subject]
+        return details is None or detail in details
 
     @property
     def permanent(self) -> bool:
-        """5xx about this recipient or this message: retrying will not help."""
-        return self.code is not None and 500 <= self.code < 600 and self.step in ("RCPT TO", "DATA")
+        """The recipient's address is refused for good: retrying will not help, the fallback applies."""
+        return self.bad_address
+
+    @property
+    def refuses_rappel(self) -> bool:
+        """A 5xx that is not about the recipient's address: the server refuses rappel itself (its
+        relay, login, sender or policy). The site's setting to fix; the notices wait."""
+        return self.code is not None and 500 <= self.code < 600 and not self.bad_address
 
     @property
     def server_down(self) -> bool:
         """The server cannot take anything from us now: the other messages need not try."""
-        return self.code is None or self.code == 421 or self.step in ("connect", "starttls", "login", "MAIL FROM")
+        return (self.code is None or self.code == 421 or self.refuses_rappel
+                or self.step in ("connect", "starttls", "login", "MAIL FROM"))
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}".strip() if self.code is not None else self.text
@@ -78,9 +127,9 @@ class SmtpFailure(Exception):
         self.reply = reply
 
 
-def _reply(code: int | None, msg, step: str, recipient: str = "") -> SmtpReply:
+def _reply(code: int | None, msg, step: str, recipient: str = "", sender: str = "") -> SmtpReply:
     text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
-    return SmtpReply(code, " ".join(text.split()), step, recipient)
+    return SmtpReply(code, " ".join(text.split()), step, recipient, sender)
 
 
 class _Session:
@@ -107,7 +156,8 @@ class _Session:
     def send(self, mail: NotifyEmail, sender: str, recipients: list[str], data: bytes) -> SmtpReply:
         if self.down and time.monotonic() - self.down[0] < DOWN_SECONDS:
             seconds = time.monotonic() - self.down[0]
-            raise SmtpFailure(SmtpReply(None, f"not attempted: {mail.smtp_host}:{mail.port} failed "
+            what = "refused rappel" if self.down[1].refuses_rappel else "failed"
+            raise SmtpFailure(SmtpReply(None, f"not attempted: {mail.smtp_host}:{mail.port} {what} "
                                               f"{seconds:.0f} s ago ({self.down[1]})", "connect"))
         reused = self.conn is not None
         try:
@@ -134,16 +184,16 @@ class _Session:
         code, msg = conn.mail(sender)
         if code != 250:
             self._reset(conn)
-            raise SmtpFailure(_reply(code, msg, "MAIL FROM"))
+            raise SmtpFailure(_reply(code, msg, "MAIL FROM", sender=sender))
         for recipient in recipients:
             code, msg = conn.rcpt(recipient)
             if code not in (250, 251):
                 self._reset(conn)
-                raise SmtpFailure(_reply(code, msg, "RCPT TO", recipient))
+                raise SmtpFailure(_reply(code, msg, "RCPT TO", recipient, sender))
         code, msg = conn.data(data)
         self.sent_on_conn += 1
         if code != 250:
-            raise SmtpFailure(_reply(code, msg, "DATA"))
+            raise SmtpFailure(_reply(code, msg, "DATA", recipients[0] if len(recipients) == 1 else "", sender))
         return _reply(code, msg, "DATA")
 
     @staticmethod
@@ -193,6 +243,18 @@ def connect(mail: NotifyEmail, timeout: float, greeting: list | None = None) -> 
         raise SmtpFailure(SmtpReply(None, f"{mail.smtp_host}:{mail.port}: {exc or type(exc).__name__}", step)) \
             from None
     return conn
+
+
+def refusal(reply: SmtpReply) -> str:
+    """The reason kept with a notice that was not sent: the step, the reply and what it means."""
+    if reply.code is None:
+        return str(reply)
+    where = f"{reply.step} <{reply.recipient}>" if reply.recipient and reply.step == "RCPT TO" else reply.step
+    detail = f"{where} refused: {reply}"
+    if reply.refuses_rappel:
+        detail += (" — the server refuses rappel itself (its relay, login, sender or policy), not the "
+                   "recipient's address: the notice waits while the site's setting is fixed")
+    return detail
 
 
 class RappelMail(NotifyEmail):
@@ -277,9 +339,7 @@ class SmtpEmailChannel:
         if reply is None:   # apprise refused before sending: its logs say why
             logs = "; ".join(entry.message for r in result.results for entry in r.logs())
             return Delivery.failed(logs or f"apprise: {result.status.name}", reference=reference)
-        where = f"{reply.step} <{reply.recipient}>" if reply.recipient else reply.step
-        return Delivery.failed(f"{where} refused: {reply}" if reply.code else str(reply),
-                               permanent=reply.permanent, reference=reference, reply=str(reply))
+        return Delivery.failed(refusal(reply), permanent=reply.permanent, reference=reference, reply=str(reply))
 
     def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
         return Delivery.failed("the SMTP channel sends emails; letters go to a printer or a mailbox", permanent=True)

@@ -29,6 +29,14 @@ def server():
     smtp.stop()
 
 
+@pytest.fixture
+def state_dir(tmp_path, monkeypatch):
+    """The command line keeps this machine's installation id in a state folder: the test's own."""
+    monkeypatch.setenv("RAPPEL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("RAPPEL_INSTALLATION_ID", raising=False)
+    return tmp_path / "state"
+
+
 def email_site(tmp_path, server, extra=""):
     return Site(tmp_path, f'\ndelivery:\n  email: {{url: "{server.url}"}}\n{extra}')
 
@@ -185,6 +193,91 @@ def test_notices_that_would_expire_do_not_count(tmp_path, server):
         site.close()
 
 
+def refused_patrons(site: Site, server, libraries: dict[str, str]) -> None:
+    """One patron per library given, each with a first reminder today, whose address the server refuses."""
+    for patron, library in libraries.items():
+        site.patron(patron, f"{patron.lower()}@etu.example")
+        site.loan(f"L{patron}", patron, "2026-11-16", library)
+        server.refuse[f"{patron.lower()}@etu.example"] = "550 5.1.1 User unknown"
+
+
+def letter_key(patron: str, library: str) -> str:
+    return notice_key(RUN, "first_reminder", "letter", patron, library, (f"L{patron}",))
+
+
+def test_fallback_letters_count_against_the_limit_and_wait_for_confirm(tmp_path, server):
+    site = email_site(tmp_path, server, "flood_guard: {max_per_run: 5, per_second: null}\n")
+    try:
+        # four emails refused for good: three become letters to DROIT's mailbox (through the server),
+        # one a letter for SCI's printer (the outbox: never counted)
+        refused_patrons(site, server, {"P1": "DROIT", "P2": "DROIT", "P3": "DROIT", "P4": "SCI"})
+        result = site.run()
+        statuses = {o.key: o.status for o in result.outcomes}
+        emails = [notice_key(RUN, "first_reminder", "email", p, None, (f"L{p}",)) for p in ("P1", "P2", "P3", "P4")]
+        assert [statuses[k] for k in emails] == ["failed"] * 4
+        mailbox = [letter_key(p, "DROIT") for p in ("P1", "P2", "P3")]
+        assert statuses[letter_key("P4", "SCI")] == "sent"                 # the outbox does not count
+        # 4 emails tried + 1 mailbox letter = 5 messages left the machine; the other 2 letters wait
+        assert sorted(statuses[k] for k in mailbox) == ["held", "held", "sent"]
+        assert len(server.messages) == 1 and server.messages[0].rcpt_tos == ["droit-contentieux@univ.example"]
+        assert "2 letter(s) replacing refused emails" in result.held
+        assert "flood_guard.max_per_run (5" in result.held and "rappel run --confirm" in result.held
+        held = [k for k in mailbox if statuses[k] == "held"]
+        ledger = site.ledger()
+        for key in held:                                   # not lost, not sent: pending, ready to go
+            row = site.notice(key)
+            assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, None)
+        assert sorted(ledger[(f"L{p}", "first_reminder")][0] for p in ("P1", "P2", "P3")) == \
+            ["pending", "pending", "sent"]
+        assert {ledger[(f"L{p}", "first_reminder")][1] for p in ("P1", "P2", "P3")} == set(mailbox)
+
+        confirmed = site.run(confirm=True)                  # --confirm lets them go, nothing else repeats
+        assert sorted((o.key, o.status) for o in confirmed.outcomes) == sorted((k, "sent") for k in held)
+        assert confirmed.held is None
+        assert [m.rcpt_tos for m in server.messages] == [["droit-contentieux@univ.example"]] * 3
+        assert {site.notices()[k] for k in mailbox} == {"sent"}
+        assert {v[0] for v in site.ledger().values()} == {"sent"}
+    finally:
+        site.close()
+
+
+def test_a_confirmed_run_sends_the_fallback_letters_at_once(tmp_path, server):
+    site = email_site(tmp_path, server, "flood_guard: {max_per_run: 1, per_second: null}\n")
+    try:
+        refused_patrons(site, server, {"P1": "DROIT"})
+        result = site.run(confirm=True)
+        assert [(o.key, o.status) for o in result.outcomes] == [
+            (notice_key(RUN, "first_reminder", "email", "P1", None, ("LP1",)), "failed"),
+            (letter_key("P1", "DROIT"), "sent")]
+        assert len(server.messages) == 1
+    finally:
+        site.close()
+
+
+def test_the_command_line_says_when_fallback_letters_are_held(tmp_path, server, state_dir):
+    from typer.testing import CliRunner
+
+    import cli
+
+    site = email_site(tmp_path, server, "flood_guard: {max_per_run: 1, per_second: null}\n")
+    try:
+        refused_patrons(site, server, {"P1": "DROIT"})
+        runner = CliRunner()
+        args = ["run", "--on", RUN.isoformat(), "--rules", str(site.rules), "--db", site.store.url,
+                "--outbox", str(site.outbox)]
+        held = runner.invoke(cli.app, args)
+        assert held.exit_code == 1, held.stderr
+        assert "flood guard: 1 letter(s) replacing refused emails" in held.stderr and "--confirm" in held.stderr
+        assert server.messages == []
+        assert site.notice(letter_key("P1", "DROIT")).status == "pending"
+        sent = runner.invoke(cli.app, args + ["--confirm"])
+        assert sent.exit_code == 0, sent.stderr
+        assert "delivered 1 of 1 pending message(s)" in sent.stderr
+        assert [m.rcpt_tos for m in server.messages] == [["droit-contentieux@univ.example"]]
+    finally:
+        site.close()
+
+
 def test_the_pacer_spaces_messages():
     clock = [100.0]
     slept = []
@@ -283,7 +376,7 @@ def test_a_crash_while_sending_repeats_only_the_message_in_flight(tmp_path, serv
         site.close()
 
 
-def test_the_command_line_run_uses_the_policy_s_delivery(tmp_path, server, monkeypatch):
+def test_the_command_line_run_uses_the_policy_s_delivery(tmp_path, server, state_dir):
     from typer.testing import CliRunner
 
     import cli

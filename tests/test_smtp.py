@@ -19,9 +19,9 @@ from adapters.smtp_email import SmtpEmailChannel
 from engine.decide import notice_key
 
 try:
-    from tests.delivery_site import RUN, Site, SmtpServer, free_port
+    from tests.delivery_site import RUN, Site, SmtpServer, _Handler, free_port
 except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
-    from delivery_site import RUN, Site, SmtpServer, free_port
+    from delivery_site import RUN, Site, SmtpServer, _Handler, free_port
 
 EMAIL = "\ndelivery:\n  email: {{url: \"{url}\"}}\n"
 KEY = notice_key(RUN, "first_reminder", "email", "P1", None, ("L1", "L2"))
@@ -29,9 +29,46 @@ KEY_L1 = notice_key(RUN, "first_reminder", "email", "P1", None, ("L1",))   # whe
 ZOE = "zoe.lefevre@etu.example"
 
 
+class Refusing(_Handler):
+    """The shared handler, refusing at each step as told: ``refuse`` (RCPT TO, by address, as
+    before; "*" for every address), ``refuse_data`` (the reply after DATA, by recipient),
+    ``refuse_mail`` (the reply to every MAIL FROM). ``asked`` lists every RCPT TO it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.refuse_data: dict[str, str] = {}
+        self.refuse_mail: str | None = None
+        self.asked: list[str] = []
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.refuse_mail:
+            return self.refuse_mail
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.asked.append(address)
+        if "*" in self.refuse:
+            return self.refuse["*"]
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server, session, envelope):
+        for address in envelope.rcpt_tos:
+            if address in self.refuse_data:
+                return self.refuse_data[address]
+        return await super().handle_DATA(server, session, envelope)
+
+
+def refusing_server(port: int | None = None) -> SmtpServer:
+    smtp = SmtpServer(port)
+    smtp.handler = Refusing()
+    return smtp.start()
+
+
 @pytest.fixture
 def server():
-    smtp = SmtpServer().start()
+    smtp = refusing_server()
     yield smtp
     smtp.stop()
 
@@ -292,6 +329,159 @@ def test_a_greylisting_4xx_is_retried_not_fallen_back(site, server):
     del server.refuse[ZOE]
     [outcome] = site.run(now=now + dt.timedelta(hours=1)).outcomes
     assert outcome.status == "sent" and len(server.messages) == 1
+
+
+# -- which refusals are the patron's address, which are the server refusing rappel ----------------
+
+LETTER, REFUSED, LATER = "letter", "waits: the server refuses rappel", "waits: transient"
+
+REPLIES = [
+    # step       reply                                                                  outcome
+    # the recipient's address is bad: enhanced 5.1.x, 5.2.x (at RCPT TO or after DATA)
+    ("RCPT TO", "550 5.1.1 <zoe.lefevre@etu.example>: Recipient address rejected: User unknown", LETTER),
+    ("RCPT TO", "550 5.1.2 <zoe.lefevre@etu.example>: Recipient address rejected: Domain not found", LETTER),
+    ("RCPT TO", "553 5.1.3 Bad recipient address syntax", LETTER),
+    ("RCPT TO", "550 5.1.0 Address rejected", LETTER),
+    ("RCPT TO", "551 5.1.6 User has moved; please try zoe@ailleurs.example", LETTER),
+    ("RCPT TO", "556 5.1.10 Recipient address has null MX", LETTER),
+    ("RCPT TO", "550 5.2.1 Mailbox disabled, not accepting messages", LETTER),
+    ("RCPT TO", "552 5.2.2 Mailbox full", LETTER),
+    ("RCPT TO", "552 5.2.2 User over quota", LETTER),
+    ("DATA",    "550 5.1.1 User unknown", LETTER),                  # a server that checks recipients late
+    ("DATA",    "552 5.2.2 Mailbox over quota", LETTER),
+    # …or a server without enhanced codes: 550, 551, 553 at RCPT TO
+    ("RCPT TO", "550 No such user here", LETTER),
+    ("RCPT TO", "551 User not local; please try <zoe@ailleurs.example>", LETTER),
+    ("RCPT TO", "553 Requested action not taken: mailbox name not allowed", LETTER),
+    # every other 5xx is the server refusing rappel: relay, login, policy, system, protocol
+    ("RCPT TO", "554 5.7.1 <zoe.lefevre@etu.example>: Relay access denied", REFUSED),
+    ("RCPT TO", "530 5.7.0 Authentication required", REFUSED),
+    ("RCPT TO", "550 5.7.1 Message rejected by policy", REFUSED),
+    ("RCPT TO", "550 5.7.1 Client host rejected: listed as a spam source", REFUSED),
+    ("RCPT TO", "550 5.3.0 Other mail system problem", REFUSED),
+    ("RCPT TO", "552 5.3.4 Message too big for system", REFUSED),
+    ("RCPT TO", "500 5.5.1 Command unrecognized", REFUSED),
+    ("RCPT TO", "501 5.5.4 Syntax error in parameters", REFUSED),
+    ("RCPT TO", "550 5.4.4 Unable to route", REFUSED),
+    ("RCPT TO", "550 5.1.7 Bad sender's mailbox address syntax", REFUSED),    # 5.1.x about the sender
+    ("RCPT TO", "550 5.1.8 Bad sender's system address", REFUSED),
+    ("RCPT TO", "550 5.1.0 <contentieux@univ.example>: Sender address rejected: User unknown", REFUSED),
+    ("RCPT TO", "554 Relay access denied", REFUSED),                          # no enhanced code, not 550/551/553
+    ("RCPT TO", "552 Too many recipients", REFUSED),
+    ("RCPT TO", "550 4.1.1 Mailbox unknown, maybe", REFUSED),                 # classes disagree: not the address
+    ("DATA",    "554 5.7.1 Message rejected as spam", REFUSED),
+    ("DATA",    "550 5.7.1 Message content rejected by policy", REFUSED),
+    ("DATA",    "552 5.3.4 Message size exceeds fixed limit", REFUSED),
+    ("DATA",    "554 5.6.0 Content conversion not permitted", REFUSED),
+    ("DATA",    "554 Transaction failed", REFUSED),
+    ("DATA",    "550 Mailbox unavailable", REFUSED),                          # basic codes count at RCPT TO only
+    ("MAIL FROM", "553 5.1.8 <contentieux@univ.example>: Sender address rejected: Domain not found", REFUSED),
+    ("MAIL FROM", "550 5.7.1 Sender not allowed to relay", REFUSED),
+    ("MAIL FROM", "530 5.7.0 Must issue a STARTTLS command first", REFUSED),
+    # 4xx: transient, as before
+    ("RCPT TO", "450 4.2.0 Greylisted, please try again later", LATER),
+    ("RCPT TO", "452 4.2.2 Mailbox full", LATER),
+    ("DATA",    "451 4.3.0 Temporary failure", LATER),
+]
+
+
+def refuse_at(server: SmtpServer, step: str, reply: str, address: str = ZOE) -> None:
+    if step == "RCPT TO":
+        server.refuse[address] = reply
+    elif step == "DATA":
+        server.handler.refuse_data[address] = reply
+    else:
+        server.handler.refuse_mail = reply
+
+
+@pytest.mark.parametrize("step, reply, outcome", REPLIES, ids=[f"{s}-{r[:14]}" for s, r, _ in REPLIES])
+def test_only_a_bad_address_falls_back_to_paper(site, server, step, reply, outcome):
+    site.patron("P1", ZOE)
+    site.loan("L1", "P1", "2026-11-16")                          # SCI: its letter goes to the outbox
+    refuse_at(server, step, reply)
+    now = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)
+    result = site.run(now=now)
+    row = site.notice(KEY_L1)
+    assert row.reply == reply                                     # the server's words, kept as before
+    assert server.messages == []
+    letter = notice_key(RUN, "first_reminder", "letter", "P1", "SCI", ("L1",))
+    where = f"RCPT TO <{ZOE}>" if step == "RCPT TO" else step
+    assert row.last_error.startswith(f"{where} refused: {reply}")
+    if outcome == LETTER:
+        assert [(o.key, o.status, o.replaced_by) for o in result.outcomes] == [
+            (KEY_L1, "failed", (letter,)), (letter, "sent", ())]
+        assert row.status == "failed" and row.replaced_by == letter
+        assert "refuses rappel" not in row.last_error
+        assert site.ledger()[("L1", "first_reminder")][:2] == ("sent", letter)
+        assert [p.suffix for p in site.outbox_files()] == [".pdf"]
+        return
+    # it waits: pending, retried with backoff, nothing on paper
+    assert [(o.key, o.status, o.replaced_by) for o in result.outcomes] == [(KEY_L1, "pending", ())]
+    assert (row.status, row.attempts, row.replaced_by) == ("pending", 1, None)
+    assert utc(row.next_attempt_at) == now + dt.timedelta(minutes=15)
+    assert site.ledger()[("L1", "first_reminder")][0] == "pending"
+    assert site.outbox_files() == []
+    says = "the server refuses rappel itself" in row.last_error and "not the recipient's address" in row.last_error
+    assert says == (outcome == REFUSED)
+
+
+def test_a_relay_that_refuses_rappel_stops_the_pass_and_everything_waits(site, server):
+    zoe_and_her_loans(site)
+    for n in (2, 3, 4):
+        site.patron(f"P{n}", f"p{n}@etu.example")
+        site.loan(f"M{n}", f"P{n}", "2026-11-16", "DROIT")
+    server.refuse["*"] = "554 5.7.1 <p@etu.example>: Relay access denied"
+    now = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)
+    result = site.run(now=now)
+    assert [o.status for o in result.outcomes] == ["pending"] * 4       # no letters for anybody
+    assert len(server.handler.asked) == 1                                 # the others were not tried
+    rows = [site.notice(o.key) for o in result.outcomes]
+    first, *others = sorted(rows, key=lambda r: "not attempted" in r.last_error)
+    assert first.reply == "554 5.7.1 <p@etu.example>: Relay access denied"
+    assert "the server refuses rappel itself" in first.last_error
+    for row in others:
+        assert row.last_error.startswith(f"not attempted: 127.0.0.1:{server.port} refused rappel ")
+        assert "554 5.7.1" in row.last_error and row.status == "pending"
+    assert site.outbox_files() == [] and server.messages == []
+    assert {v[0] for v in site.ledger().values()} == {"pending"}
+
+    # the site fixes its relay: the next pass after the wait sends the emails, still no letters
+    del server.refuse["*"]
+    result = site.run(now=now + dt.timedelta(minutes=16))
+    assert [o.status for o in result.outcomes] == ["sent"] * 4
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == sorted([ZOE, "p2@etu.example", "p3@etu.example",
+                                                                      "p4@etu.example"])
+    assert site.outbox_files() == []
+
+
+def test_a_refusal_of_rappel_that_lasts_expires_with_the_window_not_as_paper(site, server):
+    site.patron("P1", ZOE)
+    site.loan("L1", "P1", "2026-11-16")
+    server.refuse[ZOE] = "530 5.7.0 Authentication required"
+    now = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.timezone.utc)
+    for day, hours in ((RUN, 0), (RUN, 6), (RUN + dt.timedelta(days=1), 30)):   # inside the window
+        [outcome] = site.run(day, now=now + dt.timedelta(hours=hours)).outcomes
+        assert outcome.status == "pending"
+    assert site.notice(KEY_L1).attempts == 3
+    # 26 November: past the 2-day window after the 23rd; it expires, nothing goes on paper
+    [outcome] = site.run(RUN + dt.timedelta(days=3), now=now + dt.timedelta(days=3)).outcomes
+    assert outcome.status == "expired"
+    row = site.notice(KEY_L1)
+    assert row.status == "expired" and row.reply == "530 5.7.0 Authentication required"
+    assert site.ledger()[("L1", "first_reminder")][0] == "expired"
+    assert site.outbox_files() == [] and server.messages == []
+
+
+def test_a_bad_address_does_not_stop_the_pass(site, server):
+    site.patron("P1", ZOE)
+    site.loan("L1", "P1", "2026-11-16")
+    site.patron("P2", "p2@etu.example")
+    site.loan("M2", "P2", "2026-11-16")
+    server.refuse[ZOE] = "550 5.1.1 User unknown"
+    outcomes = {o.key: o.status for o in site.run().outcomes}
+    assert outcomes[KEY_L1] == "failed" and outcomes[notice_key(RUN, "first_reminder", "email", "P2", None,
+                                                                  ("M2",))] == "sent"
+    assert [m.rcpt_tos for m in server.messages] == [["p2@etu.example"]]
 
 
 # -- what a patron's data cannot do ---------------------------------------------------------------
