@@ -7,6 +7,12 @@ server, -o options). ``CupsPrint`` is an apprise service (a ``NotifyBase`` subcl
 letter's PDF, an apprise attachment, to ``lp -d PRINTER`` and keeps the job id lp answers
 ("request id is bu-sciences-42 (1 file(s))"), which goes into the ledger.
 
+CUPS translates its messages ("la id solicitada es …" under a Spanish locale), so lp and lpstat run
+with LC_ALL, LC_MESSAGES and LANG set to C (the rest of the environment kept), and what they say
+is read loosely: lp's exit status decides whether the letter was queued (0: it was, and it is
+never printed again); the job id is the ``PRINTER-N`` word of its answer, in whatever language a
+wrapper may still answer.
+
 Every failure is transient: lp missing, the CUPS server down, an unknown or disabled printer are
 the site's setting or the site's printer, not the patron's: the letter waits (retried with backoff,
 expired after its window) and the reason is on its row. ``rappel lint --check-delivery`` asks CUPS
@@ -35,6 +41,24 @@ __all__ = ["CupsPrint", "PrintChannel"]
 _JOB = re.compile(r"request id is (\S+)")
 
 
+def _cups_env() -> dict[str, str]:
+    """The process environment with CUPS's messages in English (the C locale): what is parsed.
+
+    LC_MESSAGES too: when the C library's locale is C, CUPS picks its own catalogue from the
+    variables and reads LC_MESSAGES before LC_ALL (LC_ALL=C LC_MESSAGES=es_ES still answers in
+    Spanish)."""
+    return {**os.environ, "LC_ALL": "C", "LC_MESSAGES": "C", "LANG": "C"}
+
+
+def job_id(output: str, printer: str) -> str | None:
+    """The job id in lp's answer: after "request id is", else the PRINTER-N word in any language."""
+    found = _JOB.search(output)
+    if found and re.fullmatch(r"\S+-\d+", found.group(1)):
+        return found.group(1)
+    found = re.search(rf"(?<![^\s\"'«“(\[])({re.escape(printer)}-\d+)(?![\w-])", output, re.IGNORECASE)
+    return found.group(1) if found else None
+
+
 class CupsPrint(NotifyBase):
     """apprise service: each attachment (a PDF) to one CUPS queue with lp; the job ids are kept."""
 
@@ -56,6 +80,7 @@ class CupsPrint(NotifyBase):
         self.options = list(options)
         self.timeout = timeout
         self.job_ids: list[str] = []
+        self.printed = 0            # documents lp accepted (exit 0), with or without a job id in its answer
         self.output = ""
 
     def argv(self, title: str) -> list[str]:
@@ -76,7 +101,8 @@ class CupsPrint(NotifyBase):
                 data = stream.read()
             argv = self.argv(attachment.name or title)
             try:
-                done = subprocess.run(argv, input=data, capture_output=True, timeout=self.timeout, check=False)
+                done = subprocess.run(argv, input=data, capture_output=True, timeout=self.timeout, check=False,
+                                      env=_cups_env())
             except FileNotFoundError:
                 self.output = f"{argv[0]}: command not found (delivery.print.command)"
                 self.logger.warning(self.output)
@@ -87,12 +113,17 @@ class CupsPrint(NotifyBase):
                 return False
             out = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
             self.output = " ".join(out.split())
-            job = _JOB.search(out)
-            if done.returncode != 0 or not job:
+            if done.returncode != 0:
                 self.logger.warning("Printing on %s failed (exit %s): %s", self.printer, done.returncode, self.output)
                 return False
-            self.job_ids.append(job.group(1))
-            self.logger.info("Printed on %s: %s", self.printer, self.output)
+            # exit 0: CUPS has the job. Never a failure from here on, or every retry would print it again.
+            self.printed += 1
+            job = job_id(out, self.printer)
+            if job:
+                self.job_ids.append(job)
+                self.logger.info("Printed on %s: %s", self.printer, self.output)
+            else:
+                self.logger.warning("Printed on %s, but no job id in lp's answer: %s", self.printer, self.output)
         return True
 
     def url(self, privacy=False, *args, **kwargs) -> str:
@@ -136,8 +167,11 @@ class PrintChannel:
         notifier.add(service)
         result = notifier.notify(body=filename, title=filename, log_level=logging.INFO,
                                  attach=AttachMemory(content=pdf, name=filename, mimetype="application/pdf"))
-        if result and service.job_ids:
-            return Delivery.sent(f"cups:{printer}/{service.job_ids[0]}", f"printed on {printer}",
+        if result and service.printed:
+            if service.job_ids:
+                return Delivery.sent(f"cups:{printer}/{service.job_ids[0]}", f"printed on {printer}",
+                                     reply=service.output)
+            return Delivery.sent(f"cups:{printer}", f"printed on {printer} (lp gave no job id)",
                                  reply=service.output)
         detail = service.output or "; ".join(e.message for r in result.results for e in r.logs()) or \
             f"apprise: {result.status.name}"
@@ -152,15 +186,30 @@ class PrintChannel:
         for printer in self.printers:
             argv = [lpstat] + (["-h", self.server] if self.server else []) + ["-p", printer]
             try:
-                done = subprocess.run(argv, capture_output=True, timeout=self.timeout, check=False)
+                done = subprocess.run(argv, capture_output=True, timeout=self.timeout, check=False,
+                                      env=_cups_env())
+            except FileNotFoundError:
+                checks.append(Check(f"printer {printer}", False, f"{lpstat}: command not found"))
+                continue
             except subprocess.TimeoutExpired:
                 checks.append(Check(f"printer {printer}", False, f"lpstat did not answer within {self.timeout:g} s"))
                 continue
-            out = " ".join((done.stdout + done.stderr).decode("utf-8", "replace").split())
-            ok = done.returncode == 0 and f"printer {printer} " in out and "disabled" not in out
+            text = (done.stdout + done.stderr).decode("utf-8", "replace")
+            out = " ".join(text.split())
+            ok = done.returncode == 0 and printer_enabled(text, printer)
             checks.append(Check(f"printer {printer}" + (f" on {self.server}" if self.server else ""), ok,
                                 out or f"lpstat exit {done.returncode}"))
         return checks
+
+
+def printer_enabled(lpstat_output: str, printer: str) -> bool:
+    """Whether ``lpstat -p PRINTER`` (C locale) says the printer exists and is enabled: its own line
+    ("printer NAME is idle.  enabled since …", "… now printing …"), not "disabled since"."""
+    name = re.escape(printer)
+    for line in lpstat_output.splitlines():
+        if re.match(rf"printer\s+{name}\s", line, re.IGNORECASE):
+            return not re.match(rf"printer\s+{name}\s+disabled\b", line, re.IGNORECASE)
+    return False
 
 
 def _beside(command: str, tool: str) -> str | None:

@@ -16,15 +16,25 @@ table of documents is drawn where the body has a line ``{{ letter_table }}`` (at
 The letter's fixed wording (date line, subject line, table headings) comes from ``_letter.j2``;
 the email that carries a letter to a library's mailbox from ``_mailbox.subject.j2`` and
 ``_mailbox.txt.j2``, in the policy's language.
+
+Letters are set in a Unicode TrueType font, so French and Spanish text comes out exactly (œ, €,
+é, ñ…): DejaVu Sans from ``$RAPPEL_FONT_DIR`` when set, else Noto Sans from the pymupdf-fonts
+package (a dependency: the same font on every machine), else DejaVu Sans installed on the system.
+Without any, ``Templates.lint()`` reports it (so ``rappel lint`` and ``rappel run`` stop) and a
+letter is never made with a font that would change its words.
 """
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import hashlib
+import io
 import os
 import re
+import shutil
+import tempfile
+import threading
 import traceback
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 import email.policy
@@ -46,8 +56,8 @@ from engine.facts import Loan, Patron
 from engine.policy import Policy, Stage
 from engine.yamlsource import Problem
 
-__all__ = ["FONT_DIRS", "LETTER_TABLE", "WIRE_POLICY", "NoticeContext", "Templates", "find_font", "message_id",
-           "pick_language", "serialize", "wire_bytes"]
+__all__ = ["FONT_DIRS", "LETTER_TABLE", "WIRE_POLICY", "MissingFont", "NoticeContext", "Templates", "find_font",
+           "font_problem", "message_id", "packaged_font", "pick_language", "serialize", "wire_bytes"]
 
 KINDS = ("subject", "txt", "html")
 LETTER_WORDING = "_letter.j2"
@@ -71,6 +81,16 @@ FONT_DIRS = (
     "~/.local/share/fonts",
     "~/.fonts",
 )
+FONT_PACKAGE = "pymupdf-fonts"            # Noto Sans, regular and bold, as package data (SIL OFL 1.1)
+FONT_DEBIAN_PACKAGE = "fonts-dejavu-core"
+FONT_SAMPLE = "œŒ€éèêàçÉÀñÑáíóúü¿¡«»—–’…\u00a0\u202f"   # what French and Spanish letters need
+NO_FONT = (f"no Unicode font for the letters: install rappel with its dependencies (pip package "
+           f"{FONT_PACKAGE}), or DejaVu Sans (Debian: apt-get install {FONT_DEBIAN_PACKAGE}), or set "
+           "RAPPEL_FONT_DIR to a folder holding DejaVuSans.ttf")
+
+
+class MissingFont(RuntimeError):
+    """No Unicode font to set a letter in: nothing is printed in a font that would change its words."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +172,11 @@ class Templates:
                 except TemplateSyntaxError as exc:
                     bad.add((language, name))
                     problems.append(self._syntax_problem(exc))
+        if self._letters_possible():    # before anything is printed in a font that would change the words
+            font = find_font()
+            trouble = ("fonts", NO_FONT) if font is None else font_problem(font)
+            if trouble:
+                problems.append(Problem(str(trouble[0]), None, "letters", trouble[1]))
         for language in self.policy.available_languages:
             for stage in self.policy.stages:
                 for channel in self._channels(stage):
@@ -329,7 +354,10 @@ class Templates:
         parts = self.render(ctx, ("subject", "txt"))
         values = self.variables(ctx, language)
         wording = self._wording(ctx, parts["subject"], language)
-        return _Letter(find_font()).build(values, wording, parts["txt"], _midnight(ctx.as_of, ctx.policy))
+        font = find_font()
+        if font is None:
+            raise MissingFont(NO_FONT)
+        return _Letter(font).build(values, wording, parts["txt"], _midnight(ctx.as_of, ctx.policy))
 
     def _wording(self, ctx: NoticeContext, subject: str, language: str) -> dict:
         """The letter's fixed parts in its language, from _letter.j2 (its {% set %} variables)."""
@@ -418,10 +446,18 @@ def format_number(value, *, language: str) -> str:
 
 
 def find_font(dirs: Iterable[str] | None = None) -> dict[str, Path] | None:
-    """DejaVu Sans (regular, and bold when there) from $RAPPEL_FONT_DIR or a standard place."""
-    if dirs is None:
-        env = os.environ.get("RAPPEL_FONT_DIR")
-        dirs = ([env] if env else []) + list(FONT_DIRS)
+    """The letters' font files by style ("" regular, "B" bold), or None when there is none.
+
+    DejaVu Sans from $RAPPEL_FONT_DIR when it is set (the site's choice), else Noto Sans from the
+    pymupdf-fonts package, else DejaVu Sans from a standard place. ``dirs``: only those folders."""
+    if dirs is not None:
+        return _dejavu_in(dirs)
+    env = os.environ.get("RAPPEL_FONT_DIR")
+    return (_dejavu_in([env]) if env else None) or packaged_font() or _dejavu_in(FONT_DIRS)
+
+
+def _dejavu_in(dirs: Iterable[str]) -> dict[str, Path] | None:
+    """DejaVu Sans (regular, and bold when there) in the first of the folders that has it."""
     for folder in dirs:
         base = Path(folder).expanduser()
         regular = base / "DejaVuSans.ttf"
@@ -431,44 +467,79 @@ def find_font(dirs: Iterable[str] | None = None) -> dict[str, Path] | None:
     return None
 
 
+_PACKAGED = {"": ("notos", "NotoSans-Regular.ttf"), "B": ("notosbo", "NotoSans-Bold.ttf")}
+_packaged_dir: Path | None = None
+_packaged_lock = threading.Lock()
+
+
+def packaged_font() -> dict[str, Path] | None:
+    """Noto Sans regular and bold from the pymupdf-fonts package, None when it is not installed.
+
+    The package holds the fonts as data in Python modules and fpdf2 reads fonts from files: they
+    are written once a process to a private temporary folder (removed at exit), and again if a
+    temporary-file cleaner took them from a long-running daemon."""
+    global _packaged_dir
+    try:
+        import pymupdf_fonts
+    except ImportError:
+        return None
+    with _packaged_lock:
+        if _packaged_dir is None or not _packaged_dir.is_dir():
+            _packaged_dir = Path(tempfile.mkdtemp(prefix="rappel-fonts-"))
+            atexit.register(shutil.rmtree, _packaged_dir, True)
+        files = {}
+        for style, (name, filename) in _PACKAGED.items():
+            path = _packaged_dir / filename
+            if not path.is_file():
+                part = path.with_name(f".{filename}.part")
+                _write_font(pymupdf_fonts.myfont(name), part)
+                part.replace(path)
+            files[style] = path
+        return files
+
+
+def _write_font(data: bytes, path: Path) -> None:
+    """The font file, without Noto's TTFA table (ttfautohint's settings): fpdf2's subsetting drops
+    it anyway, with a fontTools warning for each letter; the letters come out byte for byte the same."""
+    from fontTools.ttLib import TTFont
+
+    face = TTFont(io.BytesIO(data), recalcTimestamp=False)
+    if "TTFA" in face:
+        del face["TTFA"]
+    face.save(str(path))
+
+
+def font_problem(font: dict[str, Path]) -> tuple[Path, str] | None:
+    """The font file the letters cannot use and why (unreadable, or without œ, €, ñ…), or None."""
+    from fontTools.ttLib import TTFont, TTLibError
+
+    for style, path in font.items():
+        try:
+            with TTFont(str(path), lazy=True) as face:
+                cmap = face.getBestCmap() or {}
+        except (OSError, TTLibError, AssertionError, KeyError) as exc:
+            return path, f"the letters' font cannot be read: {exc}"
+        missing = "".join(c for c in FONT_SAMPLE if ord(c) not in cmap)
+        if missing:
+            shown = ", ".join(f"U+{ord(c):04X} {c.strip() or '(space)'}" for c in missing)
+            return path, f"the letters' font ({'bold' if style else 'regular'}) has no {shown}"
+    return None
+
+
 # -- the letter --------------------------------------------------------------------------------
-
-_LATIN1 = str.maketrans({"œ": "oe", "Œ": "OE", "€": "EUR", "—": "-", "–": "-", "‘": "'", "’": "'",
-                         "‚": ",", "“": '"', "”": '"', "„": '"', "…": "...", "•": "-", "\u202f": " ",
-                         "\u2009": " ", "\u2011": "-", "‐": "-", "™": "TM", "Ÿ": "Y", "ł": "l", "Ł": "L"})
-
-
-def latin1(text: str) -> str:
-    """What the core Helvetica font can show: latin-1, with close replacements for the rest."""
-    text = re.sub("Œ(?=[a-zà-ÿ])", "Oe", text).translate(_LATIN1)
-    if all(ord(c) < 256 for c in text):
-        return text
-    out = []
-    for c in text:
-        if ord(c) < 256:
-            out.append(c)
-        else:
-            plain = "".join(x for x in unicodedata.normalize("NFKD", c) if ord(x) < 256)
-            out.append(plain or "?")
-    return "".join(out)
-
 
 class _Letter(FPDF):
     """An A4 letter for a windowed envelope (window on the right, 110 mm from the left edge)."""
 
     WINDOW_X, WINDOW_Y, WINDOW_W = 110, 48, 85
 
-    def __init__(self, font: dict[str, Path] | None):
+    def __init__(self, font: dict[str, Path]):
         super().__init__(orientation="P", unit="mm", format="A4")
         self.footer_text = ""
-        if font:
-            self.font_name = "DejaVu"
-            for style, path in font.items():
-                self.add_font("DejaVu", style, str(path))
-            self.text_of = str
-        else:
-            self.font_name = "Helvetica"
-            self.text_of = latin1
+        self.font_name = "Letter"
+        for style, path in font.items():
+            self.add_font(self.font_name, style, str(path))
+        self.text_of = str
         self.set_margins(20, 15, 20)
         self.set_auto_page_break(True, margin=20)
 

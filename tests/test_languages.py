@@ -10,7 +10,7 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from adapters.render import NoticeContext, Templates, find_font, format_money, pick_language
+from adapters.render import NoticeContext, Templates, format_money, pick_language
 from engine.decide import Notice, notice_key
 from engine.facts import Loan, Patron
 from engine.policy import parse_policy
@@ -38,10 +38,10 @@ def patron(language: str) -> Patron:
                   address_line1="12 rue des Écoles", postal_code="33000", city="Bordeaux")
 
 
-def context(policy, language, stage="first_reminder", channel="email", library=None):
+def context(policy, language, stage="first_reminder", channel="email", library=None, loans=LOANS):
     notice = Notice(notice_key(RUN, stage, channel, "P1", library), RUN, stage, channel, "P1", library, ("L1",),
                     "zoe@etu.example", "zoe@etu.example" if channel == "email" else "printer:bu-sciences")
-    return NoticeContext.build(policy, notice, patron(language), LOANS, RUN)
+    return NoticeContext.build(policy, notice, patron(language), loans, RUN)
 
 
 @pytest.mark.parametrize("preferred, chosen", [
@@ -81,12 +81,16 @@ def test_each_language_has_its_own_words_and_dates(policy, templates, language, 
     ("es", "Asunto: Ejemplares no devueltos: último aviso", "23 de noviembre de 2026",
      ["Título", "Código de barras", "Vencimiento", "16/11/2026"]),
 ])
-@pytest.mark.skipif(find_font() is None, reason="DejaVu Sans is not installed here")
 def test_letters_are_written_in_the_patron_s_language(policy, templates, language, heading, date_line, columns):
-    pdf = templates.letter_pdf(context(policy, language, "letter", "letter", "SCI"))
+    """On every machine (the font is a dependency): French and Spanish words exactly as written."""
+    loans = [*LOANS, Loan("L3", "P1", "SCI", dt.date(2026, 10, 30), "S-3", "Le cœur — Años de niñez")]
+    pdf = templates.letter_pdf(context(policy, language, "letter", "letter", "SCI", loans))
     text = "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
-    for expected in (heading, date_line, *columns, "Zoé Núñez", "Œuvres complètes — 12 €"):
+    for expected in (heading, date_line, *columns, "Zoé Núñez", "Œuvres complètes — 12 €", "Le cœur — Años de niñez"):
         assert expected in text, expected
+    for character in "œŒ€éñ":
+        assert character in text, character
+    assert "EUR" not in text and "Oeuvres" not in text and "coeur" not in text      # never transliterated
     assert pypdf.PdfReader(io.BytesIO(pdf)).pages[0].mediabox.height == pytest.approx(841.89, abs=0.1)   # A4
 
 

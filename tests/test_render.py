@@ -13,7 +13,7 @@ import pypdf
 import pytest
 
 from adapters import render
-from adapters.render import NoticeContext, Templates, find_font, latin1
+from adapters.render import MissingFont, NoticeContext, Templates, find_font, packaged_font
 from engine.decide import Notice, notice_key
 from engine.facts import Loan, Patron
 from engine.policy import parse_policy
@@ -297,26 +297,44 @@ def pdf_text(data: bytes) -> str:
     return "\n".join(page.extract_text() for page in reader.pages)
 
 
-needs_dejavu = pytest.mark.skipif(find_font() is None, reason="DejaVu Sans is not installed here")
+def pdf_fonts(data: bytes) -> set[str]:
+    """The base font names a PDF uses (without the subset tag)."""
+    names = set()
+    for page in pypdf.PdfReader(io.BytesIO(data)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            names.add(str(font.get_object()["/BaseFont"]).lstrip("/").split("+")[-1])
+    return names
 
 
-@needs_dejavu
+UNICODE_LOANS = [*LOANS, Loan("L9", "P1", "SCI", dt.date(2026, 10, 30), "S-0009", "Cien años de soledad, le cœur")]
+
+
+@pytest.fixture
+def no_font_but(monkeypatch, tmp_path):
+    """Only the fonts a test puts in place: no pymupdf-fonts, no system folder, no RAPPEL_FONT_DIR."""
+    monkeypatch.setattr(render, "packaged_font", lambda: None)
+    monkeypatch.setattr(render, "FONT_DIRS", ())
+    monkeypatch.delenv("RAPPEL_FONT_DIR", raising=False)
+    return tmp_path
+
+
 def test_letter_pdf_has_address_titles_and_unicode(policy, templates):
-    data = templates.letter_pdf(context(policy, letter_notice("SCI", ("L1",))))
+    data = templates.letter_pdf(context(policy, letter_notice("SCI", ("L1",)), loans=UNICODE_LOANS))
     assert data.startswith(b"%PDF-")
     assert len(pypdf.PdfReader(io.BytesIO(data)).pages) == 1
     text = pdf_text(data)
     for expected in ["Bibliothèque des sciences", "351 cours de la Libération", *ZOE.postal_lines,
-                     "Œuvres complètes — 12 €", "Chimie organique", "S-0001", "16/11/2026",
-                     "Le 23 novembre 2026", "Objet : Documents non rendus", "salutations distinguées"]:
+                     "Œuvres complètes — 12 €", "Chimie organique", "Cien años de soledad, le cœur", "S-0001",
+                     "16/11/2026", "Le 23 novembre 2026", "Objet : Documents non rendus", "salutations distinguées"]:
         assert expected in text, expected
-    assert "œ" in text.lower() and "€" in text
+    for character in "œŒ€éèñ—":         # as written, never transliterated (oe, EUR)
+        assert character in text, character
+    assert "EUR" not in text and "Oeuvres" not in text
     for other_library in ("Précis de droit civil", "Code pénal annoté", "Bibliothèque de droit"):
         assert other_library not in text
     assert render.LETTER_TABLE not in text
 
 
-@needs_dejavu
 def test_email_stage_sent_as_letter_uses_the_letter_wording(policy, templates):
     no_mail = Patron("P1", first_name="Noël", last_name="Cœur", address_line1="3 place de la Bourse",
                      postal_code="33000", city="Bordeaux")
@@ -331,30 +349,87 @@ def test_letter_pdf_is_byte_identical_when_rendered_again(policy, templates):
     assert templates.letter_pdf(ctx) == templates.letter_pdf(ctx)
 
 
-def test_letter_without_dejavu_falls_back_to_helvetica(policy, templates, monkeypatch, tmp_path):
-    monkeypatch.setattr(render, "FONT_DIRS", ())
-    monkeypatch.setenv("RAPPEL_FONT_DIR", str(tmp_path))
-    assert find_font() is None
+def test_letters_use_the_packaged_font_first(policy, templates, monkeypatch):
+    """Noto Sans from pymupdf-fonts (a dependency) comes before any DejaVu the system has: the same
+    letters on every machine."""
+    monkeypatch.delenv("RAPPEL_FONT_DIR", raising=False)
+    font = find_font()
+    assert font == packaged_font() and sorted(font) == ["", "B"]
+    assert [path.name for path in font.values()] == ["NotoSans-Regular.ttf", "NotoSans-Bold.ttf"]
+    data = templates.letter_pdf(context(policy, letter_notice("SCI", ("L1",))))
+    assert pdf_fonts(data) == {"NotoSans", "NotoSansBold"}     # the bold face for the headings
+
+
+def test_the_packaged_font_is_written_again_when_a_cleaner_removed_it():
+    font = packaged_font()
+    data = font[""].read_bytes()
+    shutil.rmtree(font[""].parent)
+    again = packaged_font()
+    assert again[""].read_bytes() == data and again["B"].is_file()
+
+
+def test_system_dejavu_is_the_second_choice(policy, templates, no_font_but, monkeypatch):
+    """Without pymupdf-fonts, DejaVu Sans from the first standard folder that has it."""
+    system = no_font_but / "dejavu"
+    system.mkdir()
+    # any TrueType font under DejaVu's file names shows the search; the packaged one is at hand everywhere
+    shutil.copy(packaged_font()[""], system / "DejaVuSans.ttf")
+    shutil.copy(packaged_font()["B"], system / "DejaVuSans-Bold.ttf")
+    monkeypatch.setattr(render, "FONT_DIRS", (str(no_font_but / "empty"), str(system)))
+    assert find_font() == {"": system / "DejaVuSans.ttf", "B": system / "DejaVuSans-Bold.ttf"}
     text = pdf_text(templates.letter_pdf(context(policy, letter_notice("SCI", ("L1",)))))
-    assert "Oeuvres complètes - 12 EUR" in text and "Zoé Lefèvre" in text
+    assert "Œuvres complètes — 12 €" in text and "Zoé Lefèvre" in text
 
 
-@needs_dejavu
 def test_font_dir_from_the_environment_comes_first(monkeypatch, tmp_path):
-    shutil.copy(find_font()[""], tmp_path / "DejaVuSans.ttf")
+    shutil.copy(packaged_font()[""], tmp_path / "DejaVuSans.ttf")
     monkeypatch.setenv("RAPPEL_FONT_DIR", str(tmp_path))
     assert find_font() == {"": tmp_path / "DejaVuSans.ttf", "B": tmp_path / "DejaVuSans.ttf"}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Œuvres complètes — 12 €", "Oeuvres complètes - 12 EUR"),
-    ("ŒUVRES", "OEUVRES"),
-    ("cœur « ouvert »", "coeur « ouvert »"),
-    ("Łódź", "Lódz"),
-    ("漢字", "??"),
-])
-def test_latin1_replacements(text, expected):
-    assert latin1(text) == expected
+def test_without_a_unicode_font_lint_names_the_packages_and_no_letter_is_made(policy, templates, no_font_but):
+    """No silent fallback to a core font that would print "oe" and "EUR": lint (hence rappel lint and
+    rappel run) says what to install, and a letter is refused."""
+    assert find_font() is None
+    [problem] = templates.lint()
+    assert problem.where == "letters"
+    assert "fonts-dejavu-core" in problem.message and "pymupdf-fonts" in problem.message
+    assert "RAPPEL_FONT_DIR" in problem.message
+    with pytest.raises(MissingFont, match="fonts-dejavu-core"):
+        templates.letter_pdf(context(policy, letter_notice("SCI", ("L1",))))
+    templates.email(context(policy, email_notice()))     # emails need no font
+
+
+def test_a_policy_without_letters_needs_no_font(no_font_but, tmp_path):
+    text = (RULES / "reminders.yaml").read_text(encoding="utf-8")
+    text = text.replace("letters_after_due: true", "letters_after_due: false") \
+        .replace("  - {id: letter, offset_days: 35, channel: letter}\n", "") \
+        .replace("fallback: {email: letter}", "fallback: {email: none}")
+    email_only = parse_policy(text)
+    assert Templates(RULES, email_only).lint() == []
+
+
+def test_lint_refuses_a_font_without_the_letters_characters(templates, monkeypatch, tmp_path):
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    ascii_only = TTFont(str(packaged_font()[""]))
+    subsetter = subset.Subsetter()
+    subsetter.populate(unicodes=range(0x20, 0x7F))
+    subsetter.subset(ascii_only)
+    ascii_only.save(str(tmp_path / "DejaVuSans.ttf"))
+    monkeypatch.setenv("RAPPEL_FONT_DIR", str(tmp_path))
+    [problem] = templates.lint()
+    assert problem.where == "letters" and problem.source == str(tmp_path / "DejaVuSans.ttf")
+    assert "U+0153 œ" in problem.message and "U+20AC €" in problem.message and "U+00F1 ñ" in problem.message
+
+
+def test_lint_refuses_a_font_file_it_cannot_read(templates, monkeypatch, tmp_path):
+    (tmp_path / "DejaVuSans.ttf").write_bytes(b"not a font")
+    monkeypatch.setenv("RAPPEL_FONT_DIR", str(tmp_path))
+    [problem] = templates.lint()
+    assert problem.where == "letters" and problem.source == str(tmp_path / "DejaVuSans.ttf")
+    assert "cannot be read" in problem.message
 
 
 def test_lint_reports_every_broken_template_at_once(policy, tmp_path):
