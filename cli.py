@@ -99,20 +99,25 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
         as_json: JsonOpt = False,
         outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the local outbox channel (what the policy's "
                                                                "delivery: section does not send elsewhere)")] = Path("outbox"),
-        rules: RulesOpt = Path("rules"), db: DbOpt = None):
-    """Evaluate one day: decide, record in the ledger, deliver (or only show, with --dry-run)."""
+        state_dir: StateOpt = None, rules: RulesOpt = Path("rules"), db: DbOpt = None):
+    """Evaluate one day: decide, record in the ledger, deliver (or only show, with --dry-run).
+
+    A real run is guarded like the daemon: it refuses a database that belongs to another
+    installation (`rappel confirm-installation`), and holds the daemon's lease while it runs, so it
+    refuses to run beside an active daemon."""
     import os
 
     from adapters import delivery, pipeline
+    from adapters.daemon import LeaseLost, leased
     from adapters.storage import Store
 
     with guarded():
         policy, templates = pipeline.load_checked(rules)
         as_of = _date(on, policy)
         channel = delivery.build(policy, templates, env=os.environ, outbox=outbox, rules_dir=rules)
-        store = Store.existing(db) if dry_run else Store(db)   # a dry run neither creates nor upgrades
         try:
             if dry_run:
+                store = Store.existing(db)    # a dry run neither creates nor upgrades, nor claims the database
                 plan = pipeline.plan_for(store, policy, as_of)
                 _print_notices(plan.notices, as_json, f"{as_of}: {len(plan.notices)} message(s) would go out (dry run)")
                 leaving = sum(not channel.is_local(n) for n in plan.notices)
@@ -120,8 +125,19 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
                     typer.echo(f"flood guard: {leaving} messages would leave, more than flood_guard.max_per_run "
                                f"({policy.flood_guard.max_per_run}): a run would send nothing without --confirm", err=True)
                 return
-            now = dt.datetime.now(dt.timezone.utc)
-            result = pipeline.run_day(store, policy, templates, channel, as_of, now=now, confirm=confirm)
+            store = Store(db)
+            try:
+                _installation_or_fail(store, state_dir, "nothing decided or sent")
+                with _daemon_lease(store) as lease:
+                    now = dt.datetime.now(dt.timezone.utc)
+                    try:
+                        result = pipeline.run_day(store, policy, templates, leased(channel, lease), as_of, now=now,
+                                                  confirm=confirm)
+                    except LeaseLost:
+                        raise Failure(f"{as_of}: the lease was lost during the run (another instance took it over): "
+                                      f"what was not sent stays pending, for that instance to deliver", 1) from None
+            finally:
+                store.close()
         finally:
             channel.close()
         _print_notices(result.plan.notices, as_json, f"{as_of}: {len(result.plan.notices)} message(s) decided")
@@ -136,6 +152,41 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
                 typer.echo(f"  {o.key}: {o.status}: {o.detail}{instead}", err=True)
         if any(o.status == "failed" and not o.replaced_by for o in result.outcomes):
             raise Failure("some messages failed; see above", 1)
+
+
+def _installation_or_fail(store, state_dir: Path | None, nothing: str) -> None:
+    """The environment guard, as the daemon checks it (adapters/installation.py): a database without
+    an installation id is claimed for this machine; one that belongs to another installation (a
+    restored copy of production) refuses, naming `rappel confirm-installation`."""
+    from adapters.installation import Guard
+
+    guard = Guard(store.engine, state_dir)
+    try:
+        verdict = guard.check()
+    except OSError as exc:
+        raise Failure(f"cannot keep this machine's installation id in {guard.id_file}: {exc.strerror or exc} "
+                      f"(--state-dir, $RAPPEL_STATE_DIR or $RAPPEL_INSTALLATION_ID); {nothing}", 1) from None
+    if not verdict.ok:
+        raise Failure(f"delivery refused, {nothing}: {verdict.detail}", 1)
+
+
+@contextmanager
+def _daemon_lease(store):
+    """Hold the daemon's lease (adapters/lease.py) for the whole block, renewed by its heartbeat, and
+    release it at the end, even on error; Failure at once when another instance holds it."""
+    from adapters.lease import Lease
+
+    lease = Lease(store.engine)
+    if not lease.acquire():
+        info = lease.info()
+        who = f" ({info.holder}, for {info.expires_in:.0f}s more)" if info else ""
+        raise Failure(f"another instance holds the lease on this database{who}: a daemon is active and delivers "
+                      f"by itself; nothing decided or sent (to run by hand, stop the daemon first)", 1)
+    try:
+        lease.start_heartbeat()
+        yield lease
+    finally:
+        lease.release()
 
 
 @app.command()
@@ -370,14 +421,17 @@ def patron_edit(barcode: BarcodeArg,
 def patron_requests_report(barcode: BarcodeArg, on: OnOpt = None,
                            outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the local outbox channel (when "
                                                                            "the policy's delivery: sends no email)")] = Path("outbox"),
-                           rules: RulesOpt = Path("rules"), db: DbOpt = None):
-    """Email the patron the list of their active requests, in their language (the policy's email delivery)."""
+                           state_dir: StateOpt = None, rules: RulesOpt = Path("rules"), db: DbOpt = None):
+    """Email the patron the list of their active requests, in their language (the policy's email delivery).
+
+    Guarded like the daemon: nothing is sent from a database that belongs to another installation."""
     import os
 
     from adapters import delivery, patrons
 
     with guarded(), _known_patron():
         policy, accounts, store, as_of = _patron_setup(rules, db, on)
+        _installation_or_fail(store, state_dir, "nothing sent")
         channel = delivery.build(policy, None, env=os.environ, outbox=outbox, rules_dir=rules)
         try:
             result = patrons.requests_report(store, policy, accounts, rules, channel, barcode, as_of,

@@ -4,8 +4,9 @@ One loop, driven by a clock it is given (cli.py passes the system clock; tests a
 one whose time they set):
 
 - it holds the database lease (adapters/lease.py) or waits as a standby;
-- it picks up an edited policy only when it passes lint, else keeps the old one and says why (it
-  runs from a private copy of the policy and templates, so a half-edited template is never used);
+- it picks up an edited policy (reminders.yaml, accounts.yaml, templates) only when it passes lint,
+  else keeps the old one and says why (it runs from a private copy of the rules, so a half-edited
+  template is never used); accounts.yaml limits who receives loan notices, as for `rappel run`;
 - it refuses to do anything while the database belongs to another installation
   (adapters/installation.py);
 - it evaluates every day whose scheduled time has come and that no run has completed, in order:
@@ -43,13 +44,14 @@ from adapters import pipeline
 from adapters.channels import Channel
 from adapters.installation import Guard
 from adapters.lease import Lease
+from adapters.patrons import ACCOUNTS_FILE
 from adapters.runs import Counts, DayTaken, RunLog, first_unfinished_day, last_completed_day, pending_count
 from adapters.storage import Store
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
 
 __all__ = ["Daemon", "Settings", "Clock", "FileClock", "Stopping", "LeaseLost", "moment", "scheduled_day",
-           "next_moment", "catch_up_days", "policy_fingerprint"]
+           "next_moment", "catch_up_days", "policy_fingerprint", "leased"]
 
 log = logging.getLogger("rappel.daemon")
 UTC = dt.timezone.utc
@@ -170,10 +172,12 @@ def catch_up_days(policy: Policy, last_done: dt.date | None, latest: dt.date, to
 
 
 def policy_fingerprint(rules_dir: Path) -> str:
-    """What the policy is made of: reminders.yaml and every template file."""
+    """What the policy is made of: reminders.yaml, accounts.yaml (which record types receive loan
+    notices) and every template file. An absent accounts.yaml counts too: adding or removing it
+    is an edit."""
     digest = hashlib.sha256()
     rules_dir = Path(rules_dir)
-    files = [rules_dir / pipeline.POLICY_FILE]
+    files = [rules_dir / pipeline.POLICY_FILE, rules_dir / ACCOUNTS_FILE]
     templates = rules_dir / "templates"
     if templates.is_dir():
         files += sorted(p for p in templates.rglob("*") if p.is_file())
@@ -181,6 +185,8 @@ def policy_fingerprint(rules_dir: Path) -> str:
         digest.update(str(path.relative_to(rules_dir)).encode() + b"\0")
         try:
             digest.update(path.read_bytes())
+        except FileNotFoundError:
+            digest.update(b"<absent>")
         except OSError:
             digest.update(b"<unreadable>")
         digest.update(b"\0")
@@ -219,8 +225,11 @@ class Loaded:
 
 
 def load_rules(rules_dir: Path, channel_for: Callable[[Policy, object], Channel]) -> Loaded:
-    """Copy reminders.yaml and templates/ aside, lint the copy, build its channel; or InputError
-    (naming the files where the administrator edits them)."""
+    """Copy reminders.yaml, accounts.yaml (when there is one) and templates/ aside, lint the copy,
+    build its channel; or InputError (naming the files where the administrator edits them).
+
+    The copy is loaded as `rappel run` loads the rules (pipeline.load_checked): stage audiences
+    limited to the record types accounts.yaml says receive loan notices."""
     rules_dir = Path(rules_dir)
     snapshot = Path(tempfile.mkdtemp(prefix="rappel-rules-"))
     try:
@@ -229,6 +238,13 @@ def load_rules(rules_dir: Path, channel_for: Callable[[Policy, object], Channel]
         except OSError as exc:
             raise InputError([Problem(str(rules_dir / pipeline.POLICY_FILE), None, "",
                                       f"cannot read the policy: {exc.strerror}")]) from None
+        try:
+            shutil.copy2(rules_dir / ACCOUNTS_FILE, snapshot / ACCOUNTS_FILE)
+        except FileNotFoundError:
+            pass                  # no account policy: the stages' own audiences apply
+        except OSError as exc:
+            raise InputError([Problem(str(rules_dir / ACCOUNTS_FILE), None, "",
+                                      f"cannot read the account policy: {exc.strerror}")]) from None
         if (rules_dir / "templates").is_dir():
             shutil.copytree(rules_dir / "templates", snapshot / "templates")
         fingerprint = policy_fingerprint(snapshot)
@@ -415,7 +431,7 @@ class Daemon:
         self.history.note("reload", None, "ok", now, "")
 
     def _fenced(self, policy: Policy, templates) -> Channel:
-        return _Fenced(self.s.channel_for(policy, templates), self)
+        return _Fenced(self.s.channel_for(policy, templates), self.before_send)
 
     # --- days ----------------------------------------------------------------------------------
     def _run_due_days(self, now: dt.datetime) -> None:
@@ -551,22 +567,35 @@ class Daemon:
 
 
 class _Fenced:
-    """The policy's channel, checked before every message: not after a stop, only while leased."""
+    """The policy's channel, checked before every message (``before_send`` raises to stop it):
+    for the daemon, not after a stop and only while leased."""
 
-    def __init__(self, inner: Channel, daemon: Daemon):
+    def __init__(self, inner: Channel, before_send: Callable[[], None]):
         self.inner = inner
-        self.daemon = daemon
+        self.before_send = before_send
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def send_email(self, notice, message):
-        self.daemon.before_send()
+        self.before_send()
         return self.inner.send_email(notice, message)
 
     def send_letter(self, notice, pdf, filename):
-        self.daemon.before_send()
+        self.before_send()
         return self.inner.send_letter(notice, pdf, filename)
+
+
+def leased(channel: Channel, lease: Lease) -> Channel:
+    """``channel``, renewing ``lease`` before every message as the daemon does: once the lease is
+    lost (another instance took over), LeaseLost is raised before sending and the notice stays
+    pending. For `rappel run`, which holds the daemon's lease for the whole run."""
+
+    def before_send() -> None:
+        if not lease.confirm():
+            raise LeaseLost()
+
+    return _Fenced(channel, before_send)
 
 
 def _close(channel) -> None:

@@ -16,6 +16,14 @@ RULES = ROOT / "rules"
 PG_URL = os.environ.get("RAPPEL_TEST_DATABASE_URL")
 
 
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path_factory, monkeypatch):
+    """Each test's own state folder (installation id): nothing is written to the home folder, and no
+    test sees another's id. A test may still set RAPPEL_STATE_DIR or pass --state-dir itself."""
+    if "RAPPEL_STATE_DIR" not in os.environ:
+        monkeypatch.setenv("RAPPEL_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def rules_dir() -> Path:
     return RULES

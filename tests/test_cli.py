@@ -85,6 +85,15 @@ class Install:
         return {str(p.relative_to(self.outbox)): p.read_bytes() for p in sorted(self.outbox.rglob("*")) if p.is_file()}
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch) -> Path:
+    """This machine's installation id (the environment guard of a real run) lives in tmp_path: never
+    in ~/.local/state, nor in the repository."""
+    monkeypatch.setenv("RAPPEL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("RAPPEL_INSTALLATION_ID", raising=False)
+    return tmp_path / "state"
+
+
 @pytest.fixture
 def site(tmp_path) -> Install:
     s = Install(tmp_path)
@@ -430,3 +439,170 @@ def test_other_failures_exit_1(tmp_path):
 def test_other_failures_are_one_line_on_stderr(tmp_path):
     lines = _unreachable_database(tmp_path).stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
+
+
+# --- a real run is guarded like the daemon: the installation, the lease ---------------------------------
+
+def _database_id(site: Install) -> str | None:
+    from adapters.schema import installation
+    engine = create_engine(site.db)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(installation.c.installation_id)).scalar()
+    finally:
+        engine.dispose()
+
+
+def _claimed_by(site: Install, installation_id: str) -> None:
+    """The database belongs to another installation: a copy of production restored here."""
+    from adapters.installation import Guard
+    engine = create_engine(site.db)
+    try:
+        assert Guard(engine, env={"RAPPEL_INSTALLATION_ID": installation_id}).check().ok
+    finally:
+        engine.dispose()
+
+
+def _pending_and_sent(site: Install) -> list[str]:
+    engine = create_engine(site.db)
+    try:
+        with engine.connect() as conn:
+            return sorted(conn.execute(select(notices.c.status)).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_the_first_run_claims_the_database_for_this_machine(site, state_dir):
+    assert _database_id(site) is None
+    result = site("run", "--on", DAY, "--outbox", site.outbox)
+    assert result.exit_code == 0, result.stderr
+    mine = (state_dir / "installation-id").read_text(encoding="utf-8").strip()
+    assert mine and _database_id(site) == mine
+    assert site("run", "--on", DAY, "--outbox", site.outbox).exit_code == 0     # and it stays this machine's
+
+
+def test_a_run_on_a_database_of_another_installation_decides_and_sends_nothing(site, tmp_path):
+    _claimed_by(site, "production")
+    for where in ((), ("--state-dir", tmp_path / "elsewhere")):
+        result = site("run", "--on", DAY, "--outbox", site.outbox, *where)
+        assert result.exit_code == 1, result.stderr
+        assert result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("error: delivery refused, nothing decided or sent: this database belongs to "
+                               "installation production")
+        assert "`rappel confirm-installation`" in line
+    assert site.ledger_count() == 0 and site.files() == {}
+    assert _database_id(site) == "production"                                   # not taken over
+
+    shown = site("run", "--on", DAY, "--dry-run", "--outbox", site.outbox)      # a dry run sends nothing: allowed
+    assert shown.exit_code == 0 and "3 message(s) would go out" in shown.stdout
+
+    production = tmp_path / "production-state"                                  # --state-dir is honoured
+    production.mkdir()
+    (production / "installation-id").write_text("production\n", encoding="utf-8")
+    result = site("run", "--on", DAY, "--outbox", site.outbox, "--state-dir", production)
+    assert result.exit_code == 0, result.stderr
+    assert "delivered 3 of 3" in result.stderr
+
+
+def test_a_run_beside_an_active_daemon_is_refused(site):
+    from adapters.lease import Lease, read_lease
+    engine = create_engine(site.db)
+    try:
+        daemon = Lease(engine, ttl=60, holder="prod-host/4242/abcdef")
+        assert daemon.acquire()
+        result = site("run", "--on", DAY, "--outbox", site.outbox)
+        assert result.exit_code == 1, result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("error: another instance holds the lease on this database (prod-host/4242/abcdef, "
+                               "for ")
+        assert "nothing decided or sent" in line
+        assert site.ledger_count() == 0 and site.files() == {}
+        assert read_lease(engine).holder == "prod-host/4242/abcdef" and read_lease(engine).active
+
+        daemon.release()                                     # the daemon stopped: a run by hand may go ahead
+        result = site("run", "--on", DAY, "--outbox", site.outbox)
+        assert result.exit_code == 0, result.stderr
+        after = read_lease(engine)
+        assert after.holder != "prod-host/4242/abcdef" and not after.active      # the run gave it back
+        assert daemon.acquire()                                                  # the daemon takes over at once
+    finally:
+        engine.dispose()
+
+
+def test_a_run_holds_the_lease_while_it_runs_and_releases_it_even_on_error(site, monkeypatch):
+    from adapters import pipeline
+    from adapters.lease import read_lease
+
+    real = pipeline.run_day
+    during = []
+
+    def watched(store, *args, **kwargs):
+        during.append(read_lease(store.engine))
+        return real(store, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_day", watched)
+    result = site("run", "--on", DAY, "--outbox", site.outbox)
+    assert result.exit_code == 0, result.stderr
+    (held,) = during
+    assert held.active and held.expires_in > 30
+    engine = create_engine(site.db)
+    try:
+        assert not read_lease(engine).active
+
+        def broken(store, *args, **kwargs):
+            raise RuntimeError("the disk is full")
+
+        monkeypatch.setattr(pipeline, "run_day", broken)
+        result = site("run", "--on", "2026-11-24", "--outbox", site.outbox)
+        assert result.exit_code == 1 and "the disk is full" in result.stderr
+        assert not read_lease(engine).active
+    finally:
+        engine.dispose()
+
+
+def test_a_run_that_loses_the_lease_stops_before_the_next_message(site, monkeypatch):
+    """The run was paused past its lease and a daemon took over: what is left is the daemon's to send."""
+    from adapters import delivery
+    from adapters.lease import Lease, read_lease
+    from adapters.schema import leases
+
+    engine = create_engine(site.db)
+    standby = Lease(engine, ttl=60, holder="standby/1/aa")
+    real_build = delivery.build
+
+    class TakenOverWhileSending:
+        """The first message is being sent when the run's lease runs out and the standby takes it."""
+
+        def __init__(self, inner):
+            self.inner = inner
+            self.taken = False
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def _take_over(self):
+            if not self.taken:
+                self.taken = True
+                with engine.begin() as conn:
+                    conn.execute(leases.update().values(expires_at=leases.c.expires_at - 3600))
+                assert standby.acquire()
+
+        def send_email(self, notice, message):
+            self._take_over()
+            return self.inner.send_email(notice, message)
+
+        def send_letter(self, notice, pdf, filename):
+            self._take_over()
+            return self.inner.send_letter(notice, pdf, filename)
+
+    monkeypatch.setattr(delivery, "build", lambda *a, **k: TakenOverWhileSending(real_build(*a, **k)))
+    try:
+        result = site("run", "--on", DAY, "--outbox", site.outbox)
+        assert result.exit_code == 1, result.stderr
+        assert "the lease was lost during the run" in result.stderr
+        assert _pending_and_sent(site) == ["pending", "pending", "sent"]      # the one in flight, no other
+        assert len(site.files()) == 1
+        assert read_lease(engine).holder == "standby/1/aa" and read_lease(engine).active
+    finally:
+        engine.dispose()

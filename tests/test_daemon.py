@@ -329,3 +329,76 @@ def test_a_broken_policy_edit_keeps_the_old_policy_running_and_is_reported(store
     assert "first_reminder.txt.j2" in reloads[1][1]
     rejected = [r.getMessage() for r in caplog.records if "policy edit rejected" in r.getMessage()]
     assert len(rejected) == 2 and "still running the previous policy" in rejected[0]
+
+
+# --- accounts.yaml: which record types receive loan notices, as for `rappel run` ---------------------
+
+PUBLIC_RECEIVES = ("    description: External records created by the synchronisation (library staff are often public "
+                   "too).\n    receives_loan_notices: true")
+
+
+def write_accounts(rules, public: str = "true") -> None:
+    """The shipped accounts.yaml in ``rules``, with public records' receives_loan_notices set to ``public``."""
+    text = (ROOT / "rules" / "accounts.yaml").read_text(encoding="utf-8")
+    assert text.count(PUBLIC_RECEIVES) == 1
+    (rules / "accounts.yaml").write_text(
+        text.replace(PUBLIC_RECEIVES, PUBLIC_RECEIVES.replace(": true", f": {public}")), encoding="utf-8")
+
+
+def staff_row(patron_id: str) -> dict:
+    return {**patron_row(patron_id), "record_type": "staff"}
+
+
+def test_public_records_that_receive_no_loan_notices_get_none_from_the_daemon(store, db_url, tmp_path):
+    rules = copy_rules(tmp_path)
+    write_accounts(rules, public="false")
+    seed(store, [patron_row("P1"), staff_row("S1")], [loan_row("L1", "P1", "2026-02-23"),
+                                                     loan_row("L2", "S1", "2026-02-23")])
+    daemon = run_daemon(db_url, rules, SimClock(at("2026-03-02 02:00"), at("2026-03-02 12:00")))
+    assert sent_to(daemon.channel) == [("2026-03-02", "first_reminder", "S1")]
+    assert set(ledger_status(store)) == {("L2", "first_reminder")}
+
+
+def test_an_accounts_edit_is_picked_up_and_a_broken_one_rejected(store, db_url, tmp_path, caplog):
+    """Public records stop receiving notices (day 3), a broken edit keeps that (day 4), then they do again."""
+    rules = copy_rules(tmp_path)
+    write_accounts(rules)
+    seed(store, [p for n in range(2, 6) for p in (patron_row(f"P{n}"), staff_row(f"S{n}"))],
+         [loan for n in range(2, 6) for loan in (loan_row(f"L{n}", f"P{n}", f"2026-02-{21 + n}"),
+                                                 loan_row(f"M{n}", f"S{n}", f"2026-02-{21 + n}"))])
+
+    clock = SimClock(at("2026-03-02 02:00"), at("2026-03-05 12:00"), events=[
+        (at("2026-03-02 10:00"), lambda: write_accounts(rules, public="false")),
+        (at("2026-03-03 10:00"), lambda: write_accounts(rules, public="perhaps")),
+        (at("2026-03-04 10:00"), lambda: write_accounts(rules, public="true")),
+    ])
+    with caplog.at_level("INFO", logger="rappel"):
+        daemon = run_daemon(db_url, rules, clock)
+    assert sorted(sent_to(daemon.channel)) == [
+        ("2026-03-02", "first_reminder", "P2"), ("2026-03-02", "first_reminder", "S2"),
+        ("2026-03-03", "first_reminder", "S3"),              # public: receives_loan_notices: false
+        ("2026-03-04", "first_reminder", "S4"),              # the broken edit was not taken: still false
+        # public records receive notices again: theirs of the last two days are inside the 2-day window
+        ("2026-03-05", "first_reminder", "P3"), ("2026-03-05", "first_reminder", "P4"),
+        ("2026-03-05", "first_reminder", "P5"), ("2026-03-05", "first_reminder", "S5"),
+    ]
+    with store.engine.connect() as conn:
+        reloads = conn.execute(select(runs.c.outcome, runs.c.errors).where(runs.c.kind == "reload")
+                               .order_by(runs.c.run_id)).all()
+    assert [outcome for outcome, _ in reloads] == ["ok", "rejected", "ok"]
+    assert f"{rules / 'accounts.yaml'}:" in reloads[1][1] and "receives_loan_notices" in reloads[1][1]
+    rejected = [r.getMessage() for r in caplog.records if "policy edit rejected" in r.getMessage()]
+    assert len(rejected) == 1 and "accounts.yaml" in rejected[0]
+
+
+def test_the_policy_fingerprint_covers_accounts_yaml(tmp_path):
+    from adapters.daemon import policy_fingerprint
+
+    rules = copy_rules(tmp_path)
+    seen = {policy_fingerprint(rules)}
+    write_accounts(rules)                                    # added
+    seen.add(policy_fingerprint(rules))
+    write_accounts(rules, public="false")                    # edited
+    seen.add(policy_fingerprint(rules))
+    (rules / "accounts.yaml").unlink()                       # removed: as before it was added
+    assert len(seen) == 3 and policy_fingerprint(rules) in seen

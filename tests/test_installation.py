@@ -15,9 +15,9 @@ from adapters.runs import status_report
 from adapters.storage import Store
 
 try:
-    from tests.daemon_cases import SimClock, at, copy_rules, day_runs, loan_row, patron_row, run_daemon, seed
+    from tests.daemon_cases import ROOT, SimClock, at, copy_rules, day_runs, loan_row, patron_row, run_daemon, seed
 except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
-    from daemon_cases import SimClock, at, copy_rules, day_runs, loan_row, patron_row, run_daemon, seed
+    from daemon_cases import ROOT, SimClock, at, copy_rules, day_runs, loan_row, patron_row, run_daemon, seed
 
 
 @pytest.fixture
@@ -74,3 +74,69 @@ def test_a_second_machine_joins_the_installation(store, db_url, tmp_path):
     assert result.exit_code == 0, result.output
     assert second.check().ok and first.check().ok                           # both may deliver
     assert second.local_id() == first.local_id()
+
+
+# --- the commands that send by hand are guarded too: rappel run, rappel patron requests-report ------
+
+REQUEST_PATRON = ("P9,2000000009,Thomas,Lefèvre,thomas.lefevre@etu.univ.example,fr,internal,public,graduate,"
+                  "4 allée des Œillets,,33400,Talence,France,")
+REQUEST = "R9,P9,Le Rouge et le Noir,SCI,SCI,2026-11-10,active,2026-12-10"
+
+
+def _with_a_request(store, tmp_path):
+    from adapters.importer import import_csv
+    from adapters.pipeline import load_policy
+    from adapters.schema import PATRON_FIELDS, REQUEST_FIELDS
+
+    policy = load_policy(ROOT / "rules")
+    for kind, header, row in (("patrons", PATRON_FIELDS, REQUEST_PATRON), ("requests", REQUEST_FIELDS, REQUEST)):
+        path = tmp_path / f"{kind}.csv"
+        path.write_text(",".join(header) + "\n" + row + "\n", encoding="utf-8")
+        import_csv(store, policy, kind, path)
+
+
+def test_a_requests_report_from_a_restored_copy_is_refused(store, db_url, tmp_path, monkeypatch):
+    _with_a_request(store, tmp_path)
+    assert Guard(store.engine, env={"RAPPEL_INSTALLATION_ID": "production"}).check().ok
+    outbox = tmp_path / "outbox"
+    args = ["patron", "requests-report", "2000000009", "--on", "2026-11-23", "--outbox", str(outbox),
+            "--rules", str(ROOT / "rules"), "--db", db_url]
+
+    monkeypatch.setenv("RAPPEL_INSTALLATION_ID", "test-machine")
+    refused = CliRunner().invoke(cli.app, args)
+    assert refused.exit_code == 1
+    (line,) = refused.stderr.splitlines()
+    assert line.startswith("error: delivery refused, nothing sent: this database belongs to installation production")
+    assert "`rappel confirm-installation`" in line
+    assert not outbox.exists()
+
+    monkeypatch.delenv("RAPPEL_INSTALLATION_ID")             # production's own state folder: it may send
+    production = tmp_path / "production"
+    production.mkdir()
+    (production / ID_FILE).write_text("production\n", encoding="utf-8")
+    sent = CliRunner().invoke(cli.app, [*args, "--state-dir", str(production)])
+    assert sent.exit_code == 0, sent.output
+    assert "sent 1 active request(s) to thomas.lefevre@etu.univ.example" in sent.stdout
+    assert len(list(outbox.rglob("*.eml"))) == 1
+
+
+def test_a_run_on_a_restored_copy_sends_nothing_until_confirmed(store, db_url, tmp_path, monkeypatch):
+    """A cron-driven `rappel run` on the test machine, against production's restored database."""
+    seed(store, [patron_row("P1")], [loan_row("L1", "P1", "2026-02-23")])   # first reminder on 2 March
+    assert Guard(store.engine, env={"RAPPEL_INSTALLATION_ID": "production"}).check().ok
+    monkeypatch.setenv("RAPPEL_INSTALLATION_ID", "test-machine")
+    outbox = tmp_path / "outbox"
+    args = ["run", "--on", "2026-03-02", "--outbox", str(outbox), "--rules", str(copy_rules(tmp_path)),
+            "--db", db_url]
+
+    refused = CliRunner().invoke(cli.app, args)
+    assert refused.exit_code == 1 and "rappel confirm-installation" in refused.stderr
+    assert store.counts() == {} and not outbox.exists()                    # nothing decided, nothing sent
+    report = status_report(store, ROOT / "rules", at("2026-03-02 12:00"),
+                           env={"RAPPEL_INSTALLATION_ID": "test-machine"})
+    assert any(a.startswith("delivery refused") for a in report["alerts"])
+
+    assert CliRunner().invoke(cli.app, ["confirm-installation", "--db", db_url]).exit_code == 0
+    done = CliRunner().invoke(cli.app, args)
+    assert done.exit_code == 0, done.output
+    assert "delivered 1 of 1" in done.stderr and len(list(outbox.rglob("*.eml"))) == 1

@@ -98,3 +98,26 @@ def test_no_message_leaves_once_the_lease_is_lost(store, db_url, tmp_path):
     assert Lease(store.engine, ttl=30, holder="new").acquire()
     with pytest.raises(LeaseLost):
         daemon.before_send()
+
+
+def test_a_leased_channel_renews_before_each_message_and_stops_once_the_lease_is_lost(store):
+    """`rappel run` sends through ``leased(channel, lease)``: as the daemon, nothing leaves once another took over."""
+    from adapters.channels import MemoryChannel
+    from adapters.daemon import leased
+    from adapters.schema import leases
+
+    run = Lease(store.engine, ttl=30, holder="rappel-run")
+    assert run.acquire()
+    inner = MemoryChannel()
+    channel = leased(inner, run)
+    assert channel.send_email("notice 1", "message 1").ok
+    assert channel.name == "memory"                                      # the rest is the channel's own
+    with store.engine.begin() as conn:                                   # paused past its lease …
+        conn.execute(leases.update().values(expires_at=leases.c.expires_at - 3600))
+    assert Lease(store.engine, ttl=30, holder="daemon").acquire()        # … and the daemon took over
+    with pytest.raises(LeaseLost):
+        channel.send_email("notice 2", "message 2")
+    with pytest.raises(LeaseLost):
+        channel.send_letter("notice 3", b"%PDF", "letter.pdf")
+    assert [n for n, _ in inner.emails] == ["notice 1"] and inner.letters == []
+    assert read_lease(store.engine).holder == "daemon"
