@@ -31,12 +31,12 @@ from adapters.channels import Channel, Delivery
 from adapters.patrons import load_accounts
 from adapters.render import NoticeContext, Templates, is_address, serialize
 from adapters.storage import PendingNotice, Store
-from engine.accounts import with_notice_audiences
+from engine.accounts import audience_conflicts, with_notice_audiences
 from engine.decide import Notice, Plan, notice_key, plan_day
 from engine.facts import Loan, Patron
 from engine.policy import Policy, parse_policy
 from engine.reference import trigger_date
-from engine.yamlsource import InputError, Problem
+from engine.yamlsource import InputError, Problem, YamlDocument
 
 POLICY_FILE = "reminders.yaml"
 BATCH = 25          # notices read and rendered at a time, the next batch while this one is sent
@@ -50,7 +50,15 @@ def load_policy(rules_dir: Path) -> Policy:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError([Problem(str(path), None, "", f"cannot read the policy: {exc.strerror}")]) from None
-    return with_notice_audiences(parse_policy(text, str(path)), load_accounts(rules_dir, missing_ok=True))
+    policy, accounts = parse_policy(text, str(path)), load_accounts(rules_dir, missing_ok=True)
+    conflicts = audience_conflicts(policy, accounts)
+    if conflicts:
+        doc = YamlDocument(text, str(path))
+        raise InputError([doc.problem(("stages", i, "audience", "record_types"),
+                                      f"{', '.join(refused)}: accounts.yaml says these record types receive no loan "
+                                      f"notices (receives_loan_notices: false); the stage would never reach them")
+                          for i, refused in conflicts])
+    return with_notice_audiences(policy, accounts)
 
 
 def load_checked(rules_dir: Path) -> tuple[Policy, Templates]:

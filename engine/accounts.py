@@ -195,6 +195,21 @@ def accounts_json_schema() -> dict:
 
 # -- loan notices ------------------------------------------------------------------------------
 
+def audience_conflicts(policy: Policy, accounts: AccountsPolicy | None) -> list[tuple[int, list[str]]]:
+    """Stages whose audience names record types that accounts.yaml says receive no loan notices:
+    (stage index, those record types). Such a stage would silently not reach them: an error."""
+    if accounts is None:
+        return []
+    receiving = set(accounts.notice_record_types)
+    out = []
+    for i, stage in enumerate(policy.stages):
+        if "audience" in stage.model_fields_set and "record_types" in stage.audience.model_fields_set:
+            refused = [rt for rt in stage.audience.record_types if rt not in receiving]
+            if refused:
+                out.append((i, refused))
+    return out
+
+
 def with_notice_audiences(policy: Policy, accounts: AccountsPolicy | None) -> Policy:
     """The reminder policy with stage audiences limited to the record types that receive notices.
 

@@ -271,3 +271,28 @@ def test_the_pipeline_loads_audiences_from_the_account_policy(tmp_path):
         "    description: External records created by the synchronisation (library staff are often public too).\n"
         "    receives_loan_notices: false"), encoding="utf-8")
     assert all(s.audience.record_types == ["staff"] for s in load_policy(rules).stages)
+
+
+def test_a_stage_that_names_a_record_type_receiving_no_notices_is_an_error(tmp_path):
+    """The shipped accounts.yaml says contacts receive no loan notices: a stage that lists them would
+    silently not reach them, so the policy is refused, at the stage's line."""
+    import shutil
+
+    from adapters.pipeline import load_policy
+    from engine.yamlsource import InputError
+
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    path = rules / "reminders.yaml"
+    text = path.read_text(encoding="utf-8")
+    stage = "  - {id: letter, offset_days: 35, channel: letter"
+    assert text.count(stage) == 1
+    path.write_text(text.replace(stage, stage + ", audience: {record_types: [public, contact]}"), encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_policy(rules)
+    [problem] = info.value.problems
+    line = next(n for n, row in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if row.startswith(stage))
+    assert (problem.source, problem.line, problem.where) == (str(path), line, "stages[3].audience.record_types")
+    assert problem.message.startswith("contact: accounts.yaml says these record types receive no loan notices")
+    (rules / "accounts.yaml").unlink()                  # without an account policy, the stage's audience stands
+    assert load_policy(rules).stage("letter").audience.record_types == ["public", "contact"]
