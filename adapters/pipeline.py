@@ -338,7 +338,7 @@ def _fall_back(store: Store, policy: Policy, notice: Notice, patron: Patron, rem
     reply = delivery.reply or None
     detail = delivery.detail
     if notice.channel == "email" and policy.fallback.email == "letter":
-        if patron.address_line1 or patron.address_line2:
+        if patron.has_postal_address:
             letters = fallback_letters(policy, notice, patron, remaining)
             reason = f"email refused ({delivery.reply or delivery.detail}): sent as a letter instead"
             moves = {(loan.loan_id, loan.due_date): (letter.key, reason)
