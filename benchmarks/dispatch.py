@@ -172,6 +172,10 @@ def main() -> int:
         (rules / "reminders.yaml").write_text(_policy(port), encoding="utf-8")
         policy, templates = pipeline.load_checked(rules)
         store = Store(args.db or f"sqlite:///{work / 'bench.db'}")
+        if store.counts():
+            print(f"{store.url} already holds ledger rows: give --db an empty database", file=sys.stderr)
+            store.close()
+            return 2
         _load(store, args.notices)
 
         t0 = time.perf_counter()
