@@ -128,25 +128,31 @@ def evaluate_here(policy: Policy, candidates: list[Candidate], as_of: dt.date,
     rules["not_due"] = {"pri": 9, "all": [{"m": {"$gte": {"s": 0}}}], "run": recorder(False)}
 
     events = [_event(seq, ci, si, candidates[ci], policy, as_of) for seq, (ci, si) in enumerate(pairs)]
-    host = _SyncHost({RULESET: rules})
-    ruleset = host.get_ruleset(RULESET)
-    try:
-        for start in range(0, len(events), BATCH):
-            chunk = events[start:start + BATCH]
-            try:
-                host.post_batch(RULESET, chunk) if len(chunk) > 1 else host.post(RULESET, chunk[0])
-            except Exception as exc:
-                raise EngineFault(f"durable-rules refused events {start}..{start + len(chunk) - 1}: "
-                                  f"{type(exc).__name__}") from exc
-            if errors:
-                raise EngineFault(f"an action raised inside durable-rules: {errors[0]!r}") from errors[0]
-    finally:
-        durable_rules_engine.delete_ruleset(ruleset._handle)
+    _post_all(RULESET, rules, events, errors, "events")
 
     if len(seen) != len(events) or len(set(seen)) != len(events):
         raise EngineFault(f"durable-rules handled {len(set(seen))} distinct of {len(events)} events "
                           f"({len(seen)} actions): refusing to decide on a partial evaluation")
     return set(due)
+
+
+def _post_all(name: str, rules: dict, events: list[dict], errors: list[BaseException], what: str) -> None:
+    """Post the events, in batches, to a fresh host holding one ruleset, freed afterwards. Any refusal
+    by durable-rules, or any exception raised in an action (which it would swallow), is an EngineFault."""
+    host = _SyncHost({name: rules})
+    ruleset = host.get_ruleset(name)
+    try:
+        for start in range(0, len(events), BATCH):
+            chunk = events[start:start + BATCH]
+            try:
+                host.post_batch(name, chunk) if len(chunk) > 1 else host.post(name, chunk[0])
+            except Exception as exc:
+                raise EngineFault(f"durable-rules refused {what} {start}..{start + len(chunk) - 1}: "
+                                  f"{type(exc).__name__}") from exc
+            if errors:
+                raise EngineFault(f"an action raised inside durable-rules: {errors[0]!r}") from errors[0]
+    finally:
+        durable_rules_engine.delete_ruleset(ruleset._handle)
 
 
 # -- the edit decision (rules/accounts.yaml) ------------------------------------------------------
@@ -200,20 +206,7 @@ def evaluate_edits(accounts: AccountsPolicy, requests: list[EditRequest]) -> lis
               for seq, r in enumerate(requests)]
     if not events:
         return []
-    host = _SyncHost({EDITS_RULESET: _edit_rules(accounts, record)})
-    ruleset = host.get_ruleset(EDITS_RULESET)
-    try:
-        for start in range(0, len(events), BATCH):
-            chunk = events[start:start + BATCH]
-            try:
-                host.post_batch(EDITS_RULESET, chunk) if len(chunk) > 1 else host.post(EDITS_RULESET, chunk[0])
-            except Exception as exc:
-                raise EngineFault(f"durable-rules refused edit requests {start}..{start + len(chunk) - 1}: "
-                                  f"{type(exc).__name__}") from exc
-            if errors:
-                raise EngineFault(f"an action raised inside durable-rules: {errors[0]!r}") from errors[0]
-    finally:
-        durable_rules_engine.delete_ruleset(ruleset._handle)
+    _post_all(EDITS_RULESET, _edit_rules(accounts, record), events, errors, "edit requests")
 
     if sorted(verdicts) != list(range(len(events))) or any(len(v) != 1 for v in verdicts.values()):
         raise EngineFault(f"durable-rules decided {len(verdicts)} of {len(events)} edit requests "
