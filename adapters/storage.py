@@ -251,30 +251,6 @@ class Store:
         return [PendingNotice(r.key, r.run_date, r.stage, r.channel, r.patron_id, r.library, r.recipient,
                               r.destination, r.attempts, tuple(entries.get(r.key, ()))) for r in rows]
 
-    def settle(self, key: str, status: str, *, reference: str | None = None, error: str | None = None,
-               entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
-        """Record a notice's outcome and its ledger rows' in one transaction.
-
-        ``entry_status`` overrides the status of some ledger rows ((loan, due) → (status, reason)),
-        e.g. a loan returned since the decision is cancelled while the rest of the notice is sent.
-        """
-        now = func.now()
-        with self.engine.begin() as conn:
-            values = {"status": status, "updated_at": now, "attempts": notices.c.attempts + 1}
-            if reference is not None:
-                values["reference"] = reference
-            if error is not None:
-                values["last_error"] = error
-            conn.execute(update(notices).where(notices.c.key == key).values(**values))
-            for (loan_id, due), (st, reason) in (entry_status or {}).items():
-                conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
-                                                  ledger.c.due_date == due)
-                             .values(status=st, reason=reason, updated_at=now))
-            if status != "pending":
-                conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.status == "pending")
-                             .values(status=status, updated_at=now,
-                                     **({"reason": error} if error else {})))
-
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return dict(conn.execute(select(ledger.c.status, func.count()).group_by(ledger.c.status)).all())
@@ -290,8 +266,10 @@ class Store:
     def settle_delivery(self, key: str, status: str, *, reference: str | None = None, error: str | None = None,
                         reply: str | None = None, next_attempt_at: dt.datetime | None = None,
                         entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
-        """settle(), plus what delivery keeps with the row (the server's reply, when to try again),
-        in the same transaction."""
+        """Record a notice's outcome, what delivery keeps with it (the server's reply, when to try
+        again) and its ledger rows', in one transaction. ``entry_status`` overrides the status of
+        some ledger rows ((loan, due) → (status, reason)), e.g. a loan returned since the decision is
+        cancelled while the rest of the notice is sent."""
         now = func.now()
         with self.engine.begin() as conn:
             values = {"status": status, "updated_at": now, "attempts": notices.c.attempts + 1,
