@@ -118,7 +118,10 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
         try:
             if dry_run:
                 store = Store.existing(db)    # a dry run neither creates nor upgrades, nor claims the database
-                plan = pipeline.plan_for(store, policy, as_of)
+                try:
+                    plan = pipeline.plan_for(store, policy, as_of)
+                finally:
+                    store.close()
                 _print_notices(plan.notices, as_json, f"{as_of}: {len(plan.notices)} message(s) would go out (dry run)")
                 leaving = sum(not channel.is_local(n) for n in plan.notices)
                 if leaving > policy.flood_guard.max_per_run:
