@@ -28,7 +28,7 @@ class Failure(Exception):
 @contextmanager
 def guarded():
     """Exit 2 for bad input or policy, 1 for anything else; one line a problem on stderr."""
-    from adapters.storage import DatabaseNotReady
+    from adapters.store.database import DatabaseNotReady
     from engine.rules import EngineFault
     from engine.yamlsource import InputError
 
@@ -107,9 +107,11 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
     refuses to run beside an active daemon."""
     import os
 
-    from adapters import delivery, pipeline
-    from adapters.daemon import LeaseLost, leased
-    from adapters.storage import Store
+    from adapters.channels import registry as delivery
+
+    from service import day as pipeline
+    from service.daemon import LeaseLost, leased
+    from adapters.store.database import Store
 
     with guarded():
         policy, templates = pipeline.load_checked(rules)
@@ -161,7 +163,7 @@ def _installation_or_fail(store, state_dir: Path | None, nothing: str) -> None:
     """The environment guard, as the daemon checks it (adapters/installation.py): a database without
     an installation id is claimed for this machine; one that belongs to another installation (a
     restored copy of production) refuses, naming `rappel confirm-installation`."""
-    from adapters.installation import Guard
+    from adapters.store.installation import Guard
 
     guard = Guard(store.engine, state_dir)
     try:
@@ -177,7 +179,7 @@ def _installation_or_fail(store, state_dir: Path | None, nothing: str) -> None:
 def _daemon_lease(store):
     """Hold the daemon's lease (adapters/lease.py) for the whole block, renewed by its heartbeat, and
     release it at the end, even on error; Failure at once when another instance holds it."""
-    from adapters.lease import Lease
+    from adapters.store.lease import Lease
 
     lease = Lease(store.engine)
     if not lease.acquire():
@@ -197,8 +199,8 @@ def explain(loan: Annotated[str, typer.Option("--loan", help="Loan id")],
             on: Annotated[Optional[str], typer.Option("--on", help="Date (default: today)")] = None,
             rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """For each stage: due or not on that date, and why."""
-    from adapters import pipeline
-    from adapters.storage import Store
+    from service import day as pipeline
+    from adapters.store.database import Store
     from engine import explain as explaining
 
     with guarded():
@@ -218,9 +220,9 @@ def import_(kind: Annotated[str, typer.Argument(help="patrons, loans or requests
             file: Annotated[Path, typer.Argument(help="CSV file: UTF-8, header row, ISO 8601 dates")],
             rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Load a CSV export; rows upsert by id; any bad row rejects the whole file."""
-    from adapters import pipeline
-    from adapters.importer import import_csv
-    from adapters.storage import Store
+    from service import day as pipeline
+    from adapters.sources.csvfiles import import_csv
+    from adapters.store.database import Store
 
     with guarded():
         if kind not in ("patrons", "loans", "requests"):
@@ -239,7 +241,9 @@ def lint(rules: RulesOpt = Path("rules"),
     """Check the policy, its templates and its delivery settings; exit 2 on any error."""
     import os
 
-    from adapters import delivery, pipeline
+    from adapters.channels import registry as delivery
+
+    from service import day as pipeline
     from engine.yamlsource import InputError
 
     with guarded():
@@ -278,8 +282,7 @@ def schema(accounts: Annotated[bool, typer.Option("--accounts", help="The schema
 @app.command()
 def demo(workdir: Annotated[Path, typer.Option("--workdir", help="Folder for the demo database and outbox")] = Path("demo-run")):
     """Load the bundled sample into a fresh database, run a few days and show what went out."""
-    from adapters import demo as demos
-
+    from service import demo as demos
     with guarded():
         demos.run_demo(workdir, echo=typer.echo)
 
@@ -294,7 +297,7 @@ OnOpt = Annotated[Optional[str], typer.Option("--on", help="Date (default: today
 
 def _lint_accounts(rules: Path, policy) -> str:
     """rules/accounts.yaml and the requests report templates; InputError on any problem."""
-    from adapters.patrons import lint_report_templates, load_accounts
+    from service.patrons import lint_report_templates, load_accounts
     from engine.yamlsource import InputError
 
     accounts = load_accounts(rules, missing_ok=True)
@@ -307,9 +310,9 @@ def _lint_accounts(rules: Path, policy) -> str:
 
 
 def _patron_setup(rules: Path, db: str | None, on: str | None, *, writes: bool = True):
-    from adapters import pipeline
-    from adapters.patrons import load_accounts
-    from adapters.storage import Store
+    from service import day as pipeline
+    from service.patrons import load_accounts
+    from adapters.store.database import Store
 
     policy = pipeline.load_policy(rules)
     return policy, load_accounts(rules), Store(db) if writes else Store.existing(db), _date(on, policy)
@@ -317,7 +320,7 @@ def _patron_setup(rules: Path, db: str | None, on: str | None, *, writes: bool =
 
 @contextmanager
 def _known_patron():
-    from adapters.patrons import UnknownPatron
+    from service.patrons import UnknownPatron
 
     try:
         yield
@@ -331,8 +334,7 @@ def patron_show(barcode: BarcodeArg,
                 on: OnOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
                 rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Identity, account and record type, each field editable or owned by the source, loans, requests."""
-    from adapters import patrons
-
+    from service import patrons
     with guarded(), _known_patron():
         _, accounts, store, as_of = _patron_setup(rules, db, on, writes=False)
         view = patrons.show(store, accounts, barcode, as_of, role)
@@ -386,7 +388,7 @@ def patron_edit(barcode: BarcodeArg,
     """Change fields of a patron record: all allowed and valid, or nothing changed. Every change is audited."""
     import getpass
 
-    from adapters import patrons
+    from service import patrons
     from engine.yamlsource import InputError, Problem
 
     with guarded(), _known_patron():
@@ -430,8 +432,9 @@ def patron_requests_report(barcode: BarcodeArg, on: OnOpt = None,
     Guarded like the daemon: nothing is sent from a database that belongs to another installation."""
     import os
 
-    from adapters import delivery, patrons
+    from adapters.channels import registry as delivery
 
+    from service import patrons
     with guarded(), _known_patron():
         policy, accounts, store, as_of = _patron_setup(rules, db, on)
         _installation_or_fail(store, state_dir, "nothing sent")
@@ -455,8 +458,7 @@ def sync_(file: Annotated[Path, typer.Argument(help="The source system's export:
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; show every change field by field")] = False,
           rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Synchronise external accounts: create new ones, update what the source owns, keep local edits."""
-    from adapters import patrons
-
+    from service import patrons
     with guarded():
         policy, accounts, store, _ = _patron_setup(rules, db, None)
         report = patrons.sync(store, policy, accounts, file, dt.datetime.now(policy.tz), dry_run=dry_run)
@@ -533,8 +535,8 @@ def daemon(outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the 
     """Run every day at the policy's `schedule.at`, catch up missed days, retry deliveries; stop on SIGTERM."""
     import os
 
-    from adapters import delivery
-    from adapters.daemon import Daemon, FileClock, Settings
+    from adapters.channels import registry as delivery
+    from service.daemon import Daemon, FileClock, Settings
     from adapters.isolation import isolate_evaluations
 
     isolate_evaluations(isolate)   # durable-rules keeps memory of every event: months of them
@@ -559,8 +561,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="One JSON object
                                                      "than this failed in the last day (or are being retried)")] = 0,
            state_dir: StateOpt = None, rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Last run, next run, ledger counts, failed deliveries; exit 1 when something needs an operator."""
-    from adapters import runs
-    from adapters.storage import Store
+    from service import status as runs
+    from adapters.store.database import Store
 
     with guarded():
         store = Store.existing(db)
@@ -581,8 +583,8 @@ def confirm_installation(join: Annotated[bool, typer.Option("--join", help="This
                                                             "installation (a second machine, e.g. a standby)")] = False,
                          state_dir: StateOpt = None, db: DbOpt = None):
     """Let this machine deliver from this database (e.g. after moving it); a restored copy refuses until then."""
-    from adapters.installation import Guard
-    from adapters.storage import Store
+    from adapters.store.installation import Guard
+    from adapters.store.database import Store
 
     with guarded():
         store = Store(db)

@@ -523,8 +523,9 @@ def child_inproc(url: str, repeat: int) -> int:
 
     t = clock()
     import cli  # (what `rappel run` imports before working)
-    from adapters import delivery, pipeline  # noqa: F401  (the channels `rappel run` builds, dry run included)
-    from adapters.storage import Store
+    from adapters.channels import registry as delivery
+    from service import day as pipeline  # noqa: F401  (the channels `rappel run` builds, dry run included)
+    from adapters.store.database import Store
     from engine import decide, reference, rules
     imports = since(t)
     t = clock()

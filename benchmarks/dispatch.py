@@ -75,7 +75,7 @@ def _policy(port: int) -> str:
 
 
 def _load(store, count: int) -> None:
-    from adapters.schema import loans, patrons
+    from adapters.store.schema import loans, patrons
 
     langs = ("fr", "en", "es")
     patron_rows, loan_rows = [], []
@@ -101,7 +101,7 @@ def _check(received, store, policy) -> list[str]:
     from sqlalchemy import select
 
     from adapters.render import message_id
-    from adapters.schema import ledger, notices
+    from adapters.store.schema import ledger, notices
 
     problems = []
     with store.engine.connect() as conn:
@@ -154,8 +154,10 @@ def main() -> int:
     parser.add_argument("--db", default=None, help="database URL (default: a SQLite file in a temporary folder)")
     args = parser.parse_args()
 
-    from adapters import delivery, pipeline
-    from adapters.storage import Store
+    from adapters.channels import registry as delivery
+
+    from service import day as pipeline
+    from adapters.store.database import Store
 
     port = _free_port()
     ctx = mp.get_context("spawn")

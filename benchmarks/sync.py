@@ -40,7 +40,7 @@ RAPPEL = Path(sys.executable).parent / "rappel"
 SEED = 20261123
 TARGET_S = 60.0
 
-from adapters.schema import PATRON_FIELDS  # noqa: E402
+from adapters.store.schema import PATRON_FIELDS  # noqa: E402
 
 FIRST = ["Camille", "Thomas", "Jeanne", "Lucía", "Hugo", "Inès", "Marc", "Élodie", "Léa", "Nathan", "Chloé", "Louis"]
 LAST = ["Durand", "Lefèvre", "Moreau", "García", "Bernard", "Petit", "Fournier", "Roux", "Martin", "Dubois"]
@@ -125,7 +125,7 @@ def mark_local_edits(url: str, share: float) -> int:
 
     from sqlalchemy import create_engine, insert, select
 
-    from adapters.schema import patron_local_edits, patrons
+    from adapters.store.schema import patron_local_edits, patrons
 
     engine = create_engine(url)
     with engine.begin() as conn:

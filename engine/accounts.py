@@ -14,14 +14,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.facts import Patron
+from engine import rules
+from engine.facts import IDENTITY_FIELDS, Patron
 from engine.policy import Policy, RecordType
 from engine.yamlsource import InputError, YamlDocument, validation_problems
 
 ACCOUNT_TYPES = ("internal", "external")
 RECORD_TYPES = ("staff", "public", "contact")
 PATRON_FIELDS = tuple(f.name for f in dataclasses.fields(Patron))
-IDENTITY_FIELDS = ("patron_id", "account_type")   # set when the record is created; never edited
 EDITABLE_FIELDS = tuple(f for f in PATRON_FIELDS if f not in IDENTITY_FIELDS)
 CONTACT_FIELDS = ("email", "phone", "address_line1", "address_line2", "postal_code", "city", "country")
 
@@ -303,8 +303,6 @@ def _roles_that_may(accounts: AccountsPolicy, req: EditRequest) -> list[str]:
 
 def decide_edits(accounts: AccountsPolicy, requests: list[EditRequest]) -> list[EditDecision]:
     """Each request decided by durable-rules, cross-checked against the reference, then explained."""
-    from engine import rules   # engine.rules imports this module
-
     got = rules.evaluate_edits(accounts, requests)
     expected = [verdict(accounts, req) for req in requests]
     if got != expected:

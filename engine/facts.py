@@ -5,6 +5,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 LEDGER_STATUSES = ("pending", "sent", "failed", "superseded", "expired", "cancelled")
+IDENTITY_FIELDS = ("patron_id", "account_type")   # set when a patron record is created; never edited
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterable
 import durable_rules_engine
 from durable.engine import Host
 
-from engine.accounts import IDENTITY_FIELDS, AccountsPolicy, EditRequest
-from engine.facts import Candidate
+from engine.facts import IDENTITY_FIELDS, Candidate
 from engine.policy import Policy
 
 RULESET = "reminders"
@@ -167,7 +166,7 @@ def _none_of(field: str, values) -> dict:
     return {"$and": [{"$neq": {field: v}} for v in values]}
 
 
-def _edit_rules(accounts: AccountsPolicy, record) -> dict:
+def _edit_rules(accounts, record) -> dict:
     """One rule per verdict (per role for the role's verdicts); conditions are mutually exclusive."""
     owned = accounts.external.owned_fields
     not_identity = _none_of("f", IDENTITY_FIELDS)
@@ -188,8 +187,9 @@ def _edit_rules(accounts: AccountsPolicy, record) -> dict:
     return rules
 
 
-def evaluate_edits(accounts: AccountsPolicy, requests: list[EditRequest]) -> list[str]:
-    """Post one event per edit request; return each request's verdict (engine.accounts.VERDICTS)."""
+def evaluate_edits(accounts, requests: list) -> list[str]:
+    """Post one event per edit request (engine.accounts' AccountsPolicy and EditRequests: that module
+    calls this one, so it is not imported here); return each request's verdict (engine.accounts.VERDICTS)."""
     verdicts: dict[int, list[str]] = {}
     errors: list[BaseException] = []
 

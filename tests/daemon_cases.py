@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from adapters.channels import MemoryChannel
-from adapters.daemon import Daemon, Settings
-from adapters.schema import ledger, loans, notices, patrons, runs
-from adapters.storage import Store
+from adapters.channels.base import MemoryChannel
+from service.daemon import Daemon, Settings
+from adapters.store.schema import ledger, loans, notices, patrons, runs
+from adapters.store.database import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "rules"

@@ -19,9 +19,11 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from adapters import delivery, pipeline
-from adapters.schema import ledger, loans, notices, patrons
-from adapters.storage import Store
+from adapters.channels import registry as delivery
+
+from service import day as pipeline
+from adapters.store.schema import ledger, loans, notices, patrons
+from adapters.store.database import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "rules" / "templates"

@@ -22,7 +22,7 @@ from pypdf import PdfReader
 from sqlalchemy import create_engine, func, select
 from typer.testing import CliRunner
 
-from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, notices
+from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, notices
 from cli import app
 from engine.policy import parse_policy
 
@@ -214,7 +214,7 @@ def test_a_dry_run_on_a_database_that_is_not_there_says_so_and_creates_nothing(t
 def test_a_dry_run_does_not_upgrade_an_older_database(tmp_path):
     from alembic import command
 
-    from adapters.storage import Store, _alembic_config, migrate
+    from adapters.store.database import Store, _alembic_config, migrate
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = Store(url, upgrade=False)
@@ -444,7 +444,7 @@ def test_other_failures_are_one_line_on_stderr(tmp_path):
 # --- a real run is guarded like the daemon: the installation, the lease ---------------------------------
 
 def _database_id(site: Install) -> str | None:
-    from adapters.schema import installation
+    from adapters.store.schema import installation
     engine = create_engine(site.db)
     try:
         with engine.connect() as conn:
@@ -455,7 +455,7 @@ def _database_id(site: Install) -> str | None:
 
 def _claimed_by(site: Install, installation_id: str) -> None:
     """The database belongs to another installation: a copy of production restored here."""
-    from adapters.installation import Guard
+    from adapters.store.installation import Guard
     engine = create_engine(site.db)
     try:
         assert Guard(engine, env={"RAPPEL_INSTALLATION_ID": installation_id}).check().ok
@@ -506,7 +506,7 @@ def test_a_run_on_a_database_of_another_installation_decides_and_sends_nothing(s
 
 
 def test_a_run_beside_an_active_daemon_is_refused(site):
-    from adapters.lease import Lease, read_lease
+    from adapters.store.lease import Lease, read_lease
     engine = create_engine(site.db)
     try:
         daemon = Lease(engine, ttl=60, holder="prod-host/4242/abcdef")
@@ -531,8 +531,8 @@ def test_a_run_beside_an_active_daemon_is_refused(site):
 
 
 def test_a_run_holds_the_lease_while_it_runs_and_releases_it_even_on_error(site, monkeypatch):
-    from adapters import pipeline
-    from adapters.lease import read_lease
+    from service import day as pipeline
+    from adapters.store.lease import read_lease
 
     real = pipeline.run_day
     during = []
@@ -563,9 +563,9 @@ def test_a_run_holds_the_lease_while_it_runs_and_releases_it_even_on_error(site,
 
 def test_a_run_that_loses_the_lease_stops_before_the_next_message(site, monkeypatch):
     """The run was paused past its lease and a daemon took over: what is left is the daemon's to send."""
-    from adapters import delivery
-    from adapters.lease import Lease, read_lease
-    from adapters.schema import leases
+    from adapters.channels import registry as delivery
+    from adapters.store.lease import Lease, read_lease
+    from adapters.store.schema import leases
 
     engine = create_engine(site.db)
     standby = Lease(engine, ttl=60, holder="standby/1/aa")

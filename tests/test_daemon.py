@@ -17,11 +17,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from adapters.channels import Delivery, MemoryChannel
-from adapters.daemon import catch_up_days, moment, next_moment, scheduled_day
-from adapters.lease import read_lease
-from adapters.schema import runs
-from adapters.storage import Store
+from adapters.channels.base import Delivery, MemoryChannel
+from engine.schedule import catch_up_days, moment, next_moment, scheduled_day
+from adapters.store.lease import read_lease
+from adapters.store.schema import runs
+from adapters.store.database import Store
 
 try:
     from tests.daemon_cases import (ROOT, SimClock, at, copy_rules, d, day_runs, ledger_status, loan_row,
@@ -243,7 +243,7 @@ def test_a_stop_finishes_the_message_in_flight_and_leaves_the_rest_pending(store
     def channel_for(policy, templates):
         return channel
 
-    from adapters.daemon import Daemon, Settings
+    from service.daemon import Daemon, Settings
     daemon = Daemon(Settings(rules_dir=rules, db_url=db_url, clock=clock, channel_for=channel_for,
                              env={"RAPPEL_INSTALLATION_ID": "test-installation"}))
     clock.daemon = channel.daemon = daemon
@@ -392,7 +392,7 @@ def test_an_accounts_edit_is_picked_up_and_a_broken_one_rejected(store, db_url, 
 
 
 def test_the_policy_fingerprint_covers_accounts_yaml(tmp_path):
-    from adapters.daemon import policy_fingerprint
+    from service.daemon import policy_fingerprint
 
     rules = copy_rules(tmp_path)
     seen = {policy_fingerprint(rules)}

@@ -31,7 +31,7 @@ import re
 from sqlalchemy import create_engine, select
 from typer.testing import CliRunner
 
-from adapters.schema import ledger, notices
+from adapters.store.schema import ledger, notices
 from cli import app
 
 

@@ -6,12 +6,14 @@ import datetime as dt
 
 import pytest
 
-from adapters import delivery, pipeline
-from adapters.channels import Channel, MemoryChannel
-from adapters.mailbox import MailboxChannel
-from adapters.outbox import OutboxChannel
-from adapters.printer import PrintChannel
-from adapters.smtp_email import SmtpEmailChannel
+from adapters.channels import registry as delivery
+
+from service import day as pipeline
+from adapters.channels.base import Channel, MemoryChannel
+from adapters.channels.mailbox import MailboxChannel
+from adapters.channels.outbox import OutboxChannel
+from adapters.channels.printer import PrintChannel
+from adapters.channels.smtp import SmtpEmailChannel
 from engine.decide import Notice, notice_key
 from engine.policy import parse_policy
 from engine.yamlsource import InputError

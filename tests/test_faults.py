@@ -31,12 +31,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from adapters import pipeline
-from adapters.channels import MemoryChannel
-from adapters.lease import read_lease
+from service import day as pipeline
+from adapters.channels.base import MemoryChannel
+from adapters.store.lease import read_lease
 from adapters.render import message_id
-from adapters.schema import ledger, loans, notices, runs
-from adapters.storage import Store
+from adapters.store.schema import ledger, loans, notices, runs
+from adapters.store.database import Store
 
 try:
     from tests.daemon_cases import ROOT, copy_rules, free_port, loan_row, patron_row, seed
@@ -95,7 +95,7 @@ def smtp():
 
 ZYGOTE = r"""
 import json, os, sys
-import cli, adapters.daemon, adapters.delivery, adapters.pipeline, adapters.render, engine.rules  # warm
+import cli, service.daemon, adapters.channels.registry, service.day, adapters.render, engine.rules  # warm
 out = sys.stdout
 for line in sys.stdin:
     order = json.loads(line)

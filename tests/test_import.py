@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select
 
-from adapters.importer import import_csv
-from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, loans, patrons, requests
-from adapters.storage import Store
+from adapters.sources.csvfiles import import_csv
+from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, loans, patrons, requests
+from adapters.store.database import Store
 from engine.yamlsource import InputError
 
 try:

@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from adapters.installation import ID_FILE, Guard
-from adapters.runs import status_report
-from adapters.storage import Store
+from adapters.store.installation import ID_FILE, Guard
+from service.status import status_report
+from adapters.store.database import Store
 
 try:
     from tests.daemon_cases import ROOT, SimClock, at, copy_rules, day_runs, loan_row, patron_row, run_daemon, seed
@@ -84,9 +84,9 @@ REQUEST = "R9,P9,Le Rouge et le Noir,SCI,SCI,2026-11-10,active,2026-12-10"
 
 
 def _with_a_request(store, tmp_path):
-    from adapters.importer import import_csv
-    from adapters.pipeline import load_policy
-    from adapters.schema import PATRON_FIELDS, REQUEST_FIELDS
+    from adapters.sources.csvfiles import import_csv
+    from service.day import load_policy
+    from adapters.store.schema import PATRON_FIELDS, REQUEST_FIELDS
 
     policy = load_policy(ROOT / "rules")
     for kind, header, row in (("patrons", PATRON_FIELDS, REQUEST_PATRON), ("requests", REQUEST_FIELDS, REQUEST)):

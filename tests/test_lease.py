@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from adapters.daemon import Daemon, LeaseLost, Settings
-from adapters.lease import Lease, read_lease
-from adapters.storage import Store
+from service.daemon import Daemon, LeaseLost, Settings
+from adapters.store.lease import Lease, read_lease
+from adapters.store.database import Store
 
 
 @pytest.fixture
@@ -102,9 +102,9 @@ def test_no_message_leaves_once_the_lease_is_lost(store, db_url, tmp_path):
 
 def test_a_leased_channel_renews_before_each_message_and_stops_once_the_lease_is_lost(store):
     """`rappel run` sends through ``leased(channel, lease)``: as the daemon, nothing leaves once another took over."""
-    from adapters.channels import MemoryChannel
-    from adapters.daemon import leased
-    from adapters.schema import leases
+    from adapters.channels.base import MemoryChannel
+    from service.daemon import leased
+    from adapters.store.schema import leases
 
     run = Lease(store.engine, ttl=30, holder="rappel-run")
     assert run.acquire()

@@ -15,10 +15,10 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect, select, text
 
-from adapters.lease import Lease
-from adapters.runs import RunLog
-from adapters.schema import metadata
-from adapters.storage import MIGRATIONS, Store, _sqlite_pragmas
+from adapters.store.lease import Lease
+from adapters.store.runs import RunLog
+from adapters.store.schema import metadata
+from adapters.store.database import MIGRATIONS, Store, _sqlite_pragmas
 
 ROWS = {
     "patrons": [

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from adapters import outbox
-from adapters.channels import Channel, Delivery, MemoryChannel
-from adapters.outbox import OutboxChannel, safe_name
+from adapters.channels import outbox
+from adapters.channels.base import Channel, Delivery, MemoryChannel
+from adapters.channels.outbox import OutboxChannel, safe_name
 from adapters.render import NoticeContext, Templates
 from engine.decide import Notice, notice_key
 from engine.facts import Loan, Patron

@@ -22,12 +22,12 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from adapters import patrons as services
-from adapters.channels import MemoryChannel
-from adapters.importer import import_csv
-from adapters.pipeline import load_policy
-from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, patrons
-from adapters.storage import Store
+from service import patrons as services
+from adapters.channels.base import MemoryChannel
+from adapters.sources.csvfiles import import_csv
+from service.day import load_policy
+from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, patrons
+from adapters.store.database import Store
 from cli import app
 
 from conftest import RULES
@@ -301,7 +301,7 @@ def _free_port() -> int:
 def test_requests_report_received_by_a_real_smtp_server(store, accounts):
     from aiosmtpd.controller import Controller
 
-    from adapters.smtp_email import SmtpEmailChannel
+    from adapters.channels.smtp import SmtpEmailChannel
 
     received = []
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from adapters import pipeline
-from adapters.channels import Delivery, MemoryChannel
-from adapters.importer import import_csv
-from adapters.outbox import OutboxChannel
+from service import day as pipeline
+from adapters.channels.base import Delivery, MemoryChannel
+from adapters.sources.csvfiles import import_csv
+from adapters.channels.outbox import OutboxChannel
 from adapters.render import Templates
-from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, notices
-from adapters.storage import Store
+from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, notices
+from adapters.store.database import Store
 
 try:
     from tests.engine_cases import d, default_policy, policy_variant

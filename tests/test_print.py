@@ -28,7 +28,7 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from adapters.printer import CupsPrint, PrintChannel, job_id, printer_enabled
+from adapters.channels.printer import CupsPrint, PrintChannel, job_id, printer_enabled
 from engine.decide import Notice, notice_key
 
 try:

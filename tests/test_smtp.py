@@ -15,7 +15,7 @@ import pypdf
 import pytest
 
 from adapters.render import message_id
-from adapters.smtp_email import SmtpEmailChannel
+from adapters.channels.smtp import SmtpEmailChannel
 from engine.decide import notice_key
 
 try:

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from adapters.channels import Delivery, MemoryChannel
-from adapters.runs import status_lines, status_report
-from adapters.storage import Store
+from adapters.channels.base import Delivery, MemoryChannel
+from service.status import status_lines, status_report
+from adapters.store.database import Store
 
 try:
     from tests.daemon_cases import SimClock, at, copy_rules, loan_row, patron_row, run_daemon, seed

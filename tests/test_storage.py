@@ -20,8 +20,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from adapters.schema import ledger, loans, metadata, notices, patrons
-from adapters.storage import MIGRATIONS, Store, migrate
+from adapters.store.schema import ledger, loans, metadata, notices, patrons
+from adapters.store.database import MIGRATIONS, Store, migrate
 from engine.decide import Decision, Notice, Plan
 
 try:

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from adapters import patrons as services
-from adapters.importer import import_csv
-from adapters.pipeline import load_policy
-from adapters.schema import PATRON_FIELDS, patron_audit, patron_local_edits, patrons
-from adapters.storage import Store
+from service import patrons as services
+from adapters.sources.csvfiles import import_csv
+from service.day import load_policy
+from adapters.store.schema import PATRON_FIELDS, patron_audit, patron_local_edits, patrons
+from adapters.store.database import Store
 from cli import app
 from engine.yamlsource import InputError
 

@@ -24,7 +24,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from adapters.schema import installation
+from adapters.store.schema import installation
 
 __all__ = ["Guard", "Verdict", "default_state_dir", "ENV_ID", "ENV_STATE_DIR"]
 

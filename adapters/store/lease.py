@@ -22,7 +22,7 @@ from sqlalchemy import and_, case, literal_column, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from adapters.schema import leases
+from adapters.store.schema import leases
 
 __all__ = ["Lease", "LeaseInfo", "holder_name", "db_now"]
 

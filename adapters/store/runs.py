@@ -1,4 +1,4 @@
-"""Run history (the ``runs`` table) and the status report built from it.
+"""Run history (the ``runs`` table): what each run did, and the queries the status report reads.
 
 Each daily evaluation is a ``day`` run for the date it evaluated (``skipped`` for days too old to
 catch up); delivery passes outside a day's run (retries between days, after a catch-up) are
@@ -15,10 +15,10 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from adapters.schema import notices, runs
+from adapters.store.schema import notices, runs
 
-__all__ = ["RunLog", "Counts", "DayTaken", "COMPLETED", "last_completed_day", "history", "to_utc", "status_report",
-           "status_lines", "failures", "pending_count"]
+__all__ = ["RunLog", "Counts", "DayTaken", "COMPLETED", "last_completed_day", "history", "to_utc", "failures",
+           "pending_count", "latest_run", "unattempted_count"]
 
 UTC = dt.timezone.utc
 COMPLETED = ("ok", "skipped")      # a day with one of these is not evaluated again
@@ -164,145 +164,23 @@ def failures(engine: Engine, since: dt.datetime, limit: int = 20) -> tuple[int, 
     return total, [{**r, "updated_at": to_utc(r["updated_at"])} for r in rows]
 
 
-# --- the status report ---------------------------------------------------------------------------
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
-
-
-def _run(row: dict | None) -> dict | None:
-    if row is None:
-        return None
-    return {"kind": row["kind"], "date": row["run_date"].isoformat() if row["run_date"] else None,
-            "outcome": row["outcome"], "started": _iso(row["started_at"]), "finished": _iso(row["finished_at"]),
-            "holder": row["holder"], "decided": row["decided"], "sent": row["sent"], "retrying": row["retrying"],
-            "failed": row["failed"], "dropped": row["dropped"], "held": row["held"],
-            "errors": [e for e in row["errors"].splitlines() if e]}
-
-
-def _latest(engine: Engine, *conds) -> dict | None:
+def latest_run(engine: Engine, kinds: tuple[str, ...], *, outcome: str | None = None,
+               not_outcome: str | None = None) -> dict | None:
+    """The most recent run of one of ``kinds`` (with that outcome, or any but ``not_outcome``), times in UTC."""
+    query = select(runs).where(runs.c.kind.in_(kinds))
+    if outcome is not None:
+        query = query.where(runs.c.outcome == outcome)
+    if not_outcome is not None:
+        query = query.where(runs.c.outcome != not_outcome)
     with engine.connect() as conn:
-        row = conn.execute(select(runs).where(*conds).order_by(runs.c.run_id.desc()).limit(1)).mappings().first()
+        row = conn.execute(query.order_by(runs.c.run_id.desc()).limit(1)).mappings().first()
     if row is None:
         return None
     return {**row, "started_at": to_utc(row["started_at"]), "finished_at": to_utc(row["finished_at"])}
 
 
-def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_failures: int = 0,
-                  env: dict | None = None) -> dict:
-    """Everything `rappel status` says, as plain values; ``alerts`` non-empty means call someone."""
-    from adapters import daemon, pipeline
-    from adapters.installation import Guard
-    from adapters.lease import read_lease
-    from engine.yamlsource import InputError
-
-    engine = store.engine
-    alerts: list[str] = []
-    warnings: list[str] = []
-    day_ago = now - dt.timedelta(days=1)
-
-    last_day = _latest(engine, runs.c.kind == "day", runs.c.outcome != "skipped")
-    last_ok = _latest(engine, runs.c.kind == "day", runs.c.outcome == "ok")
-    if last_ok is None:
-        alerts.append("no run has completed yet")
-    elif last_ok["finished_at"] is None or last_ok["finished_at"] < day_ago:
-        alerts.append(f"no run completed in the last day (last: {last_ok['run_date']}, finished "
-                      f"{_iso(last_ok['finished_at'])})")
-    if last_day and last_day["outcome"] == "failed":
-        alerts.append(f"the last run ({last_day['run_date']}) failed: {last_day['errors'].splitlines()[0]}")
-
-    last_pass = _latest(engine, runs.c.kind.in_(("day", "deliver")), runs.c.outcome != "skipped")
-    if last_pass and last_pass["held"]:
-        with engine.connect() as conn:
-            waiting = conn.scalar(select(func.count()).select_from(notices).where(
-                notices.c.status == "pending", notices.c.attempts == 0))
-        if waiting:
-            since = _iso(last_pass["started_at"])
-            alerts.append(f"the flood guard holds {last_pass['held']} message(s) since {since}: "
-                          f"check them, then `rappel run --confirm`")
-
-    failed_total, failed = failures(engine, day_ago)
-    if failed_total > max_failures:
-        alerts.append(f"{failed_total} deliveries failed in the last day or are being retried "
-                      f"(threshold {max_failures})")
-
-    verdict = Guard(engine, state_dir, env).check(claim=False)
-    if verdict.database_id is not None and not verdict.ok:
-        alerts.append(f"delivery refused: {verdict.detail}")
-
-    lease = read_lease(engine)
-    if lease is None or not lease.active:
-        warnings.append("no daemon holds the lease (none running, or stopped)")
-
-    next_run = behind = None
-    policy_problems: list[str] = []
-    try:
-        policy = pipeline.load_policy(rules_dir)
-    except InputError as exc:
-        policy_problems = [str(p) for p in exc.problems]
-        warnings.append(f"cannot read the policy, next run unknown: {policy_problems[0]}")
-    else:
-        next_run = daemon.next_moment(policy, now)
-        latest = daemon.scheduled_day(policy, now)
-        done = last_completed_day(engine)
-        behind = 0 if done is None else max(0, (latest - done).days)
-    rejected = _latest(engine, runs.c.kind == "reload")
-    if rejected and rejected["outcome"] == "rejected":
-        warnings.append(f"a policy edit was rejected at {_iso(rejected['started_at'])}; the daemon runs the "
-                        f"previous policy: {rejected['errors'].splitlines()[0] if rejected['errors'] else ''}")
-
-    return {
-        "now": _iso(now),
-        "last_run": _run(last_day),
-        "last_completed": _run(last_ok),
-        "next_run": _iso(next_run),
-        "days_behind": behind,
-        "daemon": None if lease is None else {"holder": lease.holder, "generation": lease.generation,
-                                              "active": lease.active, "expires_in": round(lease.expires_in, 1)},
-        "installation": {"ok": verdict.ok, "database_id": verdict.database_id, "local_id": verdict.local_id,
-                         "detail": verdict.detail},
-        "ledger": dict(sorted(store.counts().items())),
-        "pending": pending_count(engine),
-        "failures": {"count": failed_total, "threshold": max_failures,
-                     "shown": [{**f, "updated_at": _iso(f["updated_at"])} for f in failed]},
-        "policy_problems": policy_problems,
-        "alerts": alerts,
-        "warnings": warnings,
-    }
-
-
-def status_lines(report: dict) -> list[str]:
-    """The report for a terminal."""
-    out = []
-    state = "ALERT" if report["alerts"] else "OK"
-    out.append(f"rappel status: {state} (at {report['now']})")
-    last = report["last_run"]
-    if last:
-        out.append(f"last run:     {last['date']} {last['outcome']}, started {last['started']}, finished "
-                   f"{last['finished'] or '-'}: {last['decided']} decided, {last['sent']} sent, "
-                   f"{last['retrying']} to retry, {last['failed']} failed, {last['dropped']} dropped")
-        out += [f"              {e}" for e in last["errors"][:5]]
-    else:
-        out.append("last run:     none")
-    ok = report["last_completed"]
-    if ok and (not last or ok["date"] != last["date"]):
-        out.append(f"last success: {ok['date']}, finished {ok['finished']}")
-    behind = report["days_behind"]
-    out.append(f"next run:     {report['next_run'] or 'unknown'}"
-               + (f" ({behind} day(s) due and not yet run)" if behind else ""))
-    d = report["daemon"]
-    out.append("daemon:       " + (f"{d['holder']} (lease generation {d['generation']}, "
-                                   + (f"{d['expires_in']:.0f}s left)" if d["active"] else "expired)")
-                                   if d else "never started"))
-    inst = report["installation"]
-    out.append(f"installation: {'ok, ' if inst['ok'] else ''}{inst['detail']}")
-    counts = ", ".join(f"{k} {v}" for k, v in report["ledger"].items()) or "empty"
-    out.append(f"ledger:       {counts}; {report['pending']} message(s) pending")
-    fails = report["failures"]
-    out.append(f"failures:     {fails['count']} in the last day or retrying (threshold {fails['threshold']})")
-    for f in fails["shown"]:
-        out.append(f"  {f['key']} ({f['status']}, {f['attempts']} attempt(s)) → {f['recipient']}: "
-                   f"{f['last_error'] or ''}")
-    out += [f"warning: {w}" for w in report["warnings"]]
-    out += [f"ALERT: {a}" for a in report["alerts"]]
-    return out
+def unattempted_count(engine: Engine) -> int:
+    """Pending notices never attempted (what the flood guard holds, among others)."""
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(notices).where(
+            notices.c.status == "pending", notices.c.attempts == 0))

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
-from adapters.channels import Channel, Delivery
-from adapters.patrons import load_accounts
+from adapters.channels.base import Channel, Delivery
+from service.patrons import load_accounts
 from adapters.render import NoticeContext, Templates, is_address, serialize
-from adapters.storage import PendingNotice, Store
+from adapters.store.database import PendingNotice, Store
 from engine.accounts import audience_conflicts, with_notice_audiences
 from engine.decide import Notice, Plan, notice_key, plan_day
 from engine.facts import Loan, Patron

@@ -16,7 +16,7 @@ import tempfile
 from email.message import EmailMessage
 from pathlib import Path
 
-from adapters.channels import Check, Delivery
+from adapters.channels.base import Check, Delivery
 from adapters.render import wire_bytes
 from engine.decide import Notice
 

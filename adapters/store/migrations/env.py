@@ -1,7 +1,7 @@
 """Alembic environment: rappel passes its own connection (adapters/storage.py: migrate)."""
 from alembic import context
 
-from adapters.schema import metadata
+from adapters.store.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic` command line: build an engine from sqlalchemy.url

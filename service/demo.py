@@ -6,13 +6,13 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from adapters import pipeline
-from adapters.importer import import_csv
-from adapters.outbox import OutboxChannel
-from adapters.storage import Store
+from service import day as pipeline
+from adapters.sources.csvfiles import import_csv
+from adapters.channels.outbox import OutboxChannel
+from adapters.store.database import Store
 from engine.explain import explain
 
-SAMPLE = Path(__file__).parent / "demo"
+SAMPLE = Path(__file__).parent / "sample"
 TEMPLATES = Path(__file__).resolve().parent.parent / "rules" / "templates"
 # 2026-11-24 is skipped on purpose: the next run catches it up within the 2-day window.
 DAYS = [dt.date(2026, 11, 22), dt.date(2026, 11, 23), dt.date(2026, 11, 25), dt.date(2026, 11, 26)]

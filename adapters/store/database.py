@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import and_, create_engine, event, func, insert, make_url, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, loans, notices, patrons
+from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, loans, notices, patrons
 from engine.decide import Plan
 from engine.facts import Candidate, Loan, Patron
 from engine.policy import Policy

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from adapters.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, loans, patrons, requests
-from adapters.storage import Store
+from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, loans, patrons, requests
+from adapters.store.database import Store
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
 

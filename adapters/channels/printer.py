@@ -33,7 +33,7 @@ from apprise.attachment.memory import AttachMemory
 from apprise.common import NotifyType
 from apprise.plugins.base import NotifyBase
 
-from adapters.channels import Check, Delivery
+from adapters.channels.base import Check, Delivery
 from engine.decide import Notice
 
 __all__ = ["CupsPrint", "PrintChannel"]

@@ -49,7 +49,7 @@ import apprise
 from apprise.common import NotifyType
 from apprise.plugins.email import NotifyEmail
 
-from adapters.channels import Check, Delivery
+from adapters.channels.base import Check, Delivery
 from adapters.render import is_address, wire_bytes
 from engine.decide import Notice
 

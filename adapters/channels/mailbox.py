@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from email.message import EmailMessage
 
-from adapters.channels import Check, Delivery
-from adapters.smtp_email import SmtpEmailChannel
+from adapters.channels.base import Check, Delivery
+from adapters.channels.smtp import SmtpEmailChannel
 from engine.decide import Notice
 
 __all__ = ["MailboxChannel"]

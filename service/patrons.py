@@ -19,11 +19,11 @@ from pathlib import Path
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
-from adapters.channels import Channel, Delivery
-from adapters.importer import ImportReport, validated_rows
+from adapters.channels.base import Channel, Delivery
+from adapters.sources.csvfiles import ImportReport, validated_rows
 from adapters.render import Templates, message_id, pick_language
-from adapters.schema import PATRON_FIELDS, loans, patron_audit, patron_local_edits, patrons, requests
-from adapters.storage import Store
+from adapters.store.schema import PATRON_FIELDS, loans, patron_audit, patron_local_edits, patrons, requests
+from adapters.store.database import Store
 from engine.accounts import (EDITABLE_FIELDS, AccountsPolicy, EditDecision, EditRequest,
                              decide_edits, parse_accounts, value_problems)
 from engine.decide import Notice

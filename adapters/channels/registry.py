@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from adapters.channels import Channel, Check, Delivery
-from adapters.mailbox import MailboxChannel
-from adapters.outbox import OutboxChannel
-from adapters.printer import PrintChannel
+from adapters.channels.base import Channel, Check, Delivery
+from adapters.channels.mailbox import MailboxChannel
+from adapters.channels.outbox import OutboxChannel
+from adapters.channels.printer import PrintChannel
 from adapters.render import Templates
-from adapters.smtp_email import SmtpEmailChannel
+from adapters.channels.smtp import SmtpEmailChannel
 from engine.decide import Notice
 from engine.policy import MailboxDelivery, Policy, environment_names
 from engine.yamlsource import InputError, Problem, YamlDocument

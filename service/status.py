@@ -1,0 +1,144 @@
+"""`rappel status`: the last run and its outcome, the next one, the active daemon, the installation
+guard, the ledger and the failures, as plain values (``status_report``) and as lines for a terminal
+(``status_lines``). ``alerts`` non-empty means an operator must look (exit 1)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from adapters.store.installation import Guard
+from adapters.store.lease import read_lease
+from adapters.store.runs import failures, last_completed_day, latest_run, pending_count, unattempted_count
+from engine.schedule import next_moment, scheduled_day
+from engine.yamlsource import InputError
+from service.day import load_policy
+
+__all__ = ["status_report", "status_lines"]
+
+UTC = dt.timezone.utc
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+
+
+def _run(row: dict | None) -> dict | None:
+    if row is None:
+        return None
+    return {"kind": row["kind"], "date": row["run_date"].isoformat() if row["run_date"] else None,
+            "outcome": row["outcome"], "started": _iso(row["started_at"]), "finished": _iso(row["finished_at"]),
+            "holder": row["holder"], "decided": row["decided"], "sent": row["sent"], "retrying": row["retrying"],
+            "failed": row["failed"], "dropped": row["dropped"], "held": row["held"],
+            "errors": [e for e in row["errors"].splitlines() if e]}
+
+
+def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_failures: int = 0,
+                  env: dict | None = None) -> dict:
+    """Everything `rappel status` says, as plain values; ``alerts`` non-empty means call someone."""
+    engine = store.engine
+    alerts: list[str] = []
+    warnings: list[str] = []
+    day_ago = now - dt.timedelta(days=1)
+
+    last_day = latest_run(engine, ("day",), not_outcome="skipped")
+    last_ok = latest_run(engine, ("day",), outcome="ok")
+    if last_ok is None:
+        alerts.append("no run has completed yet")
+    elif last_ok["finished_at"] is None or last_ok["finished_at"] < day_ago:
+        alerts.append(f"no run completed in the last day (last: {last_ok['run_date']}, finished "
+                      f"{_iso(last_ok['finished_at'])})")
+    if last_day and last_day["outcome"] == "failed":
+        alerts.append(f"the last run ({last_day['run_date']}) failed: {last_day['errors'].splitlines()[0]}")
+
+    last_pass = latest_run(engine, ("day", "deliver"), not_outcome="skipped")
+    if last_pass and last_pass["held"]:
+        waiting = unattempted_count(engine)
+        if waiting:
+            since = _iso(last_pass["started_at"])
+            alerts.append(f"the flood guard holds {last_pass['held']} message(s) since {since}: "
+                          f"check them, then `rappel run --confirm`")
+
+    failed_total, failed = failures(engine, day_ago)
+    if failed_total > max_failures:
+        alerts.append(f"{failed_total} deliveries failed in the last day or are being retried "
+                      f"(threshold {max_failures})")
+
+    verdict = Guard(engine, state_dir, env).check(claim=False)
+    if verdict.database_id is not None and not verdict.ok:
+        alerts.append(f"delivery refused: {verdict.detail}")
+
+    lease = read_lease(engine)
+    if lease is None or not lease.active:
+        warnings.append("no daemon holds the lease (none running, or stopped)")
+
+    next_run = behind = None
+    policy_problems: list[str] = []
+    try:
+        policy = load_policy(rules_dir)
+    except InputError as exc:
+        policy_problems = [str(p) for p in exc.problems]
+        warnings.append(f"cannot read the policy, next run unknown: {policy_problems[0]}")
+    else:
+        next_run = next_moment(policy, now)
+        latest = scheduled_day(policy, now)
+        done = last_completed_day(engine)
+        behind = 0 if done is None else max(0, (latest - done).days)
+    rejected = latest_run(engine, ("reload",))
+    if rejected and rejected["outcome"] == "rejected":
+        warnings.append(f"a policy edit was rejected at {_iso(rejected['started_at'])}; the daemon runs the "
+                        f"previous policy: {rejected['errors'].splitlines()[0] if rejected['errors'] else ''}")
+
+    return {
+        "now": _iso(now),
+        "last_run": _run(last_day),
+        "last_completed": _run(last_ok),
+        "next_run": _iso(next_run),
+        "days_behind": behind,
+        "daemon": None if lease is None else {"holder": lease.holder, "generation": lease.generation,
+                                              "active": lease.active, "expires_in": round(lease.expires_in, 1)},
+        "installation": {"ok": verdict.ok, "database_id": verdict.database_id, "local_id": verdict.local_id,
+                         "detail": verdict.detail},
+        "ledger": dict(sorted(store.counts().items())),
+        "pending": pending_count(engine),
+        "failures": {"count": failed_total, "threshold": max_failures,
+                     "shown": [{**f, "updated_at": _iso(f["updated_at"])} for f in failed]},
+        "policy_problems": policy_problems,
+        "alerts": alerts,
+        "warnings": warnings,
+    }
+
+
+def status_lines(report: dict) -> list[str]:
+    """The report for a terminal."""
+    out = []
+    state = "ALERT" if report["alerts"] else "OK"
+    out.append(f"rappel status: {state} (at {report['now']})")
+    last = report["last_run"]
+    if last:
+        out.append(f"last run:     {last['date']} {last['outcome']}, started {last['started']}, finished "
+                   f"{last['finished'] or '-'}: {last['decided']} decided, {last['sent']} sent, "
+                   f"{last['retrying']} to retry, {last['failed']} failed, {last['dropped']} dropped")
+        out += [f"              {e}" for e in last["errors"][:5]]
+    else:
+        out.append("last run:     none")
+    ok = report["last_completed"]
+    if ok and (not last or ok["date"] != last["date"]):
+        out.append(f"last success: {ok['date']}, finished {ok['finished']}")
+    behind = report["days_behind"]
+    out.append(f"next run:     {report['next_run'] or 'unknown'}"
+               + (f" ({behind} day(s) due and not yet run)" if behind else ""))
+    d = report["daemon"]
+    out.append("daemon:       " + (f"{d['holder']} (lease generation {d['generation']}, "
+                                   + (f"{d['expires_in']:.0f}s left)" if d["active"] else "expired)")
+                                   if d else "never started"))
+    inst = report["installation"]
+    out.append(f"installation: {'ok, ' if inst['ok'] else ''}{inst['detail']}")
+    counts = ", ".join(f"{k} {v}" for k, v in report["ledger"].items()) or "empty"
+    out.append(f"ledger:       {counts}; {report['pending']} message(s) pending")
+    fails = report["failures"]
+    out.append(f"failures:     {fails['count']} in the last day or retrying (threshold {fails['threshold']})")
+    for f in fails["shown"]:
+        out.append(f"  {f['key']} ({f['status']}, {f['attempts']} attempt(s)) → {f['recipient']}: "
+                   f"{f['last_error'] or ''}")
+    out += [f"warning: {w}" for w in report["warnings"]]
+    out += [f"ALERT: {a}" for a in report["alerts"]]
+    return out
