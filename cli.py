@@ -110,11 +110,12 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
     from adapters.channels import registry as delivery
 
     from service import day as pipeline
+    from service import rules as rules_
     from service.daemon import LeaseLost, leased
     from adapters.store.database import Store
 
     with guarded():
-        policy, templates = pipeline.load_checked(rules)
+        policy, templates = rules_.load_checked(rules)
         as_of = _date(on, policy)
         channel = delivery.build(policy, templates, env=os.environ, outbox=outbox, rules_dir=rules)
         try:
@@ -200,11 +201,12 @@ def explain(loan: Annotated[str, typer.Option("--loan", help="Loan id")],
             rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """For each stage: due or not on that date, and why."""
     from service import day as pipeline
+    from service import rules as rules_
     from adapters.store.database import Store
     from engine import explain as explaining
 
     with guarded():
-        policy = pipeline.load_policy(rules)
+        policy = rules_.load_policy(rules)
         as_of = _date(on, policy)
         store = Store.existing(db)
         found = store.loan(loan)
@@ -221,13 +223,14 @@ def import_(kind: Annotated[str, typer.Argument(help="patrons, loans or requests
             rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Load a CSV export; rows upsert by id; any bad row rejects the whole file."""
     from service import day as pipeline
+    from service import rules as rules_
     from adapters.sources.csvfiles import import_csv
     from adapters.store.database import Store
 
     with guarded():
         if kind not in ("patrons", "loans", "requests"):
             raise Failure(f"unknown kind {kind!r}: patrons, loans or requests", 2)
-        policy = pipeline.load_policy(rules)
+        policy = rules_.load_policy(rules)
         report = import_csv(Store(db), policy, kind, file)
         typer.echo(f"{file}: {report.rows} {kind} imported ({report.inserted} new, {report.updated} updated)")
 
@@ -244,10 +247,11 @@ def lint(rules: RulesOpt = Path("rules"),
     from adapters.channels import registry as delivery
 
     from service import day as pipeline
+    from service import rules as rules_
     from engine.yamlsource import InputError
 
     with guarded():
-        policy, templates = pipeline.load_checked(rules)
+        policy, templates = rules_.load_checked(rules)
         accounts_ok = _lint_accounts(rules, policy)
         problems = delivery.environment_problems(policy, os.environ, rules)
         if problems:
@@ -311,10 +315,11 @@ def _lint_accounts(rules: Path, policy) -> str:
 
 def _patron_setup(rules: Path, db: str | None, on: str | None, *, writes: bool = True):
     from service import day as pipeline
+    from service import rules as rules_
     from service.patrons import load_accounts
     from adapters.store.database import Store
 
-    policy = pipeline.load_policy(rules)
+    policy = rules_.load_policy(rules)
     return policy, load_accounts(rules), Store(db) if writes else Store.existing(db), _date(on, policy)
 
 

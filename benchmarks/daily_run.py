@@ -525,11 +525,12 @@ def child_inproc(url: str, repeat: int) -> int:
     import cli  # (what `rappel run` imports before working)
     from adapters.channels import registry as delivery
     from service import day as pipeline  # noqa: F401  (the channels `rappel run` builds, dry run included)
+    from service import rules as rules_
     from adapters.store.database import Store
     from engine import decide, reference, rules
     imports = since(t)
     t = clock()
-    policy, _ = pipeline.load_checked(RULES)   # the policy and the templates' lint, as `rappel run` does
+    policy, _ = rules_.load_checked(RULES)   # the policy and the templates' lint, as `rappel run` does
     load = since(t)
     t = clock()
     store = Store(url)

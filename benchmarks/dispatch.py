@@ -157,6 +157,7 @@ def main() -> int:
     from adapters.channels import registry as delivery
 
     from service import day as pipeline
+    from service import rules as rules_
     from adapters.store.database import Store
 
     port = _free_port()
@@ -172,7 +173,7 @@ def main() -> int:
         rules = work / "rules"
         shutil.copytree(ROOT / "rules" / "templates", rules / "templates")
         (rules / "reminders.yaml").write_text(_policy(port), encoding="utf-8")
-        policy, templates = pipeline.load_checked(rules)
+        policy, templates = rules_.load_checked(rules)
         store = Store(args.db or f"sqlite:///{work / 'bench.db'}")
         if store.counts():
             print(f"{store.url} already holds ledger rows: give --db an empty database", file=sys.stderr)

@@ -24,11 +24,8 @@ autumn runs once (the run history is per date).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -39,15 +36,15 @@ from typing import Protocol
 from sqlalchemy.exc import DBAPIError
 
 from service import day as pipeline
+from service.rules import Loaded, load_rules, policy_fingerprint
 from adapters.channels.base import Channel
 from adapters.store.installation import Guard
 from adapters.store.lease import Lease
-from service.patrons import ACCOUNTS_FILE
 from adapters.store.runs import Counts, DayTaken, RunLog, first_unfinished_day, last_completed_day, pending_count
 from adapters.store.database import Store
 from engine.policy import Policy
-from engine.schedule import CATCH_UP_DAYS, catch_up_days, moment, next_moment, scheduled_day
-from engine.yamlsource import InputError, Problem
+from engine.schedule import CATCH_UP_DAYS, catch_up_days, next_moment, scheduled_day
+from engine.yamlsource import InputError
 
 __all__ = ["Daemon", "Settings", "Clock", "FileClock", "Stopping", "LeaseLost", "policy_fingerprint", "leased"]
 
@@ -103,28 +100,6 @@ class LeaseLost(BaseException):
     """Raised before sending the next message when this instance no longer holds the lease."""
 
 
-def policy_fingerprint(rules_dir: Path) -> str:
-    """What the policy is made of: reminders.yaml, accounts.yaml (which record types receive loan
-    notices) and every template file. An absent accounts.yaml counts too: adding or removing it
-    is an edit."""
-    digest = hashlib.sha256()
-    rules_dir = Path(rules_dir)
-    files = [rules_dir / pipeline.POLICY_FILE, rules_dir / ACCOUNTS_FILE]
-    templates = rules_dir / "templates"
-    if templates.is_dir():
-        files += sorted(p for p in templates.rglob("*") if p.is_file())
-    for path in files:
-        digest.update(str(path.relative_to(rules_dir)).encode() + b"\0")
-        try:
-            digest.update(path.read_bytes())
-        except FileNotFoundError:
-            digest.update(b"<absent>")
-        except OSError:
-            digest.update(b"<unreadable>")
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
 # --- the daemon ----------------------------------------------------------------------------------
 
 @dataclass
@@ -139,60 +114,6 @@ class Settings:
     poll_seconds: float = 30.0                   # real seconds between looks at the policy, lease, guard
     once: bool = False                           # run what is due, deliver, and exit
     holder: str | None = None
-
-
-@dataclass
-class Loaded:
-    """A policy that passed lint, its templates and channel, read from a private copy of the rules."""
-
-    policy: Policy
-    templates: object
-    channel: Channel
-    fingerprint: str
-    snapshot: Path
-
-    def discard(self) -> None:
-        _close(self.channel)
-        shutil.rmtree(self.snapshot, ignore_errors=True)
-
-
-def load_rules(rules_dir: Path, channel_for: Callable[[Policy, object], Channel]) -> Loaded:
-    """Copy reminders.yaml, accounts.yaml (when there is one) and templates/ aside, lint the copy,
-    build its channel; or InputError (naming the files where the administrator edits them).
-
-    The copy is loaded as `rappel run` loads the rules (pipeline.load_checked): stage audiences
-    limited to the record types accounts.yaml says receive loan notices."""
-    rules_dir = Path(rules_dir)
-    snapshot = Path(tempfile.mkdtemp(prefix="rappel-rules-"))
-    try:
-        try:
-            shutil.copy2(rules_dir / pipeline.POLICY_FILE, snapshot / pipeline.POLICY_FILE)
-        except OSError as exc:
-            raise InputError([Problem(str(rules_dir / pipeline.POLICY_FILE), None, "",
-                                      f"cannot read the policy: {exc.strerror}")]) from None
-        try:
-            shutil.copy2(rules_dir / ACCOUNTS_FILE, snapshot / ACCOUNTS_FILE)
-        except FileNotFoundError:
-            pass                  # no account policy: the stages' own audiences apply
-        except OSError as exc:
-            raise InputError([Problem(str(rules_dir / ACCOUNTS_FILE), None, "",
-                                      f"cannot read the account policy: {exc.strerror}")]) from None
-        if (rules_dir / "templates").is_dir():
-            shutil.copytree(rules_dir / "templates", snapshot / "templates")
-        fingerprint = policy_fingerprint(snapshot)
-        try:
-            policy, templates = pipeline.load_checked(snapshot)
-        except InputError as exc:
-            raise InputError([_relocated(p, snapshot, rules_dir) for p in exc.problems]) from None
-        return Loaded(policy, templates, channel_for(policy, templates), fingerprint, snapshot)
-    except BaseException:
-        shutil.rmtree(snapshot, ignore_errors=True)
-        raise
-
-
-def _relocated(problem: Problem, snapshot: Path, rules_dir: Path) -> Problem:
-    source = problem.source.replace(str(snapshot), str(rules_dir))
-    return Problem(source, problem.line, problem.where, problem.message.replace(str(snapshot), str(rules_dir)))
 
 
 @dataclass
@@ -528,13 +449,3 @@ def leased(channel: Channel, lease: Lease) -> Channel:
             raise LeaseLost()
 
     return _Fenced(channel, before_send)
-
-
-def _close(channel) -> None:
-    inner = getattr(channel, "inner", channel)
-    close = getattr(inner, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception as exc:  # noqa: BLE001 - closing is best effort
-            log.warning("closing the channel: %s", exc)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from service import day as pipeline
+from service import rules as rules_
 from adapters.sources.csvfiles import import_csv
 from adapters.channels.outbox import OutboxChannel
 from adapters.store.database import Store
@@ -34,7 +35,7 @@ def prepare(workdir: Path) -> tuple[Path, str]:
 
 def run_demo(workdir: Path, echo: Callable[[str], None] = print) -> dict[dt.date, list]:
     rules, url = prepare(Path(workdir))
-    policy, templates = pipeline.load_checked(rules)
+    policy, templates = rules_.load_checked(rules)
     store = Store(url)
     for kind in ("patrons", "loans", "requests"):
         report = import_csv(store, policy, kind, SAMPLE / f"{kind}.csv")

@@ -25,16 +25,16 @@ from adapters.render import Templates, message_id, pick_language
 from adapters.store.schema import PATRON_FIELDS, loans, patron_audit, patron_local_edits, patrons, requests
 from adapters.store.database import Store
 from engine.accounts import (EDITABLE_FIELDS, AccountsPolicy, EditDecision, EditRequest,
-                             decide_edits, parse_accounts, value_problems)
+                             decide_edits, value_problems)
 from engine.decide import Notice
 from engine.facts import Loan, Patron
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
+from service.rules import ACCOUNTS_FILE, load_accounts
 
 __all__ = ["ACCOUNTS_FILE", "EditRefused", "EditResult", "PatronView", "SyncReport", "UnknownPatron",
            "edit", "load_accounts", "requests_report", "show", "sync"]
 
-ACCOUNTS_FILE = "accounts.yaml"
 CHUNK = 2000          # rows of a sync file handled together
 IN_LIMIT = 2000       # values in one SQL IN list (SQLite allows 32,766 since 3.32)
 REPORT_TEMPLATE = "requests_report"
@@ -42,20 +42,6 @@ REPORT_TEMPLATE = "requests_report"
 
 class UnknownPatron(LookupError):
     pass
-
-
-def load_accounts(rules_dir: Path, *, missing_ok: bool = False) -> AccountsPolicy | None:
-    """rules/accounts.yaml, validated; None when it is absent and ``missing_ok``."""
-    path = Path(rules_dir) / ACCOUNTS_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if missing_ok:
-            return None
-        raise InputError([Problem(str(path), None, "", "cannot read the account policy: no such file")]) from None
-    except OSError as exc:
-        raise InputError([Problem(str(path), None, "", f"cannot read the account policy: {exc.strerror}")]) from None
-    return parse_accounts(text, str(path))
 
 
 def _patron(row) -> Patron:

@@ -10,7 +10,7 @@ from adapters.store.lease import read_lease
 from adapters.store.runs import failures, last_completed_day, latest_run, pending_count, unattempted_count
 from engine.schedule import next_moment, scheduled_day
 from engine.yamlsource import InputError
-from service.day import load_policy
+from service.rules import load_policy
 
 __all__ = ["status_report", "status_lines"]
 

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from adapters.channels import registry as delivery
 
 from service import day as pipeline
+from service import rules as rules_
 from adapters.store.schema import ledger, loans, notices, patrons
 from adapters.store.database import Store
 
@@ -132,7 +133,7 @@ class Site:
             shutil.copy(ROOT / "rules" / "accounts.yaml", self.rules / "accounts.yaml")
         text = POLICY.format(extra=extra).replace("printer: bu-sciences", f"printer: {printer}")
         (self.rules / "reminders.yaml").write_text(text, encoding="utf-8")
-        self.policy, self.templates = pipeline.load_checked(self.rules)
+        self.policy, self.templates = rules_.load_checked(self.rules)
         self.env = env or {}
         self.outbox = tmp_path / "outbox"
         self.store = Store(db_url or f"sqlite:///{tmp_path / 'rappel.db'}")

@@ -260,7 +260,7 @@ def test_plan_follows_the_account_policy(policy, receiving, record_type, notifie
 def test_the_pipeline_loads_audiences_from_the_account_policy(tmp_path):
     import shutil
 
-    from service.day import load_policy
+    from service.rules import load_policy
 
     rules = tmp_path / "rules"
     shutil.copytree(RULES, rules)
@@ -278,7 +278,7 @@ def test_a_stage_that_names_a_record_type_receiving_no_notices_is_an_error(tmp_p
     silently not reach them, so the policy is refused, at the stage's line."""
     import shutil
 
-    from service.day import load_policy
+    from service.rules import load_policy
     from engine.yamlsource import InputError
 
     rules = tmp_path / "rules"

@@ -9,6 +9,7 @@ import pytest
 from adapters.channels import registry as delivery
 
 from service import day as pipeline
+from service.dispatch import retry_wait
 from adapters.channels.base import Channel, MemoryChannel
 from adapters.channels.mailbox import MailboxChannel
 from adapters.channels.outbox import OutboxChannel
@@ -321,7 +322,7 @@ def test_the_router_paces_servers_not_the_outbox(tmp_path):
                                                       (9, 360), (400, 360)])
 def test_the_wait_doubles_up_to_the_maximum(attempts_before, minutes):
     policy = parse_policy(POLICY.format(extra=""))
-    assert pipeline.retry_wait(policy, attempts_before) == dt.timedelta(minutes=minutes)
+    assert retry_wait(policy, attempts_before) == dt.timedelta(minutes=minutes)
 
 
 # -- a crash between the commit and the sending -----------------------------------------------------

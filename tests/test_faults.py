@@ -32,6 +32,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from service import day as pipeline
+from service import rules as rules_
 from adapters.channels.base import MemoryChannel
 from adapters.store.lease import read_lease
 from adapters.render import message_id
@@ -219,7 +220,7 @@ def oracle(tmp_path: Path, rules: Path, facts, days: list[dt.date], changes=None
     process (no daemon)."""
     store = Store(f"sqlite:///{tmp_path / 'oracle.db'}")
     seed(store, *facts)
-    policy, _ = pipeline.load_checked(rules)
+    policy, _ = rules_.load_checked(rules)
     templates = Unrendered()
     keys = set()
     for day in days:

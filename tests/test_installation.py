@@ -85,7 +85,7 @@ REQUEST = "R9,P9,Le Rouge et le Noir,SCI,SCI,2026-11-10,active,2026-12-10"
 
 def _with_a_request(store, tmp_path):
     from adapters.sources.csvfiles import import_csv
-    from service.day import load_policy
+    from service.rules import load_policy
     from adapters.store.schema import PATRON_FIELDS, REQUEST_FIELDS
 
     policy = load_policy(ROOT / "rules")

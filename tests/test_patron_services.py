@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from service import patrons as services
 from adapters.channels.base import MemoryChannel
 from adapters.sources.csvfiles import import_csv
-from service.day import load_policy
+from service.rules import load_policy
 from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, patrons
 from adapters.store.database import Store
 from cli import app

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from service import patrons as services
 from adapters.sources.csvfiles import import_csv
-from service.day import load_policy
+from service.rules import load_policy
 from adapters.store.schema import PATRON_FIELDS, patron_audit, patron_local_edits, patrons
 from adapters.store.database import Store
 from cli import app

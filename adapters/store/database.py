@@ -122,6 +122,12 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name

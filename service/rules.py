@@ -1,0 +1,158 @@
+"""The administrator's rules as every use case loads them: reminders.yaml, limited by accounts.yaml
+(which record types receive loan notices), and its templates, all checked: nothing runs on a
+broken policy."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.channels.base import Channel
+
+from adapters.render import Templates
+from engine.accounts import AccountsPolicy, audience_conflicts, parse_accounts, with_notice_audiences
+from engine.policy import Policy, parse_policy
+from engine.yamlsource import InputError, Problem, YamlDocument
+
+__all__ = ["ACCOUNTS_FILE", "POLICY_FILE", "Loaded", "load_accounts", "load_checked", "load_policy", "load_rules",
+           "policy_fingerprint"]
+
+log = logging.getLogger("rappel.rules")
+
+POLICY_FILE = "reminders.yaml"
+ACCOUNTS_FILE = "accounts.yaml"
+
+
+def load_policy(rules_dir: Path) -> Policy:
+    """reminders.yaml, with stage audiences limited to the record types accounts.yaml says receive
+    loan notices (when there is an accounts.yaml)."""
+    path = Path(rules_dir) / POLICY_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError([Problem(str(path), None, "", f"cannot read the policy: {exc.strerror}")]) from None
+    policy, accounts = parse_policy(text, str(path)), load_accounts(rules_dir, missing_ok=True)
+    conflicts = audience_conflicts(policy, accounts)
+    if conflicts:
+        doc = YamlDocument(text, str(path))
+        raise InputError([doc.problem(("stages", i, "audience", "record_types"),
+                                      f"{', '.join(refused)}: accounts.yaml says these record types receive no loan "
+                                      f"notices (receives_loan_notices: false); the stage would never reach them")
+                          for i, refused in conflicts])
+    return with_notice_audiences(policy, accounts)
+
+
+def load_checked(rules_dir: Path) -> tuple[Policy, Templates]:
+    """The policy and its templates, or InputError listing every problem: nothing runs on a broken policy."""
+    policy = load_policy(rules_dir)
+    templates = Templates(Path(rules_dir), policy)
+    problems = templates.lint()
+    if problems:
+        raise InputError(problems)
+    return policy, templates
+
+
+def load_accounts(rules_dir: Path, *, missing_ok: bool = False) -> AccountsPolicy | None:
+    """rules/accounts.yaml, validated; None when it is absent and ``missing_ok``."""
+    path = Path(rules_dir) / ACCOUNTS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if missing_ok:
+            return None
+        raise InputError([Problem(str(path), None, "", "cannot read the account policy: no such file")]) from None
+    except OSError as exc:
+        raise InputError([Problem(str(path), None, "", f"cannot read the account policy: {exc.strerror}")]) from None
+    return parse_accounts(text, str(path))
+
+
+# --- a private copy of the rules, for the daemon --------------------------------------------------
+
+def policy_fingerprint(rules_dir: Path) -> str:
+    """What the policy is made of: reminders.yaml, accounts.yaml (which record types receive loan
+    notices) and every template file. An absent accounts.yaml counts too: adding or removing it
+    is an edit."""
+    digest = hashlib.sha256()
+    rules_dir = Path(rules_dir)
+    files = [rules_dir / POLICY_FILE, rules_dir / ACCOUNTS_FILE]
+    templates = rules_dir / "templates"
+    if templates.is_dir():
+        files += sorted(p for p in templates.rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(rules_dir)).encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except FileNotFoundError:
+            digest.update(b"<absent>")
+        except OSError:
+            digest.update(b"<unreadable>")
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@dataclass
+class Loaded:
+    """A policy that passed lint, its templates and channel, read from a private copy of the rules."""
+
+    policy: Policy
+    templates: object
+    channel: Channel
+    fingerprint: str
+    snapshot: Path
+
+    def discard(self) -> None:
+        _close(self.channel)
+        shutil.rmtree(self.snapshot, ignore_errors=True)
+
+
+def load_rules(rules_dir: Path, channel_for: Callable[[Policy, object], Channel]) -> Loaded:
+    """Copy reminders.yaml, accounts.yaml (when there is one) and templates/ aside, lint the copy,
+    build its channel; or InputError (naming the files where the administrator edits them).
+
+    The copy is loaded as `rappel run` loads the rules (load_checked): stage audiences
+    limited to the record types accounts.yaml says receive loan notices."""
+    rules_dir = Path(rules_dir)
+    snapshot = Path(tempfile.mkdtemp(prefix="rappel-rules-"))
+    try:
+        try:
+            shutil.copy2(rules_dir / POLICY_FILE, snapshot / POLICY_FILE)
+        except OSError as exc:
+            raise InputError([Problem(str(rules_dir / POLICY_FILE), None, "",
+                                      f"cannot read the policy: {exc.strerror}")]) from None
+        try:
+            shutil.copy2(rules_dir / ACCOUNTS_FILE, snapshot / ACCOUNTS_FILE)
+        except FileNotFoundError:
+            pass                  # no account policy: the stages' own audiences apply
+        except OSError as exc:
+            raise InputError([Problem(str(rules_dir / ACCOUNTS_FILE), None, "",
+                                      f"cannot read the account policy: {exc.strerror}")]) from None
+        if (rules_dir / "templates").is_dir():
+            shutil.copytree(rules_dir / "templates", snapshot / "templates")
+        fingerprint = policy_fingerprint(snapshot)
+        try:
+            policy, templates = load_checked(snapshot)
+        except InputError as exc:
+            raise InputError([_relocated(p, snapshot, rules_dir) for p in exc.problems]) from None
+        return Loaded(policy, templates, channel_for(policy, templates), fingerprint, snapshot)
+    except BaseException:
+        shutil.rmtree(snapshot, ignore_errors=True)
+        raise
+
+
+def _relocated(problem: Problem, snapshot: Path, rules_dir: Path) -> Problem:
+    source = problem.source.replace(str(snapshot), str(rules_dir))
+    return Problem(source, problem.line, problem.where, problem.message.replace(str(snapshot), str(rules_dir)))
+
+
+def _close(channel) -> None:
+    inner = getattr(channel, "inner", channel)
+    close = getattr(inner, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.warning("closing the channel: %s", exc)
