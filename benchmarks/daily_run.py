@@ -561,7 +561,7 @@ def child_inproc(url: str, repeat: int) -> int:
         assert got == expected
         t = clock()
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            cli._print_notices(plan.notices, True, "")
+            cli.print_notices(plan.notices, True, "")
         parts["output"].append(since(t))
 
     med = statistics.median

@@ -1,0 +1,106 @@
+"""What every command shares: the typer app, the common options, dates, errors and exit codes.
+
+Exit codes: 0 success, 2 bad input or policy (file and line, or CSV row, on stderr, one line a
+problem), 1 anything else. ``--json`` prints one JSON object per line and nothing else.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Loan reminders for libraries: policy in YAML, decisions you can dry-run and explain.")
+
+RulesOpt = Annotated[Path, typer.Option("--rules", help="Folder with reminders.yaml, accounts.yaml, templates/")]
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="Database URL (default: $RAPPEL_DB_URL, else sqlite:///rappel.db)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line, nothing else on stdout")]
+OnOpt = Annotated[Optional[str], typer.Option("--on", help="Date (default: today, policy time zone)")]
+StateOpt = Annotated[Optional[Path], typer.Option(
+    "--state-dir", help="Folder of this machine's installation id (default: $RAPPEL_STATE_DIR, else "
+                        "$STATE_DIRECTORY, else ~/.local/state/rappel); $RAPPEL_INSTALLATION_ID overrides it")]
+
+
+class Failure(Exception):
+    """An error already explained to the user; exit with this code."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+@contextmanager
+def guarded():
+    """Exit 2 for bad input or policy, 1 for anything else; one line a problem on stderr."""
+    from adapters.store.database import DatabaseNotReady
+    from engine.rules import EngineFault
+    from engine.yamlsource import InputError
+    from service.session import Refused
+
+    try:
+        yield
+    except InputError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2) from None
+    except (Failure, Refused) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.code) from None
+    except EngineFault as exc:
+        typer.echo(f"error: rules engine fault, nothing decided: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except DatabaseNotReady as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, exit 1
+        typer.echo(f"error: {one_line(exc)}", err=True)
+        raise typer.Exit(1) from None
+
+
+def one_line(exc: BaseException) -> str:
+    """An unexpected error on one line. SQLAlchemy's messages span lines (the statement, its
+    parameters, "Background on this error at: …"): the first line carries the cause."""
+    from sqlalchemy.exc import StatementError
+
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    text = " ".join(str(cause).split("\n", 1)[0].split()) or "no message"
+    return f"{type(cause).__name__}: {text}"
+
+
+def parse_date(text: str | None, policy) -> dt.date:
+    """``--on``: a date, or today in the institution's time zone (the command line reads the clock)."""
+    if text is None:
+        return dt.datetime.now(policy.tz).date()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        from engine.yamlsource import InputError, Problem
+        raise InputError([Problem("--on", None, "", f"{text!r} is not a date (YYYY-MM-DD)")]) from None
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def print_notices(notices, as_json: bool, title: str) -> None:
+    if as_json:
+        for notice in notices:
+            typer.echo(json.dumps(notice.as_dict(), ensure_ascii=False))
+        return
+    typer.echo(title)
+    if not notices:
+        typer.echo("  (no message)")
+        return
+    rows = [("stage", "channel", "patron", "library", "loans", "recipient")]
+    rows += [(n.stage, n.channel, n.patron_id, n.library or "-", ",".join(n.loan_ids), n.recipient) for n in notices]
+    widths = [min(40, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        typer.echo("  " + "  ".join(cell[:40].ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if i == 0:
+            typer.echo("  " + "  ".join("-" * w for w in widths))

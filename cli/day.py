@@ -1,0 +1,171 @@
+"""The day's commands: run (and its dry run), explain, import, lint, schema, demo."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cli.common import (DbOpt, Failure, JsonOpt, RulesOpt, StateOpt, app, guarded, now_utc, parse_date,
+                        print_notices)
+
+OutboxOpt = Annotated[Path, typer.Option("--outbox", help="Folder of the local outbox channel (what the policy's "
+                                                          "delivery: section does not send elsewhere)")]
+
+
+@app.command()
+def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate (default: today, policy time zone)")] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; show what would go out")] = False,
+        confirm: Annotated[bool, typer.Option("--confirm", help="Send even more than flood_guard.max_per_run messages")] = False,
+        as_json: JsonOpt = False, outbox: OutboxOpt = Path("outbox"),
+        state_dir: StateOpt = None, rules: RulesOpt = Path("rules"), db: DbOpt = None):
+    """Evaluate one day: decide, record in the ledger, deliver (or only show, with --dry-run).
+
+    A real run is guarded like the daemon: it refuses a database that belongs to another
+    installation (`rappel confirm-installation`), and holds the daemon's lease while it runs, so it
+    refuses to run beside an active daemon."""
+    from service import day, session
+
+    with guarded():
+        loaded = session.load_rules(rules, templates=True)
+        policy = loaded.policy
+        as_of = parse_date(on, policy)
+        if dry_run:     # a dry run neither creates nor upgrades, nor claims the database
+            with session.installation(loaded, db, writes=False, channel=True, outbox=outbox) as inst:
+                plan = day.plan_for(inst.store, policy, as_of)
+                leaving = sum(not inst.channel.is_local(n) for n in plan.notices)
+            print_notices(plan.notices, as_json, f"{as_of}: {len(plan.notices)} message(s) would go out (dry run)")
+            if leaving > policy.flood_guard.max_per_run:
+                typer.echo(f"flood guard: {leaving} messages would leave, more than flood_guard.max_per_run "
+                           f"({policy.flood_guard.max_per_run}): a run would send nothing without --confirm", err=True)
+            return
+        with session.installation(loaded, db, channel=True, outbox=outbox, guard=True, lease=True,
+                                  state_dir=state_dir) as inst:
+            try:
+                result = day.run_day(inst.store, policy, inst.templates, inst.channel, as_of, now=now_utc(),
+                                     confirm=confirm)
+            except session.LeaseLost:
+                raise Failure(f"{as_of}: the lease was lost during the run (another instance took it over): "
+                              f"what was not sent stays pending, for that instance to deliver", 1) from None
+            local_only = not inst.channel.routes
+        print_notices(result.plan.notices, as_json, f"{as_of}: {len(result.plan.notices)} message(s) decided")
+        if result.held:
+            raise Failure(f"{as_of}: {result.held}", 1)
+        sent = sum(o.status == "sent" for o in result.outcomes)
+        where = f" to {outbox}/" if local_only else ""
+        typer.echo(f"{as_of}: delivered {sent} of {len(result.outcomes)} pending message(s){where}", err=True)
+        for o in result.outcomes:
+            if o.status != "sent":
+                instead = f" -> {', '.join(o.replaced_by)}" if o.replaced_by else ""
+                typer.echo(f"  {o.key}: {o.status}: {o.detail}{instead}", err=True)
+        if any(o.status == "failed" and not o.replaced_by for o in result.outcomes):
+            raise Failure("some messages failed; see above", 1)
+
+
+@app.command()
+def explain(loan: Annotated[str, typer.Option("--loan", help="Loan id")],
+            on: Annotated[Optional[str], typer.Option("--on", help="Date (default: today)")] = None,
+            rules: RulesOpt = Path("rules"), db: DbOpt = None):
+    """For each stage: due or not on that date, and why."""
+    from engine import explain as explaining
+    from service import session
+
+    with guarded():
+        loaded = session.load_rules(rules)
+        as_of = parse_date(on, loaded.policy)
+        with session.store(db, writes=False) as store:
+            found = store.loan(loan)
+            if found is None:
+                raise Failure(f"no loan {loan!r} in {store.url}", 2)
+            lines = explaining.explain(loaded.policy, found, store.patron(found.patron_id), store.ledger_for(loan),
+                                       as_of)
+        for line in lines:
+            typer.echo(line)
+
+
+@app.command("import")
+def import_(kind: Annotated[str, typer.Argument(help="patrons, loans or requests")],
+            file: Annotated[Path, typer.Argument(help="CSV file: UTF-8, header row, ISO 8601 dates")],
+            rules: RulesOpt = Path("rules"), db: DbOpt = None):
+    """Load a CSV export; rows upsert by id; any bad row rejects the whole file."""
+    from adapters.sources.csvfiles import import_csv
+    from service import session
+
+    with guarded():
+        if kind not in ("patrons", "loans", "requests"):
+            raise Failure(f"unknown kind {kind!r}: patrons, loans or requests", 2)
+        loaded = session.load_rules(rules)
+        with session.store(db) as store:
+            report = import_csv(store, loaded.policy, kind, file)
+        typer.echo(f"{file}: {report.rows} {kind} imported ({report.inserted} new, {report.updated} updated)")
+
+
+@app.command()
+def lint(rules: RulesOpt = Path("rules"),
+         check_delivery: Annotated[bool, typer.Option("--check-delivery", help="Also connect to each configured server "
+                                                      "(SMTP greeting and login, CUPS printers) without sending; "
+                                                      "exit 1 if one fails")] = False,
+         outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the local outbox channel")] = Path("outbox")):
+    """Check the policy, its templates and its delivery settings; exit 2 on any error."""
+    from adapters.channels import registry
+    from engine.yamlsource import InputError
+    from service import session
+
+    with guarded():
+        loaded = session.load_rules(rules, templates=True)
+        policy = loaded.policy
+        accounts_ok = _lint_accounts(rules, policy)
+        problems = registry.environment_problems(policy, os.environ, rules)
+        if problems:
+            raise InputError(problems)
+        channel = registry.build(policy, loaded.templates, env=os.environ, outbox=outbox, rules_dir=rules)
+        try:
+            for line in channel.describe():
+                typer.echo(f"delivery: {line}")
+            failed = []
+            if check_delivery:
+                for check in channel.checks():
+                    typer.echo(f"  {'ok  ' if check.ok else 'FAIL'} {check.target}: {check.detail}")
+                    if not check.ok:
+                        failed.append(check.target)
+        finally:
+            channel.close()
+        typer.echo(f"{rules}/reminders.yaml: ok ({len(policy.stages)} stages, {len(policy.libraries)} libraries)")
+        typer.echo(accounts_ok)
+        if failed:
+            raise Failure(f"delivery check failed: {', '.join(failed)}", 1)
+
+
+def _lint_accounts(rules: Path, policy) -> str:
+    """rules/accounts.yaml and the requests report templates; InputError on any problem."""
+    from service.patrons import lint_report_templates
+    from service.rules import load_accounts
+    from engine.yamlsource import InputError
+
+    accounts = load_accounts(rules, missing_ok=True)
+    if accounts is None:
+        return f"{rules}/accounts.yaml: absent (needed by rappel patron and rappel sync only)"
+    problems = lint_report_templates(policy, rules)
+    if problems:
+        raise InputError(problems)
+    return f"{rules}/accounts.yaml: ok ({len(accounts.roles)} roles; external accounts from {accounts.external.source})"
+
+
+@app.command()
+def schema(accounts: Annotated[bool, typer.Option("--accounts", help="The schema of rules/accounts.yaml instead")] = False):
+    """Print the JSON Schema of rules/reminders.yaml, or of rules/accounts.yaml (for editors)."""
+    from engine.accounts import accounts_json_schema
+    from engine.policy import policy_json_schema
+
+    typer.echo(json.dumps(accounts_json_schema() if accounts else policy_json_schema(), indent=2, ensure_ascii=False))
+
+
+@app.command()
+def demo(workdir: Annotated[Path, typer.Option("--workdir", help="Folder for the demo database and outbox")] = Path("demo-run")):
+    """Load the bundled sample into a fresh database, run a few days and show what went out."""
+    from service import demo as demos
+
+    with guarded():
+        demos.run_demo(workdir, echo=typer.echo)
