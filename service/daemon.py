@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from sqlalchemy.exc import DBAPIError
 
 from service import day as pipeline
+from service.clock import Clock, FileClock  # noqa: F401 - FileClock: the clock of simulations
 from service.fence import LeaseLost, Stopping, _Fenced, leased  # noqa: F401 - leased: for callers of the daemon's API
 from service.rules import Loaded, load_rules, policy_fingerprint
 from adapters.channels.base import Channel
@@ -52,47 +52,6 @@ __all__ = ["Daemon", "Settings", "Clock", "FileClock", "Stopping", "LeaseLost", 
 log = logging.getLogger("rappel.daemon")
 UTC = dt.timezone.utc
 
-
-class Clock(Protocol):
-    """Where the daemon gets the time. ``wait`` returns when the clock reaches ``until``, when
-    ``stop`` is set, or after ``limit`` real seconds, whichever comes first."""
-
-    def now(self) -> dt.datetime: ...
-
-    def wait(self, until: dt.datetime | None, stop: threading.Event, limit: float) -> None: ...
-
-
-class FileClock:
-    """Time read from a file holding an ISO 8601 timestamp with its offset: a process whose time
-    is supplied (simulations, tests), not slept."""
-
-    def __init__(self, path: Path, poll: float = 0.02):
-        self.path = Path(path)
-        self.poll = poll
-
-    def now(self) -> dt.datetime:
-        for _ in range(50):       # the writer replaces the file: read again if caught in between
-            try:
-                text = self.path.read_text(encoding="utf-8").strip()
-                if text:
-                    value = dt.datetime.fromisoformat(text)
-                    if value.tzinfo is None:
-                        raise ValueError(f"{self.path}: the time needs its UTC offset: {text!r}")
-                    return value
-            except FileNotFoundError:
-                pass
-            time.sleep(self.poll)
-        raise RuntimeError(f"no time in {self.path}")
-
-    def wait(self, until: dt.datetime | None, stop: threading.Event, limit: float) -> None:
-        deadline = time.monotonic() + limit
-        while not stop.is_set() and time.monotonic() < deadline:
-            if until is not None and self.now() >= until:
-                return
-            stop.wait(self.poll)
-
-
-# --- the daemon ----------------------------------------------------------------------------------
 
 @dataclass
 class Settings:
@@ -164,7 +123,7 @@ class Daemon:
         policy = loaded.policy
         self.state = _State(loaded, seen=loaded.fingerprint)
         try:
-            self.store = Store(self.s.db_url)
+            self.store = Store(self.s.db_url)     # closed when the loop ends (below)
         except BaseException:
             loaded.discard()
             raise

@@ -167,3 +167,28 @@ def test_project_scan_sees_the_project():
     names = {str(p.relative_to(ROOT)) for p in project_files()}
     assert {"engine/rules.py", "engine/decide.py", "cli/__init__.py"} <= names
     assert not any(n.startswith(("tests/", ".venv/")) for n in names)
+
+
+# --- the structure: no import cycle, no module of more than about 400 lines -----------------------
+
+MAX_LINES = 420     # "about 400"
+
+
+def test_no_import_cycle_anywhere_in_the_project():
+    from layout import cycles, import_graph
+
+    graph = import_graph()
+    assert {"cli", "service.session", "engine.rules", "adapters.store.database"} <= set(graph)
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    from layout import cycles
+
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_is_longer_than_about_400_lines():
+    from layout import sizes
+
+    assert [(n, path) for n, path in sizes() if n > MAX_LINES] == []
