@@ -8,28 +8,29 @@ from pathlib import Path
 
 from service import day as pipeline
 from service import rules as rules_
+from service.starter import copy_tree, sample, shipped_rules
 from adapters.sources.csvfiles import import_csv
 from adapters.channels.outbox import OutboxChannel
 from adapters.store.database import Store
 from engine.explain import explain
 
-SAMPLE = Path(__file__).parent / "sample"
-TEMPLATES = Path(__file__).resolve().parent.parent / "rules" / "templates"
 # 2026-11-24 is skipped on purpose: the next run catches it up within the 2-day window.
 DAYS = [dt.date(2026, 11, 22), dt.date(2026, 11, 23), dt.date(2026, 11, 25), dt.date(2026, 11, 26)]
 
 
 def prepare(workdir: Path) -> tuple[Path, str]:
-    """A fresh working folder with the demo policy and the shipped templates; returns (rules, db url)."""
+    """A fresh working folder with the demo policy and the templates shipped in the package (found
+    wherever rappel is installed); returns (rules, db url)."""
     rules = workdir / "rules"
-    for stale in (workdir / "rappel-demo.db", workdir / "outbox", rules):
+    for stale in (workdir / "rappel-demo.db", workdir / "outbox", rules, workdir / "sample"):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
             stale.unlink()
     rules.mkdir(parents=True)
-    shutil.copy(SAMPLE / "reminders.yaml", rules / "reminders.yaml")
-    shutil.copytree(TEMPLATES, rules / "templates")
+    copy_tree(sample(), workdir / "sample")          # the CSV exports the demo imports, to look at
+    (rules / "reminders.yaml").write_bytes(sample().joinpath("reminders.yaml").read_bytes())
+    copy_tree(shipped_rules().joinpath("templates"), rules / "templates")
     return rules, f"sqlite:///{workdir / 'rappel-demo.db'}"
 
 
@@ -38,7 +39,7 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = print) -> dict[dt.date
     policy, templates = rules_.load_checked(rules)
     store = Store(url)
     for kind in ("patrons", "loans", "requests"):
-        report = import_csv(store, policy, kind, SAMPLE / f"{kind}.csv")
+        report = import_csv(store, policy, kind, Path(workdir) / "sample" / f"{kind}.csv")
         echo(f"imported {report.rows} {kind}")
     echo(f"policy: {rules / 'reminders.yaml'} (restart on {policy.resumed_on}: nothing older is ever sent)")
     channel = OutboxChannel(Path(workdir) / "outbox")

@@ -1,11 +1,12 @@
-"""`rappel demo`: the bundled sample (adapters/demo/) run over a few days, checked message by message.
+"""`rappel demo`: the bundled sample (service/sample/) run over a few days, checked message by message.
 
-The demo policy (adapters/demo/reminders.yaml): the default timeline (courtesy D-3, first reminder
+The demo policy (service/sample/reminders.yaml): the default timeline (courtesy D-3, first reminder
 D+7, second D+21, letter D+35, 2-day catch-up), lost and claimed_returned excluded, three
-libraries, and `restart: {resumed_on: 2026-11-22}`. Runs on Sunday 22, Monday 23, Wednesday 25 and
+libraries, `languages: [fr, en, es]` (P04, Lucía García, prefers es: her notices are in Spanish;
+everyone else's in French), and `restart: {resumed_on: 2026-11-22}`. Runs on Sunday 22, Monday 23, Wednesday 25 and
 Thursday 26 November 2026 (twice): the 24th is skipped and caught up on the 25th.
 
-The sample, loan by loan (R = 2026-11-22), as read from adapters/demo/*.csv:
+The sample, loan by loan (R = 2026-11-22), as read from service/sample/*.csv:
     L01 P01 SCI     due 11-25          courtesy 11-22                        → 22: email
     L02 P01 DROIT   due 2026-11-26T18:00+01:00, local 11-26: courtesy 11-23 → 23: email
     L03 P02 SCI     due 11-15          first 11-22                           → 22: one email with L17
@@ -27,6 +28,8 @@ The sample, loan by loan (R = 2026-11-22), as read from adapters/demo/*.csv:
 from __future__ import annotations
 
 import re
+from email import message_from_bytes
+from email.policy import default as mail_policy
 
 from sqlalchemy import create_engine, select
 from typer.testing import CliRunner
@@ -69,6 +72,16 @@ LEDGER = {
 DESTINATIONS = {"printer:bu-sciences": "SCI", "mailbox:droit-contentieux@univ.example": "DROIT",
                 "printer:bu-lettres": "LETTRES"}
 RUN = re.compile(r"^== run for (\d{4}-\d\d-\d\d)\b.*: (\d+) message\(s\)$")
+# Each email of the outbox: (date, recipient) -> (Content-Language, Subject). P04 prefers es.
+EMAILS = {
+    ("2026-11-22", "camille.durand@etu.univ.example"): ("fr", "Vos documents sont à rendre dans quelques jours"),
+    ("2026-11-22", "thomas.lefevre@etu.univ.example"): ("fr", "Premier rappel : documents en retard"),
+    ("2026-11-22", "lucia.garcia@univ.example"):       ("es", "Segundo aviso: ejemplares con retraso"),
+    ("2026-11-23", "camille.durand@etu.univ.example"): ("fr", "Vos documents sont à rendre dans quelques jours"),
+    ("2026-11-23", "thomas.lefevre@etu.univ.example"): ("fr", "Premier rappel : documents en retard"),
+    ("2026-11-23", "elodie.roux@etu.univ.example"):    ("fr", "Premier rappel : documents en retard"),
+    ("2026-11-25", "lucia.garcia@univ.example"):       ("es", "Segundo aviso: ejemplares con retraso"),
+}
 MESSAGE = re.compile(r"^\s+(\w+)\s+(email|letter)\s+(P\d+)\s+loans (.+?)\s+→ (\S+)")
 
 
@@ -134,3 +147,11 @@ def test_the_demo_runs_and_sends_what_the_sample_calls_for(tmp_path):
     assert [f.rsplit("/", 1)[0] + "/" for f in files] == expected_files
     assert all(f.endswith(".eml") if f.startswith("email/") else f.endswith(".pdf") for f in files)
     assert all((outbox / f).read_bytes().startswith(b"%PDF") for f in files if f.endswith(".pdf"))
+
+    # 4. each email in its patron's language: Lucía García (es) reads Spanish, the others French
+    languages = {}
+    for path in sorted((outbox / "email").rglob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=mail_policy)
+        languages[(path.parent.name, message["To"].addresses[0].addr_spec)] = (message["Content-Language"],
+                                                                               message["Subject"])
+    assert languages == EMAILS
