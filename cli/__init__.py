@@ -11,6 +11,7 @@ from __future__ import annotations
 from cli import day  # noqa: F401, I001
 from cli import patrons  # noqa: F401
 from cli import operations  # noqa: F401
+from cli import starter  # noqa: F401
 from cli.common import app, print_notices
 
 __all__ = ["app", "main", "print_notices"]
