@@ -1,0 +1,4 @@
+"""`python -m cli`: the same as the `rappel` command."""
+from cli import main
+
+main()
