@@ -10,9 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from engine import reference, rules
+from engine.channels import DEFAULT, LETTER, ChannelSpec
+from engine.contact import is_email_address
 from engine.facts import Candidate, Patron
 from engine.policy import Policy
 
@@ -36,7 +39,7 @@ class Notice:
     key: str
     date: dt.date
     stage: str
-    channel: str             # email | letter
+    channel: str             # email | letter | a channel added in adapters/channels/
     patron_id: str
     library: str | None      # the letter's library; None for an email
     loan_ids: tuple[str, ...]
@@ -88,7 +91,9 @@ def due_stages(policy: Policy, candidates: list[Candidate], as_of: dt.date,
     return got
 
 
-def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Patron], as_of: dt.date) -> Plan:
+def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Patron], as_of: dt.date,
+             channels: Mapping[str, ChannelSpec] = DEFAULT) -> Plan:
+    """The day's decisions and notices; ``channels``: how to route to each channel kind (the registry's)."""
     pairs = evaluation_pairs(policy, candidates, as_of)
     due = due_stages(policy, candidates, as_of, pairs)
     plan = Plan(as_of=as_of, candidates=len(candidates), events=len(pairs))
@@ -98,6 +103,7 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
         latest[ci] = max(latest.get(ci, -1), si)
 
     groups: dict[tuple, list[str]] = defaultdict(list)   # (stage, channel, patron, library) → loan ids
+    notes: dict[tuple, str] = {}                         # why a group goes out on another channel
     for ci, si in sorted(due):
         loan = candidates[ci].loan
         stage = policy.stages[si]
@@ -107,12 +113,14 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
                                            f"superseded by {later} on the same run"))
             continue
         patron = patrons[loan.patron_id]
-        channel, why_not = route(policy, si, patron)
+        channel, why = route(policy, si, patron, channels)
         if channel is None:
-            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, "cancelled", None, why_not))
+            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, "cancelled", None, why))
             continue
-        library = loan.library if channel == "letter" else None
+        library = loan.library if _spec(channels, channel).per_library else None
         groups[(stage.id, channel, patron.patron_id, library)].append(loan.loan_id)
+        if why:
+            notes[(stage.id, channel, patron.patron_id, library)] = why
 
     order = {s.id: i for i, s in enumerate(policy.stages)}
     by_id = {c.loan.loan_id: c.loan for c in candidates}
@@ -120,31 +128,60 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
             groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][2], kv[0][1], kv[0][3] or "")):
         patron = patrons[patron_id]
         key = notice_key(as_of, stage_id, channel, patron_id, library, loan_ids)
-        if channel == "email":
-            recipient = destination = patron.email
-        else:
-            recipient = ", ".join(patron.postal_lines) or patron.patron_id
-            lib = policy.libraries.get(library)
-            destination = lib.letters.destination if lib else "unconfigured"
+        recipient, destination = address(policy, _spec(channels, channel), patron, library)
         plan.notices.append(Notice(key, as_of, stage_id, channel, patron_id, library,
                                    tuple(sorted(loan_ids)), recipient, destination))
+        note = notes.get((stage_id, channel, patron_id, library))
         for loan_id in loan_ids:
             plan.decisions.append(Decision(loan_id, stage_id, by_id[loan_id].due_date, "pending", key,
-                                           f"due on {as_of}, {channel}"))
+                                           f"due on {as_of}, {channel}" + (f" ({note})" if note else "")))
     return plan
 
 
-def route(policy: Policy, stage_index: int, patron: Patron) -> tuple[str | None, str]:
-    """The channel a due stage goes out on for this patron, or None and why not."""
+def address(policy: Policy, spec: ChannelSpec, patron: Patron, library: str | None) -> tuple[str, str]:
+    """(recipient, destination) of a notice: the patron's contact the channel needs (the email
+    address, or the postal address on one line), and where it goes (that contact, or the library's
+    letters setting: printer:NAME, mailbox:ADDRESS)."""
+    if spec.contact == "email":
+        recipient = patron.email
+    else:
+        recipient = ", ".join(patron.postal_lines) or patron.patron_id
+    if not spec.via_library:
+        return recipient, recipient
+    lib = policy.libraries.get(library)
+    return recipient, lib.letters.destination if lib else "unconfigured"
+
+
+def _spec(channels: Mapping[str, ChannelSpec], name: str) -> ChannelSpec:
+    spec = channels.get(name)
+    if spec is None:
+        raise ValueError(f"channel {name!r} is not among the channels given to the engine ({', '.join(channels)})")
+    return spec
+
+
+def route(policy: Policy, stage_index: int, patron: Patron,
+          channels: Mapping[str, ChannelSpec] = DEFAULT) -> tuple[str | None, str]:
+    """The channel a due stage goes out on for this patron, and why when it is not the stage's own;
+    or None and why not.
+
+    A channel that needs an email address takes exactly one valid address (engine.contact, the one
+    test): a patron without one gets what the policy says for a patron without email (``no_email``:
+    a letter, or nothing), and the reason names the address that was not usable."""
     stage = policy.stages[stage_index]
-    if stage.channel == "email":
-        if patron.email:
-            return "email", ""
+    spec = _spec(channels, stage.channel)
+    if spec.contact == "email":
+        if is_email_address(patron.email):
+            return spec.name, ""
+        lacking = f"email {patron.email!r} is not one valid address" if patron.email else "no email address"
         if stage.offset_days < 0 and not policy.no_email.courtesy_by_letter:
-            return None, "no email address; a letter before the due date would arrive too late"
+            return None, f"{lacking}; a letter before the due date would arrive too late"
         if stage.offset_days >= 0 and not policy.no_email.letters_after_due:
-            return None, "no email address and the policy sends no letter instead"
+            return None, f"{lacking} and the policy sends no letter instead"
+        if not patron.has_postal_address:
+            return None, f"{lacking}, and no postal address to send a letter to"
+        letter = channels.get(LETTER.name, LETTER)
+        return letter.name, (f"{lacking}; letter instead" if patron.email else "")
     if not patron.has_postal_address:
-        instead = "" if stage.channel == "letter" else "no email address, and "
-        return None, f"{instead}no postal address to send a letter to"
-    return "letter", ""
+        what = "a letter" if spec.name == LETTER.name else f"a {spec.name}"
+        return None, f"no postal address to send {what} to"
+    return spec.name, ""

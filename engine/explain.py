@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from engine import decide, reference
+from engine.channels import DEFAULT, ChannelSpec
 from engine.facts import Candidate, Loan, Patron
 from engine.policy import Policy
 
 
-def explain(policy: Policy, loan: Loan, patron: Patron | None, ledger_rows: list[dict], as_of: dt.date) -> list[str]:
+def explain(policy: Policy, loan: Loan, patron: Patron | None, ledger_rows: list[dict], as_of: dt.date,
+            channels: Mapping[str, ChannelSpec] = DEFAULT) -> list[str]:
     later = [r for r in ledger_rows if r["decided_on"] > as_of]
     ledger_rows = [r for r in ledger_rows if r["decided_on"] <= as_of]   # the ledger as it stood that day
     record_type = patron.record_type if patron else ""
@@ -26,8 +29,8 @@ def explain(policy: Policy, loan: Loan, patron: Patron | None, ledger_rows: list
              f"evaluated for {as_of} (policy time zone {policy.timezone})"]
     for si, stage in enumerate(policy.stages):
         if si in due and si == latest:
-            channel, why_not = decide.route(policy, si, patron) if patron else (None, "unknown patron")
-            verdict = f"DUE → {channel}" if channel else f"DUE but not sent: {why_not}"
+            channel, why = decide.route(policy, si, patron, channels) if patron else (None, "unknown patron")
+            verdict = (f"DUE → {channel}" + (f" ({why})" if why else "")) if channel else f"DUE but not sent: {why}"
         elif si in due:
             verdict = f"due, but superseded by {policy.stages[latest].id} (only the latest stage is sent)"
         else:

@@ -4,15 +4,26 @@ from __future__ import annotations
 import datetime as dt
 import re
 from email.utils import parseaddr
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
+from engine.channels import DEFAULT, NAME_PATTERN, ChannelSpec, unknown_channel
 from engine.yamlsource import InputError, YamlDocument, validation_problems
 
 RecordType = Literal["staff", "public", "contact"]
-Channel = Literal["email", "letter"]
+Channel = Annotated[str, Field(pattern=NAME_PATTERN)]    # a registered channel's name: email, letter, …
+
+
+def _known_channel(name: str, info: ValidationInfo) -> str:
+    """A channel the caller knows (the registry's, passed as context; email and letter by default)."""
+    channels = (info.context or {}).get("channels", DEFAULT)
+    if name not in channels:
+        raise ValueError(unknown_channel(name, channels))
+    return name
 
 _ADDR = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -53,11 +64,14 @@ class Audience(_Strict):
 class Stage(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Stage name, used in the ledger and template names")
     offset_days: int = Field(description="Days after the due date (negative: before it)")
-    channel: Channel
+    channel: Channel = Field(description="The channel it goes out on: email, letter, or one added in "
+                                         "adapters/channels/")
     max_delay_days: int | None = Field(default=None, ge=0, description="Catch-up window; the policy's default when absent")
     audience: Audience = Audience()
     template: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
                                  description="Template name in rules/templates/ (default: the stage id)")
+
+    _channel_known = field_validator("channel")(_known_channel)
 
     @property
     def template_name(self) -> str:
@@ -181,6 +195,9 @@ class Delivery(_Strict):
     mailbox: MailboxDelivery | None = Field(default=None, description="Letters for `mailbox:` libraries, attached "
                                             "to an email (default: through delivery.email when it is set)")
     retry: Retry = Retry()
+    channels: dict[Annotated[str, Field(pattern=NAME_PATTERN)], dict[str, Any]] = Field(
+        default={}, description="Settings of the channels added in adapters/channels/, by name (e.g. "
+                                "`pigeon: {loft: ...}`), each checked by its channel's own model")
 
 
 class Fallback(_Strict):
@@ -284,15 +301,17 @@ class Policy(_Strict):
         return self.restart.resumed_on if self.restart else None
 
 
-def parse_policy(text: str, source: str = "reminders.yaml") -> Policy:
-    """Validate policy text; raise InputError naming file, line and key of every problem."""
+def parse_policy(text: str, source: str = "reminders.yaml", channels: Mapping[str, ChannelSpec] = DEFAULT) -> Policy:
+    """Validate policy text; raise InputError naming file, line and key of every problem.
+
+    ``channels``: the channel kinds a stage may name (the registry's; email and letter by default)."""
     doc = YamlDocument(text, source)
     if doc.duplicates:
         raise InputError(doc.duplicates)
     if not isinstance(doc.data, dict):
         raise InputError([doc.problem((), "the policy must be a mapping of keys (timezone, sender, stages, …)")])
     try:
-        return Policy.model_validate(doc.data)
+        policy = Policy.model_validate(doc.data, context={"channels": channels})
     except ValidationError as exc:
         problems = validation_problems(doc, exc)
         # model-level messages name their key as "key: message" (or "stages[2].id: …"); point at its line
@@ -304,6 +323,11 @@ def parse_policy(text: str, source: str = "reminders.yaml") -> Policy:
                 p = doc.problem(path, rest)
             fixed.append(p)
         raise InputError(fixed) from None
+    unknown = [doc.problem(("delivery", "channels", name), unknown_channel(name, channels))
+               for name in policy.delivery.channels if name not in channels]
+    if unknown:
+        raise InputError(unknown)
+    return policy
 
 
 def _path(dotted: str) -> tuple | None:
@@ -319,8 +343,11 @@ def _path(dotted: str) -> tuple | None:
     return tuple(out)
 
 
-def policy_json_schema() -> dict:
+def policy_json_schema(channels: Mapping[str, ChannelSpec] = DEFAULT) -> dict:
     schema = Policy.model_json_schema(by_alias=True)
+    stage_channel = schema["$defs"]["Stage"]["properties"]["channel"]
+    stage_channel.pop("pattern", None)
+    stage_channel["enum"] = list(channels)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "rappel reminder policy (rules/reminders.yaml)"
     return schema
