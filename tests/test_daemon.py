@@ -285,7 +285,8 @@ def test_sigterm_stops_the_daemon_process_and_releases_the_lease(sqlite_url, tmp
         if proc.poll() is None:
             proc.kill()
         store.close()
-    assert "stopped by a signal" in proc.stderr.read()
+    with proc.stderr:
+        assert "stopped by a signal" in proc.stderr.read()
 
 
 # --- the policy edited while the daemon runs ------------------------------------------------------
