@@ -90,15 +90,13 @@ def import_(kind: Annotated[str, typer.Argument(help="patrons, loans or requests
             file: Annotated[Path, typer.Argument(help="CSV file: UTF-8, header row, ISO 8601 dates")],
             rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Load a CSV export; rows upsert by id; any bad row rejects the whole file."""
-    from adapters.sources.csvfiles import import_csv
-    from service import session
+    from service import imports, session
 
     with guarded():
-        if kind not in ("patrons", "loans", "requests"):
-            raise Failure(f"unknown kind {kind!r}: patrons, loans or requests", 2)
+        imports.check_kind(kind)
         loaded = session.load_rules(rules)
         with session.store(db) as store:
-            report = import_csv(store, loaded.policy, kind, file)
+            report = imports.import_file(store, loaded.policy, kind, file)
         typer.echo(f"{file}: {report.rows} {kind} imported ({report.inserted} new, {report.updated} updated)")
 
 
