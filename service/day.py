@@ -8,6 +8,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from adapters.channels.base import Channel
+from adapters.channels.registry import REGISTRY
 from adapters.render import Templates
 from adapters.store.database import Store
 from engine.decide import Plan, plan_day
@@ -31,7 +32,7 @@ class DayResult:
 
 def plan_for(store: Store, policy: Policy, as_of: dt.date) -> Plan:
     candidates, patrons = store.candidates(policy, as_of)
-    return plan_day(policy, candidates, patrons, as_of)
+    return plan_day(policy, candidates, patrons, as_of, REGISTRY.specs())
 
 
 def run_day(store: Store, policy: Policy, templates: Templates, channel: Channel, as_of: dt.date, *,

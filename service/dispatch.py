@@ -26,8 +26,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from adapters.channels.base import Channel, Delivery
-from adapters.render import NoticeContext, Templates, is_address, serialize
+from adapters.channels.registry import REGISTRY
+from adapters.render import NoticeContext, Templates, serialize
 from adapters.store.database import PendingNotice, Store
+from engine.contact import is_email_address
 from engine.decide import Notice, notice_key
 from engine.facts import Loan, Patron
 from engine.policy import Policy
@@ -153,8 +155,7 @@ def flood_guard(store: Store, policy: Policy, channel: Channel, due: list[Pendin
 
 
 def _is_local(channel: Channel, notice) -> bool:
-    is_local = getattr(channel, "is_local", None)
-    return bool(is_local(notice) if callable(is_local) else getattr(channel, "local", False))
+    return channel.is_local(notice)
 
 
 def recheck(policy: Policy, pending: PendingNotice, loans: dict, as_of: dt.date) -> dict:
@@ -213,13 +214,17 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
                                       pending.patron_id, pending.library,
                                       tuple(sorted(loan.loan_id for loan in remaining)), pending.recipient,
                                       pending.destination)
-        if patron is None or (notice.channel == "email" and not is_address(patron.email)):
+        spec = REGISTRY.spec(notice.channel)
+        if spec is None:
+            item.error = f"channel {notice.channel!r} is not registered (adapters/channels/registry.py)"
+            continue
+        if patron is None or _no_usable_email(notice, patron):
             continue       # settled by _deliver: never rendered, never handed to a server
         overdue = [loan for loan in recaps.get(pending.patron_id, []) if loan.status not in policy.exclude_statuses]
         ctx = NoticeContext(policy=policy, notice=notice, patron=patron, triggered=remaining, overdue=overdue,
                             as_of=as_of)
         try:
-            if notice.channel == "email":
+            if spec.renders == "email":
                 item.message = templates.email(ctx)
                 serialize(item.message)      # its bytes too, here rather than while sending
             else:
@@ -242,14 +247,14 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
         reason = f"patron {pending.patron_id} no longer exists"
         store.settle_delivery(pending.key, "cancelled", error=reason, entry_status=dropped)
         return Outcome(pending.key, "cancelled", reason), []
-    if notice.channel == "email" and not is_address(patron.email):
-        # a patron's address that is not exactly one address is never handed to a server
+    if not item.error and _no_usable_email(notice, patron):
+        # the address was edited since the decision: what is not exactly one address never reaches a server
         delivery = Delivery.failed(f"the patron's email {patron.email!r} is not one address", permanent=True)
         return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery)
     try:
         if item.error:
             raise RuntimeError(item.error)
-        if notice.channel == "email":
+        if REGISTRY.spec(notice.channel).renders == "email":
             delivery = channel.send_email(notice, item.message)
         else:
             delivery = channel.send_letter(notice, item.message, _letter_name(notice))
@@ -266,6 +271,13 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
         store.settle_delivery(pending.key, "pending", error=delivery.detail, reply=reply, next_attempt_at=again)
         return Outcome(pending.key, "pending", f"{delivery.detail} (next attempt after {again:%Y-%m-%d %H:%M %Z})"), []
     return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery)
+
+
+def _no_usable_email(notice: Notice, patron: Patron) -> bool:
+    """A notice for a channel that needs an email address, and the patron's is not one valid address
+    now (the same test as the decision's, engine.contact)."""
+    spec = REGISTRY.spec(notice.channel)
+    return spec is not None and spec.contact == "email" and not is_email_address(patron.email)
 
 
 def retry_wait(policy: Policy, attempts_before: int) -> dt.timedelta:

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.channels import registry
 from adapters.channels.base import Channel
-
 from adapters.render import Templates
 from engine.accounts import AccountsPolicy, audience_conflicts, parse_accounts, with_notice_audiences
 from engine.policy import Policy, parse_policy
@@ -35,7 +35,7 @@ def load_policy(rules_dir: Path) -> Policy:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError([Problem(str(path), None, "", f"cannot read the policy: {exc.strerror}")]) from None
-    policy, accounts = parse_policy(text, str(path)), load_accounts(rules_dir, missing_ok=True)
+    policy, accounts = parse_with_registry(text, str(path)), load_accounts(rules_dir, missing_ok=True)
     conflicts = audience_conflicts(policy, accounts)
     if conflicts:
         doc = YamlDocument(text, str(path))
@@ -44,6 +44,23 @@ def load_policy(rules_dir: Path) -> Policy:
                                       f"notices (receives_loan_notices: false); the stage would never reach them")
                           for i, refused in conflicts])
     return with_notice_audiences(policy, accounts)
+
+
+def parse_with_registry(text: str, source: str) -> Policy:
+    """The policy text parsed with the registry's channels: a stage's ``channel:`` is one registered
+    in adapters/channels/, and ``delivery.channels`` holds settings its channel's model accepts;
+    else InputError with file, line and key (``stages[1].channel: unknown channel 'pigoen' (known:
+    email, letter)``)."""
+    policy = parse_policy(text, source, registry.REGISTRY.specs())
+    problems = registry.settings_problems(policy, YamlDocument(text, source)) if policy.delivery.channels else []
+    if problems:
+        raise InputError(problems)
+    return policy
+
+
+def channel_specs() -> dict:
+    """The channel kinds the engine routes to (plain data), for plan_day and explain."""
+    return registry.REGISTRY.specs()
 
 
 def load_checked(rules_dir: Path) -> tuple[Policy, Templates]:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from adapters.channels.base import MemoryChannel
+from adapters.channels.memory import MemoryChannel
 from service.daemon import Daemon, Settings
 from adapters.store.schema import ledger, loans, notices, patrons, runs
 from adapters.store.database import Store

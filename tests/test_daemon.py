@@ -17,7 +17,8 @@ import time
 import pytest
 from sqlalchemy import select
 
-from adapters.channels.base import Delivery, MemoryChannel
+from adapters.channels.base import Delivery
+from adapters.channels.memory import MemoryChannel
 from engine.schedule import catch_up_days, moment, next_moment, scheduled_day
 from adapters.store.lease import read_lease
 from adapters.store.schema import runs

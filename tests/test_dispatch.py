@@ -10,7 +10,8 @@ from adapters.channels import registry as delivery
 
 from service import day as pipeline
 from service.dispatch import retry_wait
-from adapters.channels.base import Channel, MemoryChannel
+from adapters.channels.base import BaseChannel, Channel
+from adapters.channels.memory import MemoryChannel
 from adapters.channels.mailbox import MailboxChannel
 from adapters.channels.outbox import OutboxChannel
 from adapters.channels.printer import PrintChannel
@@ -343,7 +344,7 @@ def test_a_crash_after_the_commit_loses_nothing_the_next_run_sends(tmp_path, ser
         site.close()
 
 
-class _DieAfter:
+class _DieAfter(BaseChannel):
     """Delivers through the real channel, then the process dies before rappel records it."""
 
     def __init__(self, inner, deliveries: int):

@@ -33,7 +33,7 @@ from sqlalchemy import func, select, update
 
 from service import day as pipeline
 from service import rules as rules_
-from adapters.channels.base import MemoryChannel
+from adapters.channels.memory import MemoryChannel
 from adapters.store.lease import read_lease
 from adapters.render import message_id
 from adapters.store.schema import ledger, loans, notices, runs

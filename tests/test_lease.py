@@ -102,7 +102,7 @@ def test_no_message_leaves_once_the_lease_is_lost(store, db_url, tmp_path):
 
 def test_a_leased_channel_renews_before_each_message_and_stops_once_the_lease_is_lost(store):
     """`rappel run` sends through ``leased(channel, lease)``: as the daemon, nothing leaves once another took over."""
-    from adapters.channels.base import MemoryChannel
+    from adapters.channels.memory import MemoryChannel
     from service.daemon import leased
     from adapters.store.schema import leases
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from adapters.channels import outbox
-from adapters.channels.base import Channel, Delivery, MemoryChannel
+from adapters.channels.base import Channel, Delivery
+from adapters.channels.memory import MemoryChannel
 from adapters.channels.outbox import OutboxChannel, safe_name
 from adapters.render import NoticeContext, Templates
 from engine.decide import Notice, notice_key

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from service import patrons as services
-from adapters.channels.base import MemoryChannel
+from adapters.channels.memory import MemoryChannel
 from adapters.sources.csvfiles import import_csv
 from service.rules import load_policy
 from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, patrons

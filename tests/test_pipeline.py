@@ -21,7 +21,8 @@ import pytest
 from sqlalchemy import select
 
 from service import day as pipeline
-from adapters.channels.base import Delivery, MemoryChannel
+from adapters.channels.base import BaseChannel, Delivery
+from adapters.channels.memory import MemoryChannel
 from adapters.sources.csvfiles import import_csv
 from adapters.channels.outbox import OutboxChannel
 from adapters.render import Templates
@@ -383,7 +384,7 @@ def test_a_crash_after_the_commit_is_delivered_by_the_next_run_or_expires(any_wo
     assert world.outbox_files() == {} or outcome == "sent"
 
 
-class _CrashAfter:
+class _CrashAfter(BaseChannel):
     """A real channel that delivers, then the process dies before rappel records the delivery."""
 
     def __init__(self, inner, deliveries: int):

@@ -486,18 +486,36 @@ def test_a_bad_address_does_not_stop_the_pass(site, server):
 
 # -- what a patron's data cannot do ---------------------------------------------------------------
 
-@pytest.mark.parametrize("address", [
+NOT_ONE_ADDRESS = [
     "zoe@etu.example, victim@evil.example",
     "zoe@etu.example\r\nBcc: victim@evil.example",
     "Zoé <zoe@etu.example>",
     "zoe@etu.example victim@evil.example",
-])
+]
+
+
+@pytest.mark.parametrize("address", NOT_ONE_ADDRESS)
 def test_an_address_that_is_not_one_address_sends_nothing_to_anyone(site, server, address):
-    site.patron("P1", address)
+    """The address was edited after the decision: dispatch's last check, the same predicate."""
+    site.patron("P1", ZOE)
     site.loan("L1", "P1", "2026-11-16")
+    site.decide_only()                 # an email to Zoé is decided …
+    site.patron("P1", address)         # … then her address is edited before it goes
     [outcome, *letters] = site.run().outcomes
     assert outcome.status == "failed" and server.messages == []     # nobody got an email
     assert [o.status for o in letters] == ["sent"]                     # a letter instead (the outbox)
+
+
+@pytest.mark.parametrize("address", NOT_ONE_ADDRESS)
+def test_an_address_that_is_not_one_address_is_routed_to_a_letter_when_deciding(site, server, address):
+    site.patron("P1", address)
+    site.loan("L1", "P1", "2026-11-16")
+    result = site.run()
+    [notice] = result.plan.notices
+    assert (notice.stage, notice.channel, notice.library) == ("first_reminder", "letter", "SCI")
+    status, key, reason = site.ledger()[("L1", "first_reminder")]
+    assert key == notice.key and f"email {address!r} is not one valid address; letter instead" in reason
+    assert [o.status for o in result.outcomes] == ["sent"] and server.messages == []
 
 
 def test_a_name_with_line_breaks_adds_no_header_on_the_wire(site, server):

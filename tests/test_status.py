@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from adapters.channels.base import Delivery, MemoryChannel
+from adapters.channels.base import Delivery
+from adapters.channels.memory import MemoryChannel
 from service.status import status_lines, status_report
 from adapters.store.database import Store
 

@@ -1,29 +1,31 @@
 """The channel contract: how a rendered notice leaves rappel.
 
-A channel is one module with one class (like an apprise service, without the size): it gets a
-notice with its rendered email or letter and answers with a ``Delivery``. It never raises for a
-delivery failure; ``permanent`` says whether retrying can help (a server that is down, a 4xx
-reply: not permanent) or not (a refused address: permanent, the policy's fallback applies).
-``reply`` keeps what the server answered (the SMTP reply, lp's job line) for the ledger.
+A channel is one module with one class (like an apprise service, without the size) that
+subclasses ``BaseChannel``: it says what it carries (``carries``: emails, letters), gets a notice
+with its rendered email or letter and answers with a ``Delivery``. It never raises for a delivery
+failure; ``permanent`` says whether retrying can help (a server that is down, a 4xx reply: not
+permanent) or not (a refused address: permanent, the policy's fallback applies). ``reply`` keeps
+what the server answered (the SMTP reply, lp's job line) for the ledger.
 
-Optional, by convention: ``local = True`` for a channel whose messages stay on this machine (the
-outbox: the flood guard does not count them), ``checks()`` returning a ``Check`` per server it
-would use (``rappel lint --check-delivery``), and ``close()``.
+``BaseChannel`` holds the defaults every channel shares, so that nobody probes for them: ``local
+= False`` (True for a channel whose messages stay on this machine: the flood guard does not count
+them), ``checks()`` returning a ``Check`` per server it would use (``rappel lint
+--check-delivery``; none by default), ``close()`` (nothing to close by default), a
+``description`` for ``rappel lint``, and the send methods refusing, for good and politely, what
+the channel does not carry.
 
-Channels: adapters/outbox.py (the default), adapters/smtp_email.py, adapters/printer.py,
-adapters/mailbox.py; they are registered in one place, adapters/delivery.py. ``MemoryChannel``
-ships with the product as the fake for unit tests.
+Channels: outbox.py (the default), smtp.py, printer.py, mailbox.py; memory.py is the fake that
+ships with the product for tests. They are registered in one place, registry.py.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Protocol, runtime_checkable
+from typing import ClassVar
 
 from engine.decide import Notice
 
-__all__ = ["Channel", "Check", "Delivery", "MemoryChannel"]
+__all__ = ["BaseChannel", "Channel", "Check", "Delivery"]
 
 
 @dataclass(frozen=True)
@@ -54,48 +56,38 @@ class Check:
     detail: str
 
 
-@runtime_checkable
-class Channel(Protocol):
-    name: str
+class BaseChannel:
+    """The contract and its defaults; a channel overrides what it does differently."""
 
-    def send_email(self, notice: Notice, message: EmailMessage) -> Delivery: ...
+    name: ClassVar[str] = "channel"
+    local: ClassVar[bool] = False                 # True: nothing leaves the machine (the flood guard skips it)
+    carries: ClassVar[tuple[str, ...]] = ()       # "email", "letter": what send_email / send_letter take
 
-    def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery: ...
+    @property
+    def description(self) -> str:
+        """Where this channel sends, for people (rappel lint)."""
+        return self.name
 
-
-Failure = Delivery | Callable[[Notice], Delivery | None] | None
-
-
-@dataclass
-class MemoryChannel:
-    """Keeps what it is sent in ``emails`` and ``letters``; fails on demand.
-
-    ``fail_with`` is a Delivery returned for every notice, or a function of the notice returning
-    a Delivery (fail this one) or None (deliver it). Failed notices are not recorded, only
-    counted in ``attempts``.
-    """
-
-    name: str = "memory"
-    fail_with: Failure = None
-    local: bool = False      # counted by the flood guard, like a real server
-    emails: list[tuple[Notice, EmailMessage]] = field(default_factory=list)
-    letters: list[tuple[Notice, bytes, str]] = field(default_factory=list)
-    attempts: int = 0
+    def is_local(self, notice: Notice) -> bool:
+        """Whether this notice stays on this machine (a router answers for the channel it picks)."""
+        return self.local
 
     def send_email(self, notice: Notice, message: EmailMessage) -> Delivery:
-        failure = self._failure(notice)
-        if failure:
-            return failure
-        self.emails.append((notice, message))
-        return Delivery.sent(f"memory:email/{len(self.emails)}")
+        return self.refuse("email")
 
     def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
-        failure = self._failure(notice)
-        if failure:
-            return failure
-        self.letters.append((notice, pdf, filename))
-        return Delivery.sent(f"memory:letter/{len(self.letters)}")
+        return self.refuse("letter")
 
-    def _failure(self, notice: Notice) -> Delivery | None:
-        self.attempts += 1
-        return self.fail_with(notice) if callable(self.fail_with) else self.fail_with
+    def checks(self) -> list[Check]:
+        return []
+
+    def close(self) -> None:
+        """Release connections; harmless to call twice."""
+
+    def refuse(self, kind: str) -> Delivery:
+        carried = " and ".join(f"{k}s" for k in self.carries) or "nothing"
+        return Delivery.failed(f"the {self.name} channel carries {carried}, not {kind}s", permanent=True)
+
+
+Channel = BaseChannel     # the name type hints use: anything that keeps the contract
+

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from email.message import EmailMessage
 
-from adapters.channels.base import Check, Delivery
+from adapters.channels.base import BaseChannel, Check, Delivery
 from adapters.channels.smtp import SmtpEmailChannel
 from engine.decide import Notice
 
@@ -21,17 +21,19 @@ __all__ = ["MailboxChannel"]
 Cover = Callable[[Notice, bytes, str], EmailMessage]
 
 
-class MailboxChannel:
+class MailboxChannel(BaseChannel):
     """The channel contract for letters whose destination is ``mailbox:ADDRESS``."""
 
     name = "mailbox"
+    carries = ("letter",)
 
     def __init__(self, transport: SmtpEmailChannel, cover: Cover):
         self.transport = transport
         self.cover = cover
 
-    def send_email(self, notice: Notice, message: EmailMessage) -> Delivery:
-        return Delivery.failed("the mailbox channel carries letters, not patrons' emails", permanent=True)
+    @property
+    def description(self) -> str:
+        return f"mailbox (attached to an email, through {self.transport.description})"
 
     def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
         kind, _, mailbox = notice.destination.partition(":")

@@ -16,7 +16,7 @@ import tempfile
 from email.message import EmailMessage
 from pathlib import Path
 
-from adapters.channels.base import Check, Delivery
+from adapters.channels.base import BaseChannel, Check, Delivery
 from adapters.render import wire_bytes
 from engine.decide import Notice
 
@@ -32,12 +32,17 @@ def safe_name(key: str) -> str:
     return f"{slug}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:10]}"
 
 
-class OutboxChannel:
+class OutboxChannel(BaseChannel):
     name = "outbox"
     local = True       # nothing leaves the machine: the flood guard does not count these
+    carries = ("email", "letter")
 
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    @property
+    def description(self) -> str:
+        return f"outbox ({self.root}/)"
 
     def email_path(self, notice: Notice) -> Path:
         return self.root / "email" / notice.date.isoformat() / f"{safe_name(notice.key)}.eml"

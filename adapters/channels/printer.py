@@ -33,7 +33,7 @@ from apprise.attachment.memory import AttachMemory
 from apprise.common import NotifyType
 from apprise.plugins.base import NotifyBase
 
-from adapters.channels.base import Check, Delivery
+from adapters.channels.base import BaseChannel, Check, Delivery
 from engine.decide import Notice
 
 __all__ = ["CupsPrint", "PrintChannel"]
@@ -141,10 +141,11 @@ class CupsPrint(NotifyBase):
         return results
 
 
-class PrintChannel:
+class PrintChannel(BaseChannel):
     """The channel contract for letters whose destination is ``printer:NAME``."""
 
     name = "print"
+    carries = ("letter",)
 
     def __init__(self, command: str = "lp", server: str | None = None, options: list[str] | tuple[str, ...] = (),
                  timeout: float = 60, printers: list[str] | tuple[str, ...] = ()):
@@ -155,8 +156,9 @@ class PrintChannel:
         self.printers = list(printers)    # the queues the policy uses, for checks()
         self.asset = apprise.AppriseAsset(async_mode=False, service_timeout=0)
 
-    def send_email(self, notice: Notice, message) -> Delivery:
-        return Delivery.failed("the print channel prints letters, not emails", permanent=True)
+    @property
+    def description(self) -> str:
+        return f"print (lp on {self.server or 'the CUPS default server'})"
 
     def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
         kind, _, printer = notice.destination.partition(":")

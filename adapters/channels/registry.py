@@ -1,13 +1,18 @@
 """Which channel delivers which notice: the one place channels are registered and configured.
 
-A notice goes by its route: ``email`` (a patron's email), ``printer`` (a letter for a library
-whose letters go to a printer) or ``mailbox`` (a letter for a library's mailbox). Each route has
-one registration below: which part of the policy's ``delivery:`` section configures it and how
-its channel is built from it. A route with nothing configured goes to the local outbox folder,
-so a fresh installation runs end to end with nothing to set up.
+The registry knows the channel kinds by name, the names a stage's ``channel:`` may use. Each
+``Registration`` is one route: the kind it carries as the engine routes it (a ``ChannelSpec``,
+plain data: which contact it needs, how notices are grouped, what is rendered), what configures
+it in the policy's ``delivery:`` section and how its channel is built from that. Shipped: ``email``
+(patrons' emails), and two routes for the ``letter`` kind, ``printer`` and ``mailbox`` (a letter
+goes where its library's ``letters:`` says). A route with nothing configured goes to the local
+outbox folder, so a fresh installation runs end to end with nothing to set up.
 
-Adding a channel: one module in adapters/ with the channel contract (adapters/channels.py), its
-settings in the policy's ``delivery:`` section, and one ``Registration`` line here.
+Adding a channel: one module in adapters/channels/ with a ``BaseChannel`` subclass, and one
+``REGISTRY.register(Registration(...))`` naming its spec, its settings model (a pydantic model,
+its settings written under ``delivery: {channels: {NAME: {...}}}`` and checked at ``rappel lint``
+with file, line and key) and its builder. Nothing under engine/ changes: the service layer hands
+the registry's specs to the engine (``REGISTRY.specs()``).
 
 Settings may take ``${NAME}`` from the environment (secrets never go in the YAML): a missing
 variable is an input error naming the file, the line and the key, at ``rappel lint`` as at
@@ -22,17 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from adapters.channels.base import Channel, Check, Delivery
+from pydantic import BaseModel, ValidationError
+
+from adapters.channels.base import BaseChannel, Channel, Check, Delivery
 from adapters.channels.mailbox import MailboxChannel
 from adapters.channels.outbox import OutboxChannel
 from adapters.channels.printer import PrintChannel
-from adapters.render import Templates
 from adapters.channels.smtp import SmtpEmailChannel
+from adapters.render import Templates
+from engine.channels import EMAIL, LETTER, ChannelSpec
 from engine.decide import Notice
 from engine.policy import MailboxDelivery, Policy, environment_names
-from engine.yamlsource import InputError, Problem, YamlDocument
+from engine.yamlsource import InputError, Problem, YamlDocument, validation_problems
 
-__all__ = ["REGISTRY", "Pacer", "Registration", "Router", "Site", "build", "environment_problems"]
+__all__ = ["REGISTRY", "Pacer", "Registration", "Registry", "Router", "Site", "build", "environment_problems",
+           "settings_problems"]
 
 POLICY_FILE = "reminders.yaml"
 
@@ -59,16 +68,16 @@ class Site:
             value = self.env.get(name)
             if value is None or value == "":
                 why = "is not set" if value is None else "is empty"
-                self.problems.append(self._problem(path, f"environment variable {name} {why} "
+                self.problems.append(self.problem(path, f"environment variable {name} {why} "
                                                          f"(this setting takes it: {text})"))
                 continue
             out = out.replace(f"${{{name}}}", value if whole or not url else quote(value, safe=""))
         return out
 
     def invalid(self, path: tuple, message: str) -> None:
-        self.problems.append(self._problem(path, message))
+        self.problems.append(self.problem(path, message))
 
-    def _problem(self, path: tuple, message: str) -> Problem:
+    def problem(self, path: tuple, message: str) -> Problem:
         if self.document is not None:
             return self.document.problem(path, message)
         return Problem(self.source, None, ".".join(str(p) for p in path), message)
@@ -76,10 +85,89 @@ class Site:
 
 @dataclass(frozen=True)
 class Registration:
-    route: str                                               # email | printer | mailbox
+    """One route: the channel kind it carries, where its settings are, how its channel is built.
+
+    An added channel gives ``settings``, a pydantic model of what it reads under
+    ``delivery.channels.<its name>``; its route is its name. A route without settings in the
+    policy is not configured: its notices go to the outbox."""
+
+    route: str                                               # email | printer | mailbox | an added channel
+    spec: ChannelSpec                                        # the kind it carries, as the engine routes it
     what: str                                                # for people: what the route carries
-    configured: Callable[[Policy], object | None]            # its settings, None when not configured
     build: Callable[[object, Site], Channel | None]          # its channel (None: a problem was noted)
+    configured: Callable[[Policy], object | None] | None = None   # its settings, None when not configured
+    settings: type[BaseModel] | None = None                 # the model of delivery.channels.<name>
+
+    def __post_init__(self):
+        if self.configured is None and self.settings is None:
+            raise ValueError(f"route {self.route}: give where its settings are (configured) or their model (settings)")
+        if not self.spec.via_library and self.route != self.spec.name:
+            raise ValueError(f"route {self.route}: a channel that goes to the patron's contact is routed by its "
+                             f"name ({self.spec.name})")
+
+    def settings_of(self, policy: Policy, site: Site | None = None) -> object | None:
+        """Its settings in this policy (validated by its model), or None when it is not configured."""
+        if self.configured is not None:
+            return self.configured(policy)
+        raw = policy.delivery.channels.get(self.spec.name)
+        if raw is None:
+            return None
+        try:
+            return self.settings.model_validate(raw)
+        except ValidationError as exc:
+            if site is not None:
+                site.problems.extend(validation_problems(_Under(site, self._path), exc))
+            return None
+
+    @property
+    def _path(self) -> tuple:
+        return ("delivery", "channels", self.spec.name)
+
+
+@dataclass(frozen=True)
+class _Under:
+    """Problems of a channel's own settings model, placed under its key in the policy."""
+
+    where: YamlDocument | Site
+    prefix: tuple
+
+    def problem(self, path: tuple, message: str) -> Problem:
+        return self.where.problem(self.prefix + tuple(path), message)
+
+
+class Registry:
+    """The registrations in order, one per route; the channel kinds are their specs, by name."""
+
+    def __init__(self, *registrations: Registration):
+        self._items: list[Registration] = []
+        for registration in registrations:
+            self.register(registration)
+
+    def __iter__(self):
+        return iter(tuple(self._items))
+
+    def register(self, registration: Registration) -> Registration:
+        if any(r.route == registration.route for r in self._items):
+            raise ValueError(f"route {registration.route!r} is already registered")
+        known = self.spec(registration.spec.name)
+        if known is not None and known != registration.spec:
+            raise ValueError(f"channel {registration.spec.name!r} is already registered as {known}")
+        self._items.append(registration)
+        return registration
+
+    def unregister(self, route: str) -> None:
+        self._items = [r for r in self._items if r.route != route]
+
+    def specs(self) -> dict[str, ChannelSpec]:
+        """The channel kinds a stage may name, for the engine (plain data)."""
+        return {r.spec.name: r.spec for r in self._items}
+
+    def spec(self, name: str) -> ChannelSpec | None:
+        return self.specs().get(name)
+
+    def configurable(self, name: str) -> Registration | None:
+        """The registration whose settings are delivery.channels.<name>, if any."""
+        return next((r for r in self._items if r.settings is not None and r.spec.name == name), None)
 
 
 def _email(settings, site: Site) -> Channel | None:
@@ -136,11 +224,30 @@ def _no_cover(notice, pdf, filename):
     raise RuntimeError("channels built without templates only check their settings; they do not send")
 
 
-REGISTRY: tuple[Registration, ...] = (
-    Registration("email", "patrons' emails", lambda p: p.delivery.email, _email),
-    Registration("printer", "letters of libraries with a printer", lambda p: p.delivery.print_, _printer),
-    Registration("mailbox", "letters of libraries with a mailbox", _mailbox_settings, _mailbox),
+REGISTRY = Registry(
+    Registration("email", EMAIL, "patrons' emails", _email, lambda p: p.delivery.email),
+    Registration("printer", LETTER, "letters of libraries with a printer", _printer, lambda p: p.delivery.print_),
+    Registration("mailbox", LETTER, "letters of libraries with a mailbox", _mailbox, _mailbox_settings),
 )
+
+
+def settings_problems(policy: Policy, document: YamlDocument) -> list[Problem]:
+    """Every problem of ``delivery.channels``: a channel that takes no settings there, or settings its
+    channel's model refuses (file, line and key). Nothing is built or connected."""
+    problems: list[Problem] = []
+    for name, raw in policy.delivery.channels.items():
+        path = ("delivery", "channels", name)
+        registration = REGISTRY.configurable(name)
+        if registration is None:
+            where = {"email": "delivery.email", "letter": "delivery.print and delivery.mailbox"}.get(name)
+            problems.append(document.problem(path, f"the {name} channel takes no settings here"
+                                                   + (f"; they are {where}" if where else "")))
+            continue
+        try:
+            registration.settings.model_validate(raw)
+        except ValidationError as exc:
+            problems += validation_problems(_Under(document, path), exc)
+    return problems
 
 
 class Pacer:
@@ -161,10 +268,11 @@ class Pacer:
         self.next_at = now + self.interval
 
 
-class Router:
+class Router(BaseChannel):
     """The channel contract over the configured channels: each notice to its route's channel."""
 
     name = "router"
+    carries = ("email", "letter")
 
     def __init__(self, routes: Mapping[str, Channel], fallback: Channel, pacer: Pacer | None = None):
         self.routes = dict(routes)
@@ -173,13 +281,15 @@ class Router:
 
     @staticmethod
     def route_of(notice) -> str:
-        return "email" if notice.channel == "email" else notice.destination.partition(":")[0]
+        """A letter's route is its destination's kind (printer:, mailbox:); any other notice's, its channel."""
+        spec = REGISTRY.spec(notice.channel)
+        return notice.destination.partition(":")[0] if spec is not None and spec.via_library else notice.channel
 
     def channel_for(self, notice) -> Channel:
         return self.routes.get(self.route_of(notice), self.fallback)
 
     def is_local(self, notice) -> bool:
-        return bool(getattr(self.channel_for(notice), "local", False))
+        return self.channel_for(notice).is_local(notice)
 
     def send_email(self, notice: Notice, message) -> Delivery:
         return self._paced(notice).send_email(notice, message)
@@ -189,34 +299,30 @@ class Router:
 
     def _paced(self, notice: Notice) -> Channel:
         channel = self.channel_for(notice)
-        if not getattr(channel, "local", False):
+        if not channel.is_local(notice):
             self.pacer.wait()
         return channel
 
+    @property
+    def description(self) -> str:
+        return "; ".join(self.describe())
+
     def describe(self) -> list[str]:
         """Where each route goes, for people (rappel lint)."""
-        lines = []
-        for reg in REGISTRY:
-            channel = self.routes.get(reg.route, self.fallback)
-            where = getattr(channel, "root", None)
-            lines.append(f"{reg.what}: {channel.name}" + (f" ({where}/)" if where is not None else ""))
-        return lines
+        return [f"{reg.what}: {self.routes.get(reg.route, self.fallback).description}" for reg in REGISTRY]
+
+    def _channels(self) -> list[Channel]:
+        return list({id(c): c for c in [*self.routes.values(), self.fallback]}.values())
 
     def checks(self) -> list[Check]:
         out: list[Check] = []
-        seen: set[int] = set()
-        for channel in [*self.routes.values(), self.fallback]:
-            if id(channel) in seen or not hasattr(channel, "checks"):
-                continue
-            seen.add(id(channel))
+        for channel in self._channels():
             out += [c for c in channel.checks() if c not in out]
         return out
 
     def close(self) -> None:
-        for channel in {id(c): c for c in [*self.routes.values(), self.fallback]}.values():
-            close = getattr(channel, "close", None)
-            if close:
-                close()
+        for channel in self._channels():
+            channel.close()
 
 
 def _site(policy: Policy, templates: Templates | None, env: Mapping[str, str], rules_dir: Path | None) -> Site:
@@ -240,13 +346,13 @@ def build(policy: Policy, templates: Templates | None, *, env: Mapping[str, str]
     site = _site(policy, templates, env, rules_dir)
     routes: dict[str, Channel] = {}
     for reg in REGISTRY:
-        settings = reg.configured(policy)
+        settings = reg.settings_of(policy, site)
         channel = reg.build(settings, site) if settings is not None else None
         if channel is not None:
             routes[reg.route] = channel
     if site.problems:
         for channel in routes.values():
-            getattr(channel, "close", lambda: None)()
+            channel.close()
         raise InputError(list(dict.fromkeys(site.problems)))
     return Router(routes, OutboxChannel(outbox), Pacer(policy.flood_guard.per_second))
 

@@ -49,8 +49,9 @@ import apprise
 from apprise.common import NotifyType
 from apprise.plugins.email import NotifyEmail
 
-from adapters.channels.base import Check, Delivery
-from adapters.render import is_address, wire_bytes
+from adapters.channels.base import BaseChannel, Check, Delivery
+from adapters.render import wire_bytes
+from engine.contact import is_email_address
 from engine.decide import Notice
 
 __all__ = ["RappelMail", "SmtpEmailChannel", "SmtpReply"]
@@ -281,10 +282,11 @@ class RappelMail(NotifyEmail):
         return True
 
 
-class SmtpEmailChannel:
+class SmtpEmailChannel(BaseChannel):
     """The channel contract over one SMTP server: send_email (one recipient, its own URL), checks."""
 
     name = "smtp"
+    carries = ("email",)
 
     def __init__(self, url: str, sender_from: str, reply_to: str, *, timeout: float = 30,
                  per_connection: int = 100, label: str = "delivery.email"):
@@ -321,7 +323,7 @@ class SmtpEmailChannel:
     def send_email(self, notice: Notice, message: EmailMessage) -> Delivery:
         raw = {name.lower(): value for name, value in message.raw_items()}   # as written: no parsing needed
         recipients = [address for _, address in getaddresses([raw.get("to", "")]) if address]
-        if len(recipients) != 1 or not is_address(recipients[0]):
+        if len(recipients) != 1 or not is_email_address(recipients[0]):
             return Delivery.failed(f"not one email address: {raw.get('to')!r}", permanent=True)
         recipient = recipients[0]
         mail = self.service_for(recipient, wire_bytes(message))
@@ -341,8 +343,10 @@ class SmtpEmailChannel:
             return Delivery.failed(logs or f"apprise: {result.status.name}", reference=reference)
         return Delivery.failed(refusal(reply), permanent=reply.permanent, reference=reference, reply=str(reply))
 
-    def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
-        return Delivery.failed("the SMTP channel sends emails; letters go to a printer or a mailbox", permanent=True)
+    @property
+    def description(self) -> str:
+        mail = self.server
+        return f"smtp ({mail.smtp_host}:{mail.port})"
 
     def checks(self) -> list[Check]:
         """Connect, read the greeting, STARTTLS and log in as configured, then quit: nothing is sent."""
