@@ -17,7 +17,7 @@ from typing import Literal
 
 __all__ = ["DEFAULT", "EMAIL", "LETTER", "NAME_PATTERN", "ChannelSpec", "unknown_channel"]
 
-NAME_PATTERN = r"^[a-z][a-z0-9_]*$"      # a channel's name in the policy: email, letter, sms, pigeon…
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"      # a channel's name in the policy: email, letter, sms…
 
 Contact = Literal["email", "postal"]
 Renders = Literal["email", "letter"]

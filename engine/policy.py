@@ -196,8 +196,8 @@ class Delivery(_Strict):
                                             "to an email (default: through delivery.email when it is set)")
     retry: Retry = Retry()
     channels: dict[Annotated[str, Field(pattern=NAME_PATTERN)], dict[str, Any]] = Field(
-        default={}, description="Settings of the channels added in adapters/channels/, by name (e.g. "
-                                "`pigeon: {loft: ...}`), each checked by its channel's own model")
+        default={}, description="Settings of the channels added in adapters/channels/, by channel name, "
+                                "each checked by its channel's own model")
 
 
 class Fallback(_Strict):

@@ -91,3 +91,18 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("figures")
         for text in FIGURES:
             terminalreporter.write_line(text)
+
+
+# --- a real SMTP server, shared by the delivery tests -----------------------------------------------
+
+@pytest.fixture
+def smtp_server():
+    """aiosmtpd on 127.0.0.1 (tests/delivery_site.py): keeps what it accepts in ``messages``, refuses
+    the recipients in ``refuse`` (``refuse["x@y.example"] = "550 5.1.1 User unknown"``); stopped after."""
+    try:
+        from tests.delivery_site import SmtpServer
+    except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
+        from delivery_site import SmtpServer
+    smtp = SmtpServer().start()
+    yield smtp
+    smtp.stop()

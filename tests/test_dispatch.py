@@ -21,16 +21,14 @@ from engine.policy import parse_policy
 from engine.yamlsource import InputError
 
 try:
-    from tests.delivery_site import POLICY, RUN, Site, SmtpServer
+    from tests.delivery_site import POLICY, RUN, Site
 except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
-    from delivery_site import POLICY, RUN, Site, SmtpServer
+    from delivery_site import POLICY, RUN, Site
 
 
 @pytest.fixture
-def server():
-    smtp = SmtpServer().start()
-    yield smtp
-    smtp.stop()
+def server(smtp_server):
+    return smtp_server
 
 
 @pytest.fixture
