@@ -15,13 +15,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine import rules
-from engine.facts import IDENTITY_FIELDS, Patron
-from engine.policy import Policy, RecordType
+from engine.contact import is_email_address
+from engine.facts import ACCOUNT_TYPES, IDENTITY_FIELDS, PATRON_FIELDS, RECORD_TYPES, Patron, RecordType
+from engine.policy import Policy
 from engine.yamlsource import InputError, YamlDocument, validation_problems
 
-ACCOUNT_TYPES = ("internal", "external")
-RECORD_TYPES = ("staff", "public", "contact")
-PATRON_FIELDS = tuple(f.name for f in dataclasses.fields(Patron))
 EDITABLE_FIELDS = tuple(f for f in PATRON_FIELDS if f not in IDENTITY_FIELDS)
 CONTACT_FIELDS = ("email", "phone", "address_line1", "address_line2", "postal_code", "city", "country")
 
@@ -32,7 +30,6 @@ assert set(FieldName.__args__) == set(EDITABLE_FIELDS), "FieldName must list the
 # the verdicts of the edit decision, in the order they are checked
 VERDICTS = ("identity", "owned", "record_type", "allowed", "not_permitted")
 
-_EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")   # the importer's rule
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
 
@@ -91,6 +88,11 @@ class RecordTypes(_Strict):
     staff: RecordTypeSpec
     public: RecordTypeSpec
     contact: RecordTypeSpec
+
+
+# one list of each, in engine/facts.py: these models name the same ones
+assert tuple(AccountTypes.model_fields) == ACCOUNT_TYPES, "AccountTypes must name every account type"
+assert tuple(RecordTypes.model_fields) == RECORD_TYPES, "RecordTypes must name every record type"
 
 
 class Role(_Strict):
@@ -321,7 +323,7 @@ def value_problems(accounts: AccountsPolicy, changes: dict[str, str], current: P
     for field, value in changes.items():
         if any(ch in value for ch in "\r\n"):
             problems[field] = "must be on one line"
-        elif field == "email" and value and not _EMAIL.match(value):
+        elif field == "email" and value and not is_email_address(value):
             problems[field] = f"{value!r} is not an email address"
         elif field == "postal_code" and value:
             patterns = accounts.validation.postal_code

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Literal, get_args
 
 LEDGER_STATUSES = ("pending", "sent", "failed", "superseded", "expired", "cancelled")
 IDENTITY_FIELDS = ("patron_id", "account_type")   # set when a patron record is created; never edited
+
+RecordType = Literal["staff", "public", "contact"]     # who a patron record is (policy audiences, accounts)
+AccountType = Literal["internal", "external"]          # where a patron record is kept: here, or a source system
+RECORD_TYPES: tuple[str, ...] = get_args(RecordType)
+ACCOUNT_TYPES: tuple[str, ...] = get_args(AccountType)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,9 @@ class Patron:
     def postal_lines(self) -> list[str]:
         town = " ".join(p for p in (self.postal_code, self.city) if p)
         return [line for line in (self.full_name, self.address_line1, self.address_line2, town, self.country) if line]
+
+
+PATRON_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Patron))   # the patron record's fields, in order
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,10 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       model_validator)
 
 from engine.channels import DEFAULT, NAME_PATTERN, ChannelSpec, unknown_channel
+from engine.contact import is_email_address
+from engine.facts import RecordType
 from engine.yamlsource import InputError, YamlDocument, validation_problems
 
-RecordType = Literal["staff", "public", "contact"]
 Channel = Annotated[str, Field(pattern=NAME_PATTERN)]    # a registered channel's name: email, letter, …
 
 
@@ -25,15 +26,13 @@ def _known_channel(name: str, info: ValidationInfo) -> str:
         raise ValueError(unknown_channel(name, channels))
     return name
 
-_ADDR = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
 
 def _address(value: str) -> str:
     """An email address, bare or with a display name ("Name <a@b.example>")."""
     if "\n" in value or "\r" in value:
         raise ValueError("must be on one line")
     _, addr = parseaddr(value)
-    if not _ADDR.match(addr or ""):
+    if not is_email_address(addr):
         raise ValueError(f"{value!r} is not an email address")
     return value
 

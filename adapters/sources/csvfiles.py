@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, loans, patrons, requests
 from adapters.store.database import Store
+from engine.contact import is_email_address
+from engine.facts import ACCOUNT_TYPES, RECORD_TYPES
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
 
@@ -26,8 +27,7 @@ REQUIRED = {
     "requests": ("request_id", "patron_id", "library", "pickup_library", "placed_on"),
 }
 DATE_FIELDS = {"due_date", "returned_on", "placed_on", "expires_on"}
-CHOICES = {"account_type": ("internal", "external"), "record_type": ("staff", "public", "contact")}
-EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+CHOICES = {"account_type": ACCOUNT_TYPES, "record_type": RECORD_TYPES}
 MAX_REPORTED = 200
 CHUNK = 5000
 
@@ -80,7 +80,7 @@ class _Validator:
                     value = None
             elif name in CHOICES and value not in CHOICES[name]:
                 errors.append(f"{name} {value!r} is not one of {', '.join(CHOICES[name])}")
-            elif name == "email" and value and not EMAIL.match(value):
+            elif name == "email" and value and not is_email_address(value):
                 errors.append(f"email {value!r} is not an email address")
             elif name in ("library", "pickup_library") and value not in self.libraries:
                 errors.append(f"{name} {value!r} is not a library of the policy ({', '.join(sorted(self.libraries))})")

@@ -4,6 +4,8 @@ from __future__ import annotations
 from sqlalchemy import (Column, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint,
                         String, Table, Text, func)
 
+from engine.facts import PATRON_FIELDS
+
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_name)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -11,9 +13,6 @@ metadata = MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
-PATRON_FIELDS = ("patron_id", "barcode", "first_name", "last_name", "email", "preferred_language",
-                 "account_type", "record_type", "user_group", "address_line1", "address_line2",
-                 "postal_code", "city", "country", "phone")
 LOAN_FIELDS = ("loan_id", "patron_id", "item_barcode", "title", "library", "due_date", "returned_on", "status")
 REQUEST_FIELDS = ("request_id", "patron_id", "title", "library", "pickup_library", "placed_on", "status",
                   "expires_on")
@@ -24,6 +23,7 @@ patrons = Table(
     Column("barcode", String(64), nullable=False, unique=True),
     *(Column(name, String(255), nullable=False, server_default="") for name in PATRON_FIELDS[2:]),
 )
+assert tuple(patrons.c.keys()) == PATRON_FIELDS, "the patrons table has one column per Patron field, in order"
 
 loans = Table(
     "loans", metadata,
