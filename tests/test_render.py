@@ -13,6 +13,7 @@ import pypdf
 import pytest
 
 from adapters import render
+from adapters.render import fonts
 from adapters.render import MissingFont, NoticeContext, Templates, find_font, packaged_font
 from engine.decide import Notice, notice_key
 from engine.facts import Loan, Patron
@@ -312,8 +313,8 @@ UNICODE_LOANS = [*LOANS, Loan("L9", "P1", "SCI", dt.date(2026, 10, 30), "S-0009"
 @pytest.fixture
 def no_font_but(monkeypatch, tmp_path):
     """Only the fonts a test puts in place: no pymupdf-fonts, no system folder, no RAPPEL_FONT_DIR."""
-    monkeypatch.setattr(render, "packaged_font", lambda: None)
-    monkeypatch.setattr(render, "FONT_DIRS", ())
+    monkeypatch.setattr(fonts, "packaged_font", lambda: None)
+    monkeypatch.setattr(fonts, "FONT_DIRS", ())
     monkeypatch.delenv("RAPPEL_FONT_DIR", raising=False)
     return tmp_path
 
@@ -375,7 +376,7 @@ def test_system_dejavu_is_the_second_choice(policy, templates, no_font_but, monk
     # any TrueType font under DejaVu's file names shows the search; the packaged one is at hand everywhere
     shutil.copy(packaged_font()[""], system / "DejaVuSans.ttf")
     shutil.copy(packaged_font()["B"], system / "DejaVuSans-Bold.ttf")
-    monkeypatch.setattr(render, "FONT_DIRS", (str(no_font_but / "empty"), str(system)))
+    monkeypatch.setattr(fonts, "FONT_DIRS", (str(no_font_but / "empty"), str(system)))
     assert find_font() == {"": system / "DejaVuSans.ttf", "B": system / "DejaVuSans-Bold.ttf"}
     text = pdf_text(templates.letter_pdf(context(policy, letter_notice("SCI", ("L1",)))))
     assert "Œuvres complètes — 12 €" in text and "Zoé Lefèvre" in text

@@ -1,0 +1,135 @@
+"""What a notice's messages are made from: its context (``NoticeContext``), the template files of a
+stage, and the variables its templates see (plain dicts, lists, strings and dates only)."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from adapters.render.formats import one_line
+from adapters.render.letter import LETTER_TABLE
+from engine.decide import Notice
+from engine.facts import Loan, Patron
+from engine.policy import Policy, Stage
+
+__all__ = ["KINDS", "MAILBOX", "NoticeContext", "library_values", "mailbox_variables", "notice_variables",
+           "sender_values", "template_file"]
+
+KINDS = ("subject", "txt", "html")                      # the three templates of a stage
+MAILBOX = ("_mailbox.subject.j2", "_mailbox.txt.j2")     # the email carrying a letter to a library
+
+
+@dataclass(frozen=True)
+class NoticeContext:
+    """Everything one notice's messages are made from."""
+
+    policy: Policy
+    notice: Notice
+    patron: Patron
+    triggered: list[Loan]   # the loans in notice.loan_ids
+    overdue: list[Loan]     # all the patron's open loans due before notice.date (the recap)
+    as_of: dt.date          # the date the message carries
+
+    @classmethod
+    def build(cls, policy: Policy, notice: Notice, patron: Patron, loans: Iterable[Loan],
+              as_of: dt.date | None = None) -> NoticeContext:
+        """Pick the triggered and overdue loans out of the patron's loans.
+
+        Loans with a status the policy excludes (lost, claimed returned…) stay out of the recap.
+        """
+        mine = [loan for loan in loans if loan.patron_id == patron.patron_id]
+        by_id = {loan.loan_id: loan for loan in mine}
+        missing = [i for i in notice.loan_ids if i not in by_id]
+        if missing:
+            raise KeyError(f"notice {notice.key}: loans not given: {', '.join(missing)}")
+        overdue = [loan for loan in mine if loan.is_open and loan.due_date < notice.date
+                   and loan.status not in policy.exclude_statuses]
+        return cls(policy, notice, patron, [by_id[i] for i in notice.loan_ids], overdue,
+                   as_of or notice.date)
+
+
+def template_file(stage: Stage, kind: str) -> str:
+    """The file name of one of a stage's templates: ``<template>.<kind>.j2``."""
+    return f"{stage.template_name}.{kind}.j2"
+
+
+def notice_variables(ctx: NoticeContext, language: str) -> dict:
+    """The template context of one notice's messages, in ``language``."""
+    policy, notice = ctx.policy, ctx.notice
+    stage = policy.stage(notice.stage)
+    library = library_values(policy, notice.library) if notice.library else None
+    overdue = sorted(ctx.overdue, key=_by_due)
+    library_loans: list[dict] = []
+    if notice.channel == "letter" and notice.library:
+        seen = {loan.loan_id: loan for loan in (*ctx.triggered, *overdue) if loan.library == notice.library}
+        library_loans = [_loan(policy, loan, ctx.as_of) for loan in sorted(seen.values(), key=_by_due)]
+    return {
+        "patron": {"patron_id": ctx.patron.patron_id, "barcode": ctx.patron.barcode,
+                   "first_name": one_line(ctx.patron.first_name),
+                   "last_name": one_line(ctx.patron.last_name),
+                   "full_name": one_line(ctx.patron.full_name), "email": ctx.patron.email,
+                   "postal_lines": [one_line(line) for line in ctx.patron.postal_lines]},
+        "stage": _stage(stage),
+        "notice": _notice(notice),
+        "library": library,
+        "triggered": [_loan(policy, loan, ctx.as_of) for loan in sorted(ctx.triggered, key=_by_due)],
+        "recap": _recap(policy, overdue, ctx.as_of),
+        "library_loans": library_loans,
+        "letter_table": LETTER_TABLE if notice.channel == "letter" else "",
+        "sender": sender_values(policy),
+        "language": language,
+        "as_of": ctx.as_of,
+    }
+
+
+def mailbox_variables(policy: Policy, notice: Notice, filename: str) -> dict:
+    """The template context of the email that carries a letter to its library's mailbox."""
+    return {"library": library_values(policy, notice.library or ""), "recipient": one_line(notice.recipient),
+            "patron_id": notice.patron_id, "loan_count": len(notice.loan_ids),
+            "stage": _stage(policy.stage(notice.stage)), "notice": _notice(notice),
+            "filename": filename, "language": policy.language, "as_of": notice.date,
+            "sender": sender_values(policy)}
+
+
+def sender_values(policy: Policy) -> dict:
+    """The policy's sender for templates: both headers, a name to sign with and the reply address."""
+    from_name, _ = parseaddr(policy.sender.from_)
+    _, reply_address = parseaddr(policy.sender.reply_to)
+    return {"from": policy.sender.from_, "reply_to": policy.sender.reply_to,
+            "name": from_name or reply_address, "address": reply_address}
+
+
+def library_values(policy: Policy, code: str) -> dict:
+    lib = policy.libraries.get(code)
+    return {"code": code, "name": lib.name if lib else code, "address": list(lib.address) if lib else []}
+
+
+def _stage(stage: Stage) -> dict:
+    return {"id": stage.id, "offset_days": stage.offset_days, "channel": stage.channel,
+            "template": stage.template_name}
+
+
+def _notice(notice: Notice) -> dict:
+    return {"key": notice.key, "channel": notice.channel, "date": notice.date, "library": notice.library}
+
+
+def _by_due(loan: Loan):
+    return (loan.due_date, loan.title, loan.loan_id)
+
+
+def _loan(policy: Policy, loan: Loan, as_of: dt.date) -> dict:
+    lib = policy.libraries.get(loan.library)
+    return {"loan_id": loan.loan_id, "title": loan.title, "item_barcode": loan.item_barcode,
+            "library_code": loan.library, "library_name": lib.name if lib else loan.library,
+            "due_date": loan.due_date, "days_overdue": max(0, (as_of - loan.due_date).days),
+            "days_left": max(0, (loan.due_date - as_of).days)}
+
+
+def _recap(policy: Policy, overdue: list[Loan], as_of: dt.date) -> list[dict]:
+    """Overdue loans library by library: the policy's order of libraries, then unknown codes."""
+    order = {code: i for i, code in enumerate(policy.libraries)}
+    codes = sorted({loan.library for loan in overdue}, key=lambda c: (order.get(c, len(order)), c))
+    return [{**library_values(policy, code),
+             "loans": [_loan(policy, loan, as_of) for loan in overdue if loan.library == code]}
+            for code in codes]

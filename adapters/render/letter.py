@@ -1,0 +1,100 @@
+"""The PDF letter of one notice (fpdf2): an A4 page for a windowed envelope.
+
+The body is the stage's ``.txt.j2`` rendered for a letter; the table of documents is drawn where
+the body has a line ``{{ letter_table }}`` (its value is ``LETTER_TABLE``), at the end if none.
+The fixed wording (date line, subject line, table headings, page word) comes from ``_letter.j2``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from functools import partial
+from pathlib import Path
+
+from fpdf import FPDF, FontFace
+
+from adapters.render.formats import one_line
+
+__all__ = ["LETTER_TABLE", "LETTER_WORDING", "Letter"]
+
+LETTER_TABLE = "[[rappel:table]]"   # value of {{ letter_table }} in a letter; replaced by the table
+LETTER_WORDING = "_letter.j2"
+
+
+class Letter(FPDF):
+    """An A4 letter for a windowed envelope (window on the right, 110 mm from the left edge)."""
+
+    WINDOW_X, WINDOW_Y, WINDOW_W = 110, 48, 85
+
+    def __init__(self, font: dict[str, Path]):
+        super().__init__(orientation="P", unit="mm", format="A4")
+        self.footer_text = ""
+        self.font_name = "Letter"
+        for style, path in font.items():
+            self.add_font(self.font_name, style, str(path))
+        self.text_of = str
+        self.set_margins(20, 15, 20)
+        self.set_auto_page_break(True, margin=20)
+
+    def footer(self):
+        self.set_y(-14)
+        self.set_font(self.font_name, "", 8)
+        self.cell(0, 5, self.text_of(f"{self.footer_text} - {self.page_word} {self.page_no()}/{{nb}}"), align="C")
+
+    def build(self, v: dict, wording: dict, body: str, when: dt.datetime) -> bytes:
+        library, sender = v["library"], v["sender"]
+        subject = wording["subject_line"]
+        self.wording, self.page_word = wording, wording["page"]
+        self.set_creation_date(when)
+        self.set_title(subject)
+        self.set_author(library["name"])
+        self.set_creator("rappel")
+        self.set_lang(v["language"])
+        self.footer_text = f"{library['name']} - {sender['name']}"
+        self.add_page()
+        # letterhead
+        self.set_font(self.font_name, "B", 13)
+        self.cell(0, 6, self.text_of(library["name"]), new_x="LMARGIN", new_y="NEXT")
+        self.set_font(self.font_name, "", 9)
+        for line in [*library["address"], sender["name"], sender["address"]]:
+            self.cell(0, 4.5, self.text_of(line), new_x="LMARGIN", new_y="NEXT")
+        # the patron's address, in the envelope's window
+        self.set_xy(self.WINDOW_X, self.WINDOW_Y)
+        self.set_font(self.font_name, "", 11)
+        self.multi_cell(self.WINDOW_W, 5.5, self.text_of("\n".join(v["patron"]["postal_lines"])), align="L")
+        # date and subject
+        self.set_xy(self.WINDOW_X, 100)   # below the window
+        self.set_font(self.font_name, "", 10)
+        self.cell(self.WINDOW_W, 5, self.text_of(one_line(wording["date_line"])), new_x="LMARGIN", new_y="NEXT")
+        self.set_y(110)
+        self.set_font(self.font_name, "B", 11)
+        self.multi_cell(0, 5.5, self.text_of(one_line(subject)), align="L", new_x="LMARGIN", new_y="NEXT")
+        self.ln(4)
+        # body, with the table where the template asks for it
+        self.set_font(self.font_name, "", 10)
+        placed = False
+        for line in body.splitlines():
+            if line.strip() == LETTER_TABLE:
+                self._table(v["library_loans"])
+                placed = True
+            elif line.strip():
+                self.multi_cell(0, 5, self.text_of(line), align="L", new_x="LMARGIN", new_y="NEXT")
+            else:
+                self.ln(3)
+        if not placed:
+            self.ln(3)
+            self._table(v["library_loans"])
+        return bytes(self.output())
+
+    def _table(self, loans: list[dict]):
+        self.set_font(self.font_name, "", 9)
+        head = FontFace(emphasis="BOLD", fill_color=(230, 230, 230))
+        with self.table(col_widths=(82, 34, 26, 28), text_align=("LEFT", "LEFT", "CENTER", "RIGHT"),
+                        line_height=5, headings_style=head, padding=1) as table:
+            table.row([self.text_of(str(h)) for h in self.wording["columns"]])
+            when = partial(self.wording["format_date"], format=self.wording["table_date"])
+            for loan in loans:
+                days = str(loan["days_overdue"]) if loan["days_overdue"] else str(self.wording["no_due"])
+                table.row([self.text_of(loan["title"]), self.text_of(loan["item_barcode"]),
+                           self.text_of(when(loan["due_date"])), self.text_of(days)])
+        self.set_font(self.font_name, "", 10)
+        self.ln(2)
