@@ -138,7 +138,7 @@ def lint(rules: RulesOpt = Path("rules"),
 
 def _lint_accounts(rules: Path, policy) -> str:
     """rules/accounts.yaml and the requests report templates; InputError on any problem."""
-    from service.patrons import lint_report_templates
+    from adapters.render.report import lint_report_templates
     from service.rules import load_accounts
     from engine.yamlsource import InputError
 

@@ -158,13 +158,13 @@ def sync_(file: Annotated[Path, typer.Argument(help="The source system's export:
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; show every change field by field")] = False,
           rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Synchronise external accounts: create new ones, update what the source owns, keep local edits."""
-    from service import patrons, session
+    from service import session, sync
 
     with guarded():
         loaded = session.load_rules(rules, accounts=True)
         policy = loaded.policy
         with session.store(db) as store:
-            report = patrons.sync(store, policy, loaded.accounts, file, dt.datetime.now(policy.tz), dry_run=dry_run)
+            report = sync.sync(store, policy, loaded.accounts, file, dt.datetime.now(policy.tz), dry_run=dry_run)
         typer.echo("\n".join(_sync_lines(report, file)))
 
 

@@ -1,27 +1,24 @@
 """Patron services: look a patron up by barcode, edit what the account policy allows (audited),
-synchronise external accounts from their source system, and email a report of active requests.
+and email a report of their active requests (its rendering: adapters/render/report.py).
+Synchronising external accounts from their source system is service/sync.py.
 
 Every decision "may this role edit this field?" comes from engine/accounts.py (durable-rules,
-cross-checked); this module reads and writes. Edits and synchronisations are all or nothing: one
-transaction, and nothing is written when anything is refused or any row of the file is bad.
+cross-checked); this module reads and writes. An edit is all or nothing: one transaction, and
+nothing is written when anything is refused.
 """
 from __future__ import annotations
 
 import datetime as dt
-import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from adapters.channels.base import Channel, Delivery
-from adapters.sources.csvfiles import ImportReport, validated_rows
-from adapters.render import Templates, message_id, pick_language
+from adapters.render.email import message_id
+from adapters.render.formats import pick_language
+from adapters.render.report import REPORT_TEMPLATE, render_report
 from adapters.store.schema import PATRON_FIELDS, loans, patron_audit, patron_local_edits, patrons, requests
 from adapters.store.database import Store
 from engine.accounts import (EDITABLE_FIELDS, AccountsPolicy, EditDecision, EditRequest,
@@ -32,12 +29,8 @@ from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
 from service.rules import ACCOUNTS_FILE, load_accounts
 
-__all__ = ["ACCOUNTS_FILE", "EditRefused", "EditResult", "PatronView", "SyncReport", "UnknownPatron",
-           "edit", "load_accounts", "requests_report", "show", "sync"]
-
-CHUNK = 2000          # rows of a sync file handled together
-IN_LIMIT = 2000       # values in one SQL IN list (SQLite allows 32,766 since 3.32)
-REPORT_TEMPLATE = "requests_report"
+__all__ = ["ACCOUNTS_FILE", "EditRefused", "EditResult", "PatronView", "UnknownPatron", "audit_trail", "edit",
+           "load_accounts", "requests_report", "show"]
 
 
 class UnknownPatron(LookupError):
@@ -213,147 +206,6 @@ def audit_trail(store: Store, patron_id: str) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-# -- sync --------------------------------------------------------------------------------------
-
-@dataclass
-class SyncReport:
-    rows: int = 0
-    created: list[str] = field(default_factory=list)
-    updated: int = 0
-    unchanged: int = 0
-    changes: list[tuple[str, str, str, str]] = field(default_factory=list)   # (patron, field, old, new)
-    kept: list[tuple[str, str, str, str]] = field(default_factory=list)      # (patron, field, local, source)
-    internal: list[str] = field(default_factory=list)                        # in the file, internal here
-    missing: list[str] = field(default_factory=list)                         # external here, not in the file
-    dry_run: bool = False
-
-
-def sync(store: Store, policy: Policy, accounts: AccountsPolicy, path: Path, at: dt.datetime, *,
-         actor: str = "sync", dry_run: bool = False) -> SyncReport:
-    """Bring external accounts in line with the source system's export (the patron CSV columns).
-
-    New patrons are created as external accounts; for existing external accounts the fields the
-    source owns are overwritten, protected fields too unless edited locally, library-local fields
-    are kept; internal accounts are never touched; external accounts missing from the file are
-    reported, not deleted. Any bad row: InputError and nothing written. ``dry_run``: nothing written.
-    """
-    report = SyncReport(dry_run=dry_run)
-    checked = ImportReport("patrons")
-    rows = validated_rows(store, policy, "patrons", path, checked)
-    seen: set[str] = set()
-    known = store.known_ids(patrons)   # only these are looked up: the others are created
-
-    def external_rows():
-        for row in rows:
-            seen.add(row["patron_id"])
-            if row["account_type"] == "external":
-                yield row
-            else:   # checked.rows is this row's number: rows are read one at a time
-                checked.problems.append(Problem(str(path), None, f"row {checked.rows}",
-                                                f"account_type {row['account_type']!r}: a synchronisation "
-                                                f"brings external accounts only"))
-
-    conn = store.engine.connect()
-    trans = conn.begin()
-    try:
-        for chunk in _chunked(external_rows(), CHUNK):
-            if checked.problems:
-                continue    # keep checking the rest of the file, write nothing
-            _sync_chunk(conn, accounts, chunk, known, report, at, actor)
-        report.rows = checked.rows
-        if checked.problems:
-            raise InputError(_shorten(checked.problems))
-        external = conn.scalars(select(patrons.c.patron_id).where(patrons.c.account_type == "external"))
-        report.missing = sorted(pid for pid in external if pid not in seen)
-        if dry_run:
-            trans.rollback()
-        else:
-            trans.commit()
-    except BaseException:
-        if trans.is_active:
-            trans.rollback()
-        raise
-    finally:
-        rows.close()
-        conn.close()
-    return report
-
-
-def _sync_chunk(conn: Connection, accounts: AccountsPolicy, chunk: list[dict], known: set[str],
-                report: SyncReport, at: dt.datetime, actor: str) -> None:
-    ids = [row["patron_id"] for row in chunk if row["patron_id"] in known]
-    governed = [f for f in PATRON_FIELDS if accounts.ownership("external", f) in ("owned", "protected")]
-    columns = [patrons.c.patron_id, patrons.c.account_type, *(patrons.c[f] for f in governed)]
-    existing: dict[str, tuple] = {}           # patron_id → (patron_id, account_type, *governed values)
-    edited: set[tuple[str, str]] = set()
-    for part in _slices(ids, IN_LIMIT):
-        existing.update((r[0], tuple(r)) for r in conn.execute(select(*columns).where(patrons.c.patron_id.in_(part))))
-        edited.update((pid, f) for pid, f in conn.execute(
-            select(patron_local_edits.c.patron_id, patron_local_edits.c.field)
-            .where(patron_local_edits.c.patron_id.in_(part))))
-    inserts, updates, audits = [], [], []
-    for row in chunk:
-        pid = row["patron_id"]
-        current = existing.get(pid)
-        if current is None:
-            inserts.append(row)
-            report.created.append(pid)
-            continue
-        if current[1] != "external":
-            report.internal.append(pid)
-            continue
-        values = dict(zip(governed, current[2:]))
-        changed = False
-        for f, old in values.items():
-            value = row[f]
-            if old == value:
-                continue
-            if (pid, f) in edited:     # a protected field edited locally: the local value stays
-                report.kept.append((pid, f, old, value))
-                continue
-            values[f] = value
-            changed = True
-            report.changes.append((pid, f, old, value))
-            audits.append({"patron_id": pid, "changed_at": at, "actor": actor, "role": "", "source": "sync",
-                           "field": f, "old_value": old, "new_value": value})
-        if changed:
-            report.updated += 1
-            updates.append({"b_patron_id": pid, **{f"b_{f}": v for f, v in values.items()}})
-        else:
-            report.unchanged += 1
-    if inserts:
-        conn.execute(insert(patrons), inserts)
-    if updates:
-        stmt = (update(patrons).where(patrons.c.patron_id == bindparam("b_patron_id"))
-                .values({f: bindparam(f"b_{f}") for f in governed}))
-        conn.execute(stmt, updates)
-    if audits:
-        conn.execute(insert(patron_audit), audits)
-
-
-def _chunked(rows, size: int) -> Iterator[list[dict]]:
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _slices(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-def _shorten(problems: list[Problem], limit: int = 200) -> list[Problem]:
-    if len(problems) <= limit:
-        return problems
-    return problems[:limit] + [Problem(problems[-1].source, None, "",
-                                       f"… and {len(problems) - limit} more problem(s); nothing was synchronised")]
-
-
 # -- the requests report -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -382,75 +234,3 @@ def requests_report(store: Store, policy: Policy, accounts: AccountsPolicy, rule
     message["Message-ID"] = message_id(key, policy.sender.from_)
     notice = Notice(key, as_of, REPORT_TEMPLATE, "email", patron.patron_id, None, (), patron.email, patron.email)
     return ReportResult(patron, language, active, notice, channel.send_email(notice, message))
-
-
-def render_report(policy: Policy, rules_dir: Path, patron: Patron, active: list[dict], language: str,
-                  as_of: dt.date, at: dt.datetime) -> EmailMessage:
-    env = Templates(Path(rules_dir), policy).environment(language)
-    values = report_variables(policy, patron, active, language, as_of)
-    subject = " ".join(env.get_template(f"{REPORT_TEMPLATE}.subject.j2").render(values).split())
-    text = env.get_template(f"{REPORT_TEMPLATE}.txt.j2").render(values).strip() + "\n"
-    html = env.get_template(f"{REPORT_TEMPLATE}.html.j2").render(values).strip() + "\n"
-    msg = EmailMessage()
-    msg["From"] = " ".join(policy.sender.from_.split())
-    msg["Reply-To"] = " ".join(policy.sender.reply_to.split())
-    msg["To"] = Address(display_name=" ".join(patron.full_name.split()), addr_spec=patron.email.strip())
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(at)
-    msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    msg["Content-Language"] = language
-    return msg
-
-
-def report_variables(policy: Policy, patron: Patron, active: list[dict], language: str, as_of: dt.date) -> dict:
-    def library(code: str) -> str:
-        lib = policy.libraries.get(code)
-        return lib.name if lib else code
-
-    from_name, _ = parseaddr(policy.sender.from_)
-    _, reply_address = parseaddr(policy.sender.reply_to)
-    return {
-        "patron": {"patron_id": patron.patron_id, "barcode": patron.barcode, "first_name": patron.first_name,
-                   "last_name": patron.last_name, "full_name": patron.full_name, "email": patron.email},
-        "requests": [{"title": r["title"], "library_code": r["library"], "library_name": library(r["library"]),
-                      "pickup_library_code": r["pickup_library"], "pickup_library_name": library(r["pickup_library"]),
-                      "placed_on": r["placed_on"], "expires_on": r["expires_on"], "status": r["status"]}
-                     for r in active],
-        "sender": {"from": policy.sender.from_, "reply_to": policy.sender.reply_to,
-                   "name": from_name or reply_address, "address": reply_address},
-        "language": language,
-        "as_of": as_of,
-    }
-
-
-def lint_report_templates(policy: Policy, rules_dir: Path) -> list[Problem]:
-    """The requests report renders in every language of the policy with a sample patron."""
-    sample = Patron("P-SAMPLE", barcode="0000000", first_name="Camille", last_name="Exemple",
-                    email="camille.exemple@example.org")
-    code = next(iter(policy.libraries))
-    active = [{"title": "Titre d'exemple", "library": code, "pickup_library": code, "placed_on": dt.date(2026, 11, 2),
-               "expires_on": dt.date(2026, 12, 2), "status": "active"},
-              {"title": "Autre titre", "library": code, "pickup_library": code, "placed_on": dt.date(2026, 11, 3),
-               "expires_on": None, "status": "active"}]
-    problems = []
-    for language in dict.fromkeys([policy.language, *getattr(policy, "available_languages", [])]):
-        try:
-            render_report(policy, rules_dir, sample, active, language, dt.date(2026, 11, 23),
-                          dt.datetime(2026, 11, 23, 9, 0, tzinfo=policy.tz))
-        except Exception as exc:   # noqa: BLE001 - anything a template can raise is a problem
-            source, line = _template_place(exc, Path(rules_dir) / "templates" / language / f"{REPORT_TEMPLATE}.*.j2")
-            problems.append(Problem(source, line, f"language {language}",
-                                    f"requests report: {type(exc).__name__}: {exc}"))
-    return problems
-
-
-def _template_place(exc: BaseException, default: Path) -> tuple[str, int | None]:
-    """File and line of a template error: its own (syntax), else the innermost template frame."""
-    if getattr(exc, "filename", None):
-        return exc.filename, getattr(exc, "lineno", None)
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if frame.filename.endswith(".j2"):
-            return frame.filename, frame.lineno
-    return str(default), None

@@ -392,3 +392,19 @@ def test_schema_of_the_account_policy():
     assert schema["title"] == "rappel account policy (rules/accounts.yaml)"
     assert set(schema["required"]) == {"account_types", "record_types", "roles"}
     assert json.loads(CliRunner().invoke(app, ["schema"]).output)["title"].startswith("rappel reminder policy")
+
+
+def test_one_list_of_patron_fields_and_record_types():
+    """The patrons table, the CSV columns and the account policy all name the Patron's fields and the
+    record types of engine/facts.py, in the same order."""
+    from adapters.sources.csvfiles import CHOICES
+    from engine import accounts as account_policy
+    from engine.facts import ACCOUNT_TYPES, PATRON_FIELDS as FACT_FIELDS, RECORD_TYPES
+
+    assert tuple(patrons.c.keys()) == FACT_FIELDS == PATRON_FIELDS == (
+        "patron_id", "barcode", "first_name", "last_name", "email", "preferred_language", "account_type",
+        "record_type", "user_group", "address_line1", "address_line2", "postal_code", "city", "country", "phone")
+    assert RECORD_TYPES == ("staff", "public", "contact") and ACCOUNT_TYPES == ("internal", "external")
+    assert CHOICES == {"account_type": ACCOUNT_TYPES, "record_type": RECORD_TYPES}
+    assert tuple(account_policy.RecordTypes.model_fields) == RECORD_TYPES
+    assert tuple(account_policy.AccountTypes.model_fields) == ACCOUNT_TYPES

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from service import patrons as services
+from service import sync as syncing
 from adapters.sources.csvfiles import import_csv
 from service.rules import load_policy
 from adapters.store.schema import PATRON_FIELDS, patron_audit, patron_local_edits, patrons
@@ -96,7 +97,7 @@ def test_each_field_after_a_sync(store, policy, accounts, tmp_path, field, edite
     if edited_here:
         services.edit(store, accounts, "2000000001", "user_manager", "paul", {field: local}, AT)
     before = get(store, "P1")[field]
-    services.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1, P3]), AT)
+    syncing.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1, P3]), AT)
     assert get(store, "P1")[field] == (before if kept else SOURCE_P1[field])
 
 
@@ -105,7 +106,7 @@ def test_sync_creates_updates_keeps_and_reports(store, policy, accounts, tmp_pat
     new = dict(P1, patron_id="P9", barcode="2000000099", first_name="Nuevo", email="nuevo@etu.univ.example",
                preferred_language="es")
     p2_from_source = dict(P2, account_type="external", email="someone-else@etu.univ.example")
-    report = services.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1, new, p2_from_source]), AT)
+    report = syncing.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1, new, p2_from_source]), AT)
     assert report.rows == 3 and report.created == ["P9"] and report.updated == 1 and report.unchanged == 0
     assert report.internal == ["P2"] and report.missing == ["P3"]
     assert report.kept == [("P1", "user_group", "visiting", "postgraduate")]
@@ -120,7 +121,7 @@ def test_sync_creates_updates_keeps_and_reports(store, policy, accounts, tmp_pat
                               .where(patron_audit.c.source == "sync")).all()
     assert ("sync", "sync", "email", "thomas@etu.univ.example", "tom@etu.univ.example") in synced
     assert len(synced) == len(report.changes)
-    again = services.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1, new, p2_from_source]), AT)
+    again = syncing.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1, new, p2_from_source]), AT)
     assert (again.created, again.updated, again.changes, again.unchanged) == ([], 0, [], 2)
     assert snapshot(store)[1] == 1 + len(report.changes)         # the edit's row, the first sync's: no more
 
@@ -128,7 +129,7 @@ def test_sync_creates_updates_keeps_and_reports(store, policy, accounts, tmp_pat
 def test_dry_run_shows_changes_and_writes_nothing(store, policy, accounts, tmp_path):
     before = snapshot(store)
     new = dict(P3, patron_id="P9", barcode="2000000099")
-    report = services.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1, new]), AT, dry_run=True)
+    report = syncing.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1, new]), AT, dry_run=True)
     assert report.created == ["P9"] and report.updated == 1 and report.missing == ["P3"]
     assert ("P1", "email", "thomas@etu.univ.example", "tom@etu.univ.example") in report.changes
     assert snapshot(store) == before
@@ -160,11 +161,11 @@ BAD = [
 
 @pytest.mark.parametrize("what,spoil,message", BAD, ids=[b[0] for b in BAD])
 def test_a_bad_file_changes_nothing(store, policy, accounts, tmp_path, monkeypatch, what, spoil, message):
-    monkeypatch.setattr(services, "CHUNK", 7)      # good rows are written before the bad one is read
+    monkeypatch.setattr(syncing, "CHUNK", 7)      # good rows are written before the bad one is read
     rows = [SOURCE_P1, P3] + [dict(P3, patron_id=f"P{i}", barcode=f"30000{i}") for i in range(100, 138)]
     before = snapshot(store)
     with pytest.raises(InputError) as err:
-        services.sync(store, policy, accounts, write(tmp_path, spoil(rows)), AT)
+        syncing.sync(store, policy, accounts, write(tmp_path, spoil(rows)), AT)
     assert message in str(err.value)
     assert snapshot(store) == before
 
@@ -172,11 +173,11 @@ def test_a_bad_file_changes_nothing(store, policy, accounts, tmp_path, monkeypat
 def test_a_file_with_missing_columns_or_unreadable(store, policy, accounts, tmp_path):
     before = snapshot(store)
     with pytest.raises(InputError, match="missing column"):
-        services.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1], header=PATRON_FIELDS[:-1]), AT)
+        syncing.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1], header=PATRON_FIELDS[:-1]), AT)
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes(csv_text([SOURCE_P1]).encode("latin-1"))
     with pytest.raises(InputError, match="unreadable"):
-        services.sync(store, policy, accounts, latin1, AT)
+        syncing.sync(store, policy, accounts, latin1, AT)
     out = CliRunner().invoke(app, ["sync", str(tmp_path / "nope.csv"), "--rules", str(RULES), "--db", store.url])
     assert out.exit_code == 2 and "cannot read" in out.output
     assert snapshot(store) == before
