@@ -69,18 +69,13 @@ def explain(loan: Annotated[str, typer.Option("--loan", help="Loan id")],
             on: Annotated[Optional[str], typer.Option("--on", help="Date (default: today)")] = None,
             rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """For each stage: due or not on that date, and why."""
-    from engine import explain as explaining
-    from service import session
+    from service import checks, session
 
     with guarded():
         loaded = session.load_rules(rules)
         as_of = parse_date(on, loaded.policy)
         with session.store(db, writes=False) as store:
-            found = store.loan(loan)
-            if found is None:
-                raise Failure(f"no loan {loan!r} in {store.url}", 2)
-            lines = explaining.explain(loaded.policy, found, store.patron(found.patron_id), store.ledger_for(loan),
-                                       as_of)
+            lines = checks.explain_loan(store, loaded.policy, loan, as_of)
         for line in lines:
             typer.echo(line)
 
@@ -107,57 +102,27 @@ def lint(rules: RulesOpt = Path("rules"),
                                                       "exit 1 if one fails")] = False,
          outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the local outbox channel")] = Path("outbox")):
     """Check the policy, its templates and its delivery settings; exit 2 on any error."""
-    from adapters.channels import registry
-    from engine.yamlsource import InputError
-    from service import session
+    from service import checks, session
 
     with guarded():
-        loaded = session.load_rules(rules, templates=True)
-        policy = loaded.policy
-        accounts_ok = _lint_accounts(rules, policy)
-        problems = registry.environment_problems(policy, os.environ, rules)
-        if problems:
-            raise InputError(problems)
-        channel = registry.build(policy, loaded.templates, env=os.environ, outbox=outbox, rules_dir=rules)
-        try:
-            for line in channel.describe():
-                typer.echo(f"delivery: {line}")
-            failed = []
-            if check_delivery:
-                for check in channel.checks():
-                    typer.echo(f"  {'ok  ' if check.ok else 'FAIL'} {check.target}: {check.detail}")
-                    if not check.ok:
-                        failed.append(check.target)
-        finally:
-            channel.close()
-        typer.echo(f"{rules}/reminders.yaml: ok ({len(policy.stages)} stages, {len(policy.libraries)} libraries)")
-        typer.echo(accounts_ok)
-        if failed:
-            raise Failure(f"delivery check failed: {', '.join(failed)}", 1)
-
-
-def _lint_accounts(rules: Path, policy) -> str:
-    """rules/accounts.yaml and the requests report templates; InputError on any problem."""
-    from adapters.render.report import lint_report_templates
-    from service.rules import load_accounts
-    from engine.yamlsource import InputError
-
-    accounts = load_accounts(rules, missing_ok=True)
-    if accounts is None:
-        return f"{rules}/accounts.yaml: absent (needed by rappel patron and rappel sync only)"
-    problems = lint_report_templates(policy, rules)
-    if problems:
-        raise InputError(problems)
-    return f"{rules}/accounts.yaml: ok ({len(accounts.roles)} roles; external accounts from {accounts.external.source})"
+        report = checks.lint(session.load_rules(rules, templates=True), os.environ, outbox,
+                             check_delivery=check_delivery)
+        for line in report.delivery:
+            typer.echo(f"delivery: {line}")
+        for check in report.checks:
+            typer.echo(f"  {'ok  ' if check.ok else 'FAIL'} {check.target}: {check.detail}")
+        typer.echo(report.policy)
+        typer.echo(report.accounts)
+        if report.failed:
+            raise Failure(f"delivery check failed: {', '.join(report.failed)}", 1)
 
 
 @app.command()
 def schema(accounts: Annotated[bool, typer.Option("--accounts", help="The schema of rules/accounts.yaml instead")] = False):
     """Print the JSON Schema of rules/reminders.yaml, or of rules/accounts.yaml (for editors)."""
-    from engine.accounts import accounts_json_schema
-    from engine.policy import policy_json_schema
+    from service import checks
 
-    typer.echo(json.dumps(accounts_json_schema() if accounts else policy_json_schema(), indent=2, ensure_ascii=False))
+    typer.echo(json.dumps(checks.schema(accounts=accounts), indent=2, ensure_ascii=False))
 
 
 @app.command()
