@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from adapters.channels.base import Channel
+from adapters.channels.base import BaseChannel, Channel
 from adapters.store.lease import Lease
 
 __all__ = ["LeaseLost", "Stopping", "leased"]
@@ -19,16 +19,26 @@ class LeaseLost(BaseException):
     """Raised before sending the next message when this instance no longer holds the lease."""
 
 
-class _Fenced:
+class _Fenced(BaseChannel):
     """The policy's channel, checked before every message (``before_send`` raises to stop it):
-    for the daemon, not after a stop and only while leased."""
+    for the daemon, not after a stop and only while leased. Everything else is the inner channel's."""
 
     def __init__(self, inner: Channel, before_send: Callable[[], None]):
         self.inner = inner
         self.before_send = before_send
+        self.name = inner.name
 
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
+    @property
+    def description(self) -> str:
+        return self.inner.description
+
+    @property
+    def routes(self) -> dict:
+        """The configured routes of the inner router (none: everything goes to the outbox)."""
+        return getattr(self.inner, "routes", {})
+
+    def is_local(self, notice) -> bool:
+        return self.inner.is_local(notice)
 
     def send_email(self, notice, message):
         self.before_send()
@@ -37,6 +47,12 @@ class _Fenced:
     def send_letter(self, notice, pdf, filename):
         self.before_send()
         return self.inner.send_letter(notice, pdf, filename)
+
+    def checks(self):
+        return self.inner.checks()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def leased(channel: Channel, lease: Lease) -> Channel:

@@ -165,11 +165,8 @@ def _relocated(problem: Problem, snapshot: Path, rules_dir: Path) -> Problem:
     return Problem(source, problem.line, problem.where, problem.message.replace(str(snapshot), str(rules_dir)))
 
 
-def _close(channel) -> None:
-    inner = getattr(channel, "inner", channel)
-    close = getattr(inner, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception as exc:  # noqa: BLE001 - closing is best effort
-            log.warning("closing the channel: %s", exc)
+def _close(channel: Channel) -> None:
+    try:
+        channel.close()
+    except Exception as exc:  # noqa: BLE001 - closing is best effort
+        log.warning("closing the channel: %s", exc)
