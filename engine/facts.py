@@ -3,9 +3,34 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Literal, get_args
 
-LEDGER_STATUSES = ("pending", "sent", "failed", "superseded", "expired", "cancelled")
+
+class Status(StrEnum):
+    """What became of a ledger row (loan, stage, due date) or of a notice; stored as its text."""
+
+    PENDING = "pending"          # decided, not delivered yet (or waiting for a retry)
+    SENT = "sent"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"    # a later stage was due on the same run: only that one is sent
+    EXPIRED = "expired"          # its window passed (or the due date came) before it could be sent
+    CANCELLED = "cancelled"      # returned, renewed, excluded, no contact, stage removed…
+
+
+class OutcomeStatus(StrEnum):
+    """What one delivery pass did with a notice: a ledger status, or held by the flood guard."""
+
+    PENDING = "pending"          # not sent: a retry is due later
+    SENT = "sent"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    HELD = "held"                # the flood guard kept it pending, for `rappel run --confirm`
+
+
+LEDGER_STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 IDENTITY_FIELDS = ("patron_id", "account_type")   # set when a patron record is created; never edited
 
 RecordType = Literal["staff", "public", "contact"]     # who a patron record is (policy audiences, accounts)
