@@ -4,6 +4,9 @@ durable-rules' C core keeps some memory of every ruleset and event it saw, even 
 is deleted, and a fault in it could take the whole process down. A child process per evaluation
 returns that memory, and a crash, to the operating system: the parent sees an EngineFault and
 decides nothing.
+
+``evaluate_in_child`` is an evaluation to pass in: ``plan_day(..., evaluate=evaluate_in_child)``,
+``service.day.run_day(..., evaluate=...)``, ``service.daemon.Settings(evaluate=...)``.
 """
 from __future__ import annotations
 
@@ -31,11 +34,6 @@ def evaluate_in_child(policy, candidates, as_of, pairs) -> set[tuple[int, int]]:
     if kind == "fault":
         raise rules.EngineFault(value)
     return value
-
-
-def isolate_evaluations(enabled: bool = True) -> None:
-    """Evaluate in a child process from now on (or, with False, in this process again)."""
-    rules.run_evaluations_with(evaluate_in_child if enabled else None)
 
 
 def _child_main() -> None:

@@ -53,8 +53,6 @@ def daemon(outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the 
     from adapters.channels import registry
     from service.daemon import Daemon, FileClock, Settings
 
-    isolation.isolate_evaluations(isolate)   # durable-rules keeps memory of every event: months of them
-
     def channel_for(policy, templates):
         return registry.build(policy, templates, env=os.environ, outbox=outbox, rules_dir=rules)
 
@@ -62,7 +60,9 @@ def daemon(outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the 
     with guarded():
         settings = Settings(rules_dir=rules, db_url=db, clock=FileClock(clock_file) if clock_file else SystemClock(),
                             channel_for=channel_for, state_dir=state_dir,
-                            lease_seconds=lease_seconds, poll_seconds=poll_seconds, once=once)
+                            lease_seconds=lease_seconds, poll_seconds=poll_seconds, once=once,
+                            # durable-rules keeps memory of every event: months of them, in a child process
+                            evaluate=isolation.evaluate_in_child if isolate else None)
         runner = Daemon(settings)
         runner.install_signals()
         code = runner.run()

@@ -4,19 +4,22 @@
 go on if it disagrees with the plain-Python reference, then applies supersession, the no-email
 routing and the grouping of the design (one email per patron per stage; one letter per patron,
 library and stage).
+
+The evaluation is a function passed in (``evaluate``): by default ``engine.rules.evaluate_here``,
+in this process; a long-running caller passes one that runs it elsewhere (adapters/isolation.py).
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from engine import reference, rules
 from engine.channels import DEFAULT, LETTER, ChannelSpec
 from engine.contact import is_email_address
-from engine.facts import Candidate, Patron
+from engine.facts import Candidate, Loan, Patron, Status
 from engine.policy import Policy
 
 
@@ -27,14 +30,22 @@ class Decision:
     loan_id: str
     stage: str
     due_date: dt.date
-    status: str              # pending | superseded | cancelled
+    status: Status           # pending | superseded | cancelled
     notice_key: str | None
     reason: str
 
 
+Entry = tuple[str, dt.date]    # a ledger row of a notice: (loan_id, due_date)
+
+Evaluate = Callable[[Policy, list[Candidate], dt.date, list[tuple[int, int]]], set[tuple[int, int]]]
+"""An evaluation of the stage rules: the (candidate, stage) pairs due among those given."""
+
+
 @dataclass(frozen=True)
 class Notice:
-    """One message to deliver: an email to a patron, or a letter for one library."""
+    """One message to deliver: an email to a patron, or a letter for one library, with its
+    delivery state: its ledger rows, the attempts made, its status. The plan's notices are
+    pending with no attempt; ``Store.pending()`` returns them as they stand in the outbox."""
 
     key: str
     date: dt.date
@@ -45,6 +56,9 @@ class Notice:
     loan_ids: tuple[str, ...]
     recipient: str           # email address, or the postal address on one line
     destination: str         # email: the address; letter: printer:NAME or mailbox:ADDRESS
+    entries: tuple[Entry, ...] = ()   # its ledger rows still pending, by loan id
+    attempts: int = 0        # delivery attempts made so far
+    status: Status = Status.PENDING
 
     def as_dict(self) -> dict:
         return {"date": self.date.isoformat(), "stage": self.stage, "channel": self.channel,
@@ -77,11 +91,14 @@ def evaluation_pairs(policy: Policy, candidates: list[Candidate], as_of: dt.date
 
 
 def due_stages(policy: Policy, candidates: list[Candidate], as_of: dt.date,
-               pairs: list[tuple[int, int]] | None = None) -> set[tuple[int, int]]:
-    """Due (candidate, stage) pairs from durable-rules, cross-checked against the reference."""
+               pairs: list[tuple[int, int]] | None = None, evaluate: Evaluate | None = None) -> set[tuple[int, int]]:
+    """Due (candidate, stage) pairs from durable-rules, cross-checked against the reference.
+    ``evaluate``: the evaluation to use (None: engine.rules.evaluate_here, in this process; so is
+    an evaluation of no pair, which needs no other process)."""
     if pairs is None:
         pairs = evaluation_pairs(policy, candidates, as_of)
-    got = rules.evaluate(policy, candidates, as_of, pairs)
+    run = evaluate if evaluate is not None and pairs else rules.evaluate_here
+    got = run(policy, candidates, as_of, list(pairs))
     expected = {(ci, si) for ci, si in pairs if reference.is_due(policy, si, candidates[ci], as_of)}
     if got != expected:
         diff = sorted(got ^ expected)[:5]
@@ -92,10 +109,11 @@ def due_stages(policy: Policy, candidates: list[Candidate], as_of: dt.date,
 
 
 def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Patron], as_of: dt.date,
-             channels: Mapping[str, ChannelSpec] = DEFAULT) -> Plan:
-    """The day's decisions and notices; ``channels``: how to route to each channel kind (the registry's)."""
+             channels: Mapping[str, ChannelSpec] = DEFAULT, evaluate: Evaluate | None = None) -> Plan:
+    """The day's decisions and notices; ``channels``: how to route to each channel kind (the registry's);
+    ``evaluate``: the rules evaluation (see ``due_stages``)."""
     pairs = evaluation_pairs(policy, candidates, as_of)
-    due = due_stages(policy, candidates, as_of, pairs)
+    due = due_stages(policy, candidates, as_of, pairs, evaluate)
     plan = Plan(as_of=as_of, candidates=len(candidates), events=len(pairs))
 
     latest: dict[int, int] = {}
@@ -109,13 +127,13 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
         stage = policy.stages[si]
         if si != latest[ci]:
             later = policy.stages[latest[ci]].id
-            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, "superseded", None,
+            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.SUPERSEDED, None,
                                            f"superseded by {later} on the same run"))
             continue
         patron = patrons[loan.patron_id]
         channel, why = route(policy, si, patron, channels)
         if channel is None:
-            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, "cancelled", None, why))
+            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.CANCELLED, None, why))
             continue
         library = loan.library if _spec(channels, channel).per_library else None
         groups[(stage.id, channel, patron.patron_id, library)].append(loan.loan_id)
@@ -126,16 +144,27 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
     by_id = {c.loan.loan_id: c.loan for c in candidates}
     for (stage_id, channel, patron_id, library), loan_ids in sorted(
             groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][2], kv[0][1], kv[0][3] or "")):
-        patron = patrons[patron_id]
-        key = notice_key(as_of, stage_id, channel, patron_id, library, loan_ids)
-        recipient, destination = address(policy, _spec(channels, channel), patron, library)
-        plan.notices.append(Notice(key, as_of, stage_id, channel, patron_id, library,
-                                   tuple(sorted(loan_ids)), recipient, destination))
+        notice = make_notice(policy, _spec(channels, channel), as_of, stage_id, patrons[patron_id], library,
+                             [by_id[loan_id] for loan_id in loan_ids])
+        plan.notices.append(notice)
         note = notes.get((stage_id, channel, patron_id, library))
         for loan_id in loan_ids:
-            plan.decisions.append(Decision(loan_id, stage_id, by_id[loan_id].due_date, "pending", key,
+            plan.decisions.append(Decision(loan_id, stage_id, by_id[loan_id].due_date, Status.PENDING, notice.key,
                                            f"due on {as_of}, {channel}" + (f" ({note})" if note else "")))
     return plan
+
+
+def make_notice(policy: Policy, spec: ChannelSpec, as_of: dt.date, stage_id: str, patron: Patron,
+                library: str | None, loans: Iterable[Loan]) -> Notice:
+    """The notice of one group: a stage's message on one channel for one patron (and one library, for
+    a channel that goes one per library), for these loans; pending, with their ledger rows. The
+    day's plan and the letters replacing a refused email (engine.delivery) are both made here."""
+    loans = sorted(loans, key=lambda loan: loan.loan_id)
+    loan_ids = tuple(loan.loan_id for loan in loans)
+    recipient, destination = address(policy, spec, patron, library)
+    return Notice(notice_key(as_of, stage_id, spec.name, patron.patron_id, library, loan_ids), as_of, stage_id,
+                  spec.name, patron.patron_id, library, loan_ids, recipient, destination,
+                  entries=tuple((loan.loan_id, loan.due_date) for loan in loans))
 
 
 def address(policy: Policy, spec: ChannelSpec, patron: Patron, library: str | None) -> tuple[str, str]:

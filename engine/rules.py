@@ -14,7 +14,6 @@ durable-rules' C core has known faults, so it is used behind guardrails (see the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable
 
 import durable_rules_engine
 from durable.engine import Host
@@ -79,32 +78,17 @@ def _event(seq: int, ci: int, si: int, cand: Candidate, policy: Policy, as_of: d
     }
 
 
-_runner: Callable[..., set[tuple[int, int]]] | None = None
-
-
-def run_evaluations_with(runner: Callable[..., set[tuple[int, int]]] | None) -> None:
-    """Hand every evaluation to ``runner`` (same arguments as :func:`evaluate_here`), or None: here.
-
-    Long-running processes (the daemon) pass adapters.isolation's child-process runner: durable-rules'
-    C core keeps some memory of every ruleset and event even after the ruleset is deleted (measured
-    here: about 0.3 KB an event, more on some machines; jruizgit/rules#137), and a fault there could
-    take the whole process down. The engine itself starts no process.
-    """
-    global _runner
-    _runner = runner
-
-
-def evaluate(policy: Policy, candidates: list[Candidate], as_of: dt.date,
-             pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Post one event per (candidate index, stage index) pair; return the pairs whose stage is due."""
-    pairs = list(pairs)
-    if _runner is None or not pairs:
-        return evaluate_here(policy, candidates, as_of, pairs)
-    return _runner(policy, candidates, as_of, pairs)
-
-
 def evaluate_here(policy: Policy, candidates: list[Candidate], as_of: dt.date,
-                   pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+                  pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Post one event per (candidate index, stage index) pair, in this process; return the pairs
+    whose stage is due.
+
+    This is engine.decide's default evaluation. Long-running processes (the daemon) pass
+    adapters.isolation's ``evaluate_in_child`` instead: durable-rules' C core keeps some memory of
+    every ruleset and event even after the ruleset is deleted (measured here: about 0.3 KB an event,
+    more on some machines; jruizgit/rules#137), and a fault there could take the whole process
+    down. The engine itself starts no process.
+    """
     due: list[tuple[int, int]] = []
     seen: list[int] = []
     errors: list[BaseException] = []

@@ -65,6 +65,8 @@ class Settings:
     poll_seconds: float = 30.0                   # real seconds between looks at the policy, lease, guard
     once: bool = False                           # run what is due, deliver, and exit
     holder: str | None = None
+    evaluate: Callable[..., set] | None = None   # the rules evaluation (engine.decide.Evaluate; None: in this
+    #                                              process; the command line passes isolation.evaluate_in_child)
 
 
 @dataclass
@@ -274,11 +276,12 @@ class Daemon:
         counts = Counts()
         try:
             if deliver:
-                result = pipeline.run_day(self.store, st.policy, st.templates, st.channel, day, now=now)
+                result = pipeline.run_day(self.store, st.policy, st.templates, st.channel, day, now=now,
+                                          evaluate=self.s.evaluate)
                 counts.decided = len(result.plan.notices)
                 counts.add_outcomes(result.outcomes)
             else:
-                plan = pipeline.plan_for(self.store, st.policy, day)
+                plan = pipeline.plan_for(self.store, st.policy, day, self.s.evaluate)
                 self.store.record(plan)
                 counts.decided = len(plan.notices)
         except (Stopping, LeaseLost) as exc:

@@ -144,7 +144,7 @@ def test_rules_equal_reference_on_all_pairs():
         cands = build_candidates(policy, as_of, raw_loans)
         all_pairs = [(ci, si) for ci in range(len(cands)) for si in range(len(policy.stages))]
         expected = reference.due_pairs(policy, cands, as_of)
-        got = rules.evaluate(policy, cands, as_of, all_pairs)
+        got = rules.evaluate_here(policy, cands, as_of, all_pairs)
         assert got == expected, (f"durable-rules {sorted(got)} != reference {sorted(expected)}\n"
                                  f"policy={policy.model_dump(exclude_defaults=True)}\nas_of={as_of}\n"
                                  f"candidates={cands}")
@@ -201,7 +201,7 @@ def test_busy_day_baseline():
 @pytest.mark.parametrize("tamper", ["drop", "add", "swap"])
 def test_due_stages_refuses_when_engine_disagrees_with_reference(monkeypatch, tamper):
     policy, cands, as_of = _busy_day()
-    real = rules.evaluate
+    real = rules.evaluate_here
 
     def wrong(policy, candidates, as_of, pairs):
         got = set(real(policy, candidates, as_of, pairs))
@@ -214,11 +214,10 @@ def test_due_stages_refuses_when_engine_disagrees_with_reference(monkeypatch, ta
             got = (got - {(ci, si)}) | {(ci, (si + 1) % 4)}
         return got
 
-    monkeypatch.setattr(rules, "evaluate", wrong)
     with pytest.raises(rules.EngineFault, match="disagree"):
-        decide.due_stages(policy, cands, as_of)
+        decide.due_stages(policy, cands, as_of, evaluate=wrong)
     with pytest.raises(rules.EngineFault):
-        decide.plan_day(policy, cands, {}, as_of)
+        decide.plan_day(policy, cands, {}, as_of, evaluate=wrong)
 
 
 @pytest.mark.parametrize("method", ["post_batch", "post"])
@@ -233,7 +232,7 @@ def test_refused_post_is_an_engine_fault(monkeypatch, method):
 
     monkeypatch.setattr(rules._SyncHost, method, refuse)
     with pytest.raises(rules.EngineFault, match="refused events") as info:
-        rules.evaluate(policy, cands, as_of, pairs)
+        rules.evaluate_here(policy, cands, as_of, pairs)
     assert isinstance(info.value.__cause__, OSError)
 
 
@@ -251,7 +250,7 @@ def test_already_observed_event_is_an_engine_fault_not_a_lost_notice(monkeypatch
     pairs = decide.evaluation_pairs(policy, cands, as_of)
     assert len(pairs) >= 2
     with pytest.raises(rules.EngineFault, match="refused events") as info:
-        rules.evaluate(policy, cands, as_of, pairs)
+        rules.evaluate_here(policy, cands, as_of, pairs)
     assert type(info.value.__cause__).__name__ == "MessageObservedException"
 
 
@@ -268,7 +267,7 @@ def test_event_no_rule_handles_is_an_engine_fault(monkeypatch):
     monkeypatch.setattr(rules, "_event", unmatched)
     pairs = decide.evaluation_pairs(policy, cands, as_of)
     with pytest.raises(rules.EngineFault):
-        rules.evaluate(policy, cands, as_of, pairs)
+        rules.evaluate_here(policy, cands, as_of, pairs)
 
 
 def test_events_handled_under_one_id_are_counted_as_missing(monkeypatch):
@@ -285,7 +284,7 @@ def test_events_handled_under_one_id_are_counted_as_missing(monkeypatch):
     pairs = decide.evaluation_pairs(policy, cands, as_of)
     assert len(pairs) >= 2
     with pytest.raises(rules.EngineFault, match="distinct of"):
-        rules.evaluate(policy, cands, as_of, pairs)
+        rules.evaluate_here(policy, cands, as_of, pairs)
 
 
 def test_exception_in_an_action_is_surfaced(monkeypatch):
@@ -301,7 +300,7 @@ def test_exception_in_an_action_is_surfaced(monkeypatch):
     monkeypatch.setattr(durable.engine.Content, "__getitem__", failing)
     pairs = decide.evaluation_pairs(policy, cands, as_of)
     with pytest.raises(rules.EngineFault, match="an action raised") as info:
-        rules.evaluate(policy, cands, as_of, pairs)
+        rules.evaluate_here(policy, cands, as_of, pairs)
     assert isinstance(info.value.__cause__, LookupError)
 
 
@@ -311,20 +310,20 @@ def test_batching_does_not_change_the_result(monkeypatch, batch):
     pairs = [(ci, si) for ci in range(len(cands)) for si in range(4)]   # 52 events
     expected = reference.due_pairs(policy, cands, as_of)
     monkeypatch.setattr(rules, "BATCH", batch)
-    assert rules.evaluate(policy, cands, as_of, pairs) == expected
+    assert rules.evaluate_here(policy, cands, as_of, pairs) == expected
 
 
 def test_many_evaluations_in_one_process():
     """A fresh host per evaluation: the ruleset name is never registered twice."""
     policy, cands, as_of = _busy_day()
     pairs = decide.evaluation_pairs(policy, cands, as_of)
-    results = {frozenset(rules.evaluate(policy, cands, as_of, pairs)) for _ in range(200)}
+    results = {frozenset(rules.evaluate_here(policy, cands, as_of, pairs)) for _ in range(200)}
     assert len(results) == 1
 
 
 def test_empty_evaluation():
     policy, _, as_of = _busy_day()
-    assert rules.evaluate(policy, [], as_of, []) == set()
+    assert rules.evaluate_here(policy, [], as_of, []) == set()
     assert decide.plan_day(policy, [], {}, as_of).notices == []
 
 
@@ -340,12 +339,8 @@ def test_isolated_evaluation_decides_the_same_as_in_process():
     cands = [Candidate(Loan(f"L{i}", "P1", "SCI", day - dt.timedelta(days=i - 5)), "public", "")
              for i in range(45)]
     pairs = [(c, s) for c in range(len(cands)) for s in range(len(policy.stages))]
-    here = rules.evaluate(policy, cands, day, pairs)
-    isolation.isolate_evaluations(True)
-    try:
-        there = rules.evaluate(policy, cands, day, pairs)
-    finally:
-        isolation.isolate_evaluations(False)
+    here = rules.evaluate_here(policy, cands, day, pairs)
+    there = isolation.evaluate_in_child(policy, cands, day, pairs)
     assert there == here and len(here) > 4
 
 
@@ -359,9 +354,5 @@ def test_a_dead_engine_process_is_an_engine_fault(monkeypatch):
     day = dt.date(2026, 11, 23)
     cands = [Candidate(Loan("L1", "P1", "SCI", day), "public", "")]
     monkeypatch.setattr(_sys, "executable", "/bin/false")
-    isolation.isolate_evaluations(True)
-    try:
-        with pytest.raises(rules.EngineFault, match="process failed"):
-            rules.evaluate(policy, cands, day, [(0, 0)])
-    finally:
-        isolation.isolate_evaluations(False)
+    with pytest.raises(rules.EngineFault, match="process failed"):
+        isolation.evaluate_in_child(policy, cands, day, [(0, 0)])
