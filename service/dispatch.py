@@ -14,6 +14,9 @@
      email becomes one letter per library, sent in the same pass (within the flood guard's
      limit), the email marked failed with its reason and replaced_by the letters.
 Every outcome is committed notice by notice: a crash repeats at most the message in flight.
+
+The decisions (re-check, retry wait, flood guard, fallback) are engine.delivery's; this module
+reads the facts they need, acts on them (store writes, channel sends) and reports the outcomes.
 """
 
 from __future__ import annotations
@@ -22,20 +25,20 @@ import datetime as dt
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 
 from adapters.channels.base import Channel, Delivery
 from adapters.channels.registry import REGISTRY
 from adapters.render import NoticeContext, Templates, serialize
-from adapters.store.database import PendingNotice, Store
+from adapters.store.database import Store
 from engine.contact import is_email_address
-from engine.decide import Notice, notice_key
-from engine.facts import Loan, Patron
+from engine.decide import Entry, Notice
+from engine.delivery import Budget, Drop, fallback, hold_pass, recheck, retry_wait, settled
+from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
-from engine.reference import trigger_date
 
-__all__ = ["BATCH", "Outcome", "dispatch", "fallback_letters", "recheck", "retry_wait"]
+__all__ = ["BATCH", "Outcome", "dispatch", "flood_guard", "prepare"]
 
 BATCH = 25          # notices read and rendered at a time, the next batch while this one is sent
 
@@ -43,7 +46,7 @@ BATCH = 25          # notices read and rendered at a time, the next batch while 
 @dataclass
 class Outcome:
     key: str
-    status: str          # sent | pending (retry later) | failed | cancelled | expired | held (flood guard)
+    status: OutcomeStatus    # sent | pending (retry later) | failed | cancelled | expired | held (flood guard)
     detail: str
     replaced_by: tuple[str, ...] = ()    # the fallback notices of a notice that failed for good
 
@@ -64,13 +67,13 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
     due = [p for p in store.pending() if p.key not in waiting or waiting[p.key] <= now]
     held = flood_guard(store, policy, channel, due, as_of, confirm)
     if held:
-        return [Outcome(p.key, "held", held) for p in due]
+        return [Outcome(p.key, OutcomeStatus.HELD, held) for p in due]
     outcomes: list[Outcome] = []
     batches = [due[i:i + BATCH] for i in range(0, len(due), BATCH)]
     if not batches:
         return outcomes
-    budget = Budget(None if confirm else policy.flood_guard.max_per_run,
-                    {p.key for p in due if not _is_local(channel, p)})
+    budget = Budget.for_pass(policy, (p.key for p in due if not _is_local(channel, p)), confirm)
+    held_letters: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead:
         coming = ahead.submit(prepare, store, policy, templates, as_of, batches[0])
         for number in range(len(batches)):
@@ -79,115 +82,51 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
                 coming = ahead.submit(prepare, store, policy, templates, as_of, batches[number + 1])
             for item in ready:
                 outcome, replacements = _deliver(store, policy, channel, now, item)
-                budget.delivered(outcome, leaves=not _is_local(channel, item.pending))
+                budget.delivered(outcome.key, outcome.status, leaves=not _is_local(channel, item.pending))
                 outcomes.append(outcome)
                 queue = deque(replacements)        # fallback letters go out in the same pass…
                 while queue:
                     replacement = queue.popleft()
                     leaves = not _is_local(channel, replacement)
                     if leaves and not budget.room():   # …within the flood guard's limit: else they wait
-                        outcomes.append(budget.hold(replacement))
+                        budget.hold(replacement.key)
+                        held_letters.append(Outcome(replacement.key, OutcomeStatus.HELD, ""))
+                        outcomes.append(held_letters[-1])
                         continue
                     [letter] = prepare(store, policy, templates, as_of, [replacement])
                     outcome, more = _deliver(store, policy, channel, now, letter)
-                    budget.delivered(outcome, leaves=leaves)
+                    budget.delivered(outcome.key, outcome.status, leaves=leaves)
                     outcomes.append(outcome)
                     queue.extend(more)
-    budget.explain()
+    reason = budget.held_reason()       # known once the pass knows how many letters it held
+    for outcome in held_letters:
+        outcome.detail = reason
     return outcomes
 
 
-@dataclass
-class Budget:
-    """The messages that leave the machine in one pass, against flood_guard.max_per_run.
-
-    The notices pending at the start were counted by ``flood_guard`` (they are ``reserved`` until
-    delivered: a notice found cancelled or expired then frees its place); each one that leaves is
-    ``used``. A fallback letter created during the pass leaves only while used + reserved stays
-    within the limit; otherwise it is held: pending, not sent, for ``rappel run --confirm``.
-    """
-
-    limit: int | None                    # None: the run is confirmed
-    reserved: set[str]                   # counted pending notices not delivered yet
-    used: int = 0
-    held: list[Outcome] = field(default_factory=list)
-
-    def room(self) -> bool:
-        return self.limit is None or self.used + len(self.reserved) < self.limit
-
-    def delivered(self, outcome: Outcome, leaves: bool) -> None:
-        self.reserved.discard(outcome.key)
-        if leaves and outcome.status not in ("cancelled", "expired"):    # it was for a server: it counts
-            self.used += 1
-
-    def hold(self, pending: PendingNotice) -> Outcome:
-        outcome = Outcome(pending.key, "held", "")
-        self.held.append(outcome)
-        return outcome
-
-    def explain(self) -> None:
-        """The reason on every held letter, once the pass knows how many there are."""
-        if not self.held:
-            return
-        reason = (f"flood guard: {len(self.held)} letter(s) replacing refused emails would take this run past "
-                  f"flood_guard.max_per_run ({self.limit}; {self.used} message(s) went out or were tried); "
-                  f"they were not sent and stay pending. Check them (rappel status, rappel explain), then "
-                  f"send them with rappel run --confirm")
-        for outcome in self.held:
-            outcome.detail = reason
-
-
-def flood_guard(store: Store, policy: Policy, channel: Channel, due: list[PendingNotice], as_of: dt.date,
+def flood_guard(store: Store, policy: Policy, channel: Channel, due: list[Notice], as_of: dt.date,
                 confirm: bool) -> str | None:
-    """Why this pass must send nothing, or None. Counts what would leave (not the local outbox) and
-    still passes the re-check (a notice that would expire is not a message)."""
-    limit = policy.flood_guard.max_per_run
+    """Why this pass must send nothing, or None (engine.delivery.hold_pass). Counts what would leave
+    (not the local outbox) and still passes the re-check (a notice that would expire is not a message);
+    the loans are read only when the notices alone are past the limit."""
     leaving = [p for p in due if not _is_local(channel, p)]
-    if confirm or len(leaving) <= limit:
+    if hold_pass(policy, len(leaving), confirm) is None:
         return None
     loans = store.loans_by_id({loan_id for p in leaving for loan_id, _ in p.entries})
     count = sum(1 for p in leaving if len(recheck(policy, p, loans, as_of)) < len(p.entries))
-    if count <= limit:
-        return None
-    return (f"flood guard: {count} messages would go out, more than flood_guard.max_per_run ({limit}); "
-            f"nothing was sent. Check what is pending (rappel run --dry-run, rappel explain), then send "
-            f"them with rappel run --confirm, or let them expire")
+    return hold_pass(policy, count, confirm)
 
 
 def _is_local(channel: Channel, notice) -> bool:
     return channel.is_local(notice)
 
 
-def recheck(policy: Policy, pending: PendingNotice, loans: dict, as_of: dt.date) -> dict:
-    """(loan, due) → (status, reason) for ledger rows that must not be sent any more."""
-    stage = next((s for s in policy.stages if s.id == pending.stage), None)
-    dropped = {}
-    for loan_id, due in pending.entries:
-        loan = loans.get(loan_id)
-        if stage is None:
-            dropped[(loan_id, due)] = ("cancelled", f"stage {pending.stage} is no longer in the policy")
-        elif loan is None:
-            dropped[(loan_id, due)] = ("cancelled", "the loan no longer exists")
-        elif loan.returned_on is not None:
-            dropped[(loan_id, due)] = ("cancelled", f"returned on {loan.returned_on}")
-        elif loan.due_date != due:
-            dropped[(loan_id, due)] = ("cancelled", f"renewed: now due on {loan.due_date}")
-        elif loan.status in policy.exclude_statuses:
-            dropped[(loan_id, due)] = ("cancelled", f"status {loan.status!r} is excluded")
-        elif (as_of - trigger_date(stage, due)).days > policy.window(stage):
-            dropped[(loan_id, due)] = ("expired", f"not sent within the {policy.window(stage)}-day window "
-                                                  f"after {trigger_date(stage, due)}")
-        elif stage.offset_days < 0 and as_of >= due:
-            dropped[(loan_id, due)] = ("expired", f"the due date {due} has come")
-    return dropped
-
-
 @dataclass
 class Ready:
     """A pending notice re-checked and rendered: what is left of it and the message to send."""
 
-    pending: PendingNotice
-    dropped: dict                        # (loan, due) → (status, reason): rows not to send any more
+    pending: Notice                      # as the outbox holds it
+    dropped: dict[Entry, Drop]           # its rows not to send any more
     remaining: list[Loan]
     notice: Notice | None = None
     patron: Patron | None = None
@@ -196,7 +135,7 @@ class Ready:
 
 
 def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
-            batch: list[PendingNotice]) -> list[Ready]:
+            batch: list[Notice]) -> list[Ready]:
     """Read a batch of notices' facts at once (loans, patrons, recaps), re-check and render each."""
     loans = store.loans_by_id({loan_id for p in batch for loan_id, _ in p.entries})
     people = store.patrons_by_id({p.patron_id for p in batch})
@@ -210,10 +149,8 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
         if not remaining:
             continue
         item.patron = patron = people.get(pending.patron_id)
-        item.notice = notice = Notice(pending.key, pending.run_date, pending.stage, pending.channel,
-                                      pending.patron_id, pending.library,
-                                      tuple(sorted(loan.loan_id for loan in remaining)), pending.recipient,
-                                      pending.destination)
+        item.notice = notice = replace(pending, loan_ids=tuple(sorted(loan.loan_id for loan in remaining)),
+                                       entries=tuple(e for e in pending.entries if e not in dropped))
         spec = REGISTRY.spec(notice.channel)
         if spec is None:
             item.error = f"channel {notice.channel!r} is not registered (adapters/channels/registry.py)"
@@ -235,18 +172,17 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
 
 
 def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
-             item: Ready) -> tuple[Outcome, list[PendingNotice]]:
+             item: Ready) -> tuple[Outcome, list[Notice]]:
     """Send one prepared notice and commit its outcome (before anything else is sent)."""
     pending, dropped, notice, patron = item.pending, item.dropped, item.notice, item.patron
     if not item.remaining:
-        status = "expired" if any(s == "expired" for s, _ in dropped.values()) else "cancelled"
-        reason = "; ".join(sorted({r for _, r in dropped.values()})) or "nothing left to send"
+        status, reason = settled(dropped)
         store.settle_delivery(pending.key, status, error=reason, entry_status=dropped)
-        return Outcome(pending.key, status, reason), []
+        return Outcome(pending.key, OutcomeStatus(status), reason), []
     if patron is None:
         reason = f"patron {pending.patron_id} no longer exists"
-        store.settle_delivery(pending.key, "cancelled", error=reason, entry_status=dropped)
-        return Outcome(pending.key, "cancelled", reason), []
+        store.settle_delivery(pending.key, Status.CANCELLED, error=reason, entry_status=dropped)
+        return Outcome(pending.key, OutcomeStatus.CANCELLED, reason), []
     if not item.error and _no_usable_email(notice, patron):
         # the address was edited since the decision: what is not exactly one address never reaches a server
         delivery = Delivery.failed(f"the patron's email {patron.email!r} is not one address", permanent=True)
@@ -260,16 +196,18 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
             delivery = channel.send_letter(notice, item.message, _letter_name(notice))
     except Exception as exc:  # a rendering or channel fault: keep the notice visible, never lose it
         error = item.error or f"{type(exc).__name__}: {exc}"
-        store.settle_delivery(pending.key, "failed", error=error, entry_status=dropped)
-        return Outcome(pending.key, "failed", error), []
+        store.settle_delivery(pending.key, Status.FAILED, error=error, entry_status=dropped)
+        return Outcome(pending.key, OutcomeStatus.FAILED, error), []
     reply = delivery.reply or None
     if delivery.ok:
-        store.settle_delivery(pending.key, "sent", reference=delivery.reference, reply=reply, entry_status=dropped)
-        return Outcome(pending.key, "sent", delivery.reference), []
+        store.settle_delivery(pending.key, Status.SENT, reference=delivery.reference, reply=reply,
+                              entry_status=dropped)
+        return Outcome(pending.key, OutcomeStatus.SENT, delivery.reference), []
     if not delivery.permanent:
         again = now + retry_wait(policy, pending.attempts)
-        store.settle_delivery(pending.key, "pending", error=delivery.detail, reply=reply, next_attempt_at=again)
-        return Outcome(pending.key, "pending", f"{delivery.detail} (next attempt after {again:%Y-%m-%d %H:%M %Z})"), []
+        store.settle_delivery(pending.key, Status.PENDING, error=delivery.detail, reply=reply, next_attempt_at=again)
+        return Outcome(pending.key, OutcomeStatus.PENDING,
+                       f"{delivery.detail} (next attempt after {again:%Y-%m-%d %H:%M %Z})"), []
     return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery)
 
 
@@ -280,50 +218,24 @@ def _no_usable_email(notice: Notice, patron: Patron) -> bool:
     return spec is not None and spec.contact == "email" and not is_email_address(patron.email)
 
 
-def retry_wait(policy: Policy, attempts_before: int) -> dt.timedelta:
-    """The wait before the next attempt: first_minutes, doubling each time, at most max_minutes."""
-    retry = policy.delivery.retry
-    minutes = min(retry.first_minutes * 2 ** min(attempts_before, 20), retry.max_minutes)
-    return dt.timedelta(minutes=minutes)
-
-
-def _fall_back(store: Store, policy: Policy, notice: Notice, patron: Patron, remaining: list[Loan], dropped: dict,
-               delivery: Delivery) -> tuple[Outcome, list[PendingNotice]]:
-    """A notice refused for good: the policy's fallback (an email becomes letters), else failed."""
+def _fall_back(store: Store, policy: Policy, notice: Notice, patron: Patron, remaining: list[Loan],
+               dropped: dict[Entry, Drop], delivery: Delivery) -> tuple[Outcome, list[Notice]]:
+    """A notice refused for good: the policy's fallback (engine.delivery.fallback: an email becomes
+    letters, recorded pending and returned to be sent in this pass), else failed."""
     reply = delivery.reply or None
     detail = delivery.detail
-    if notice.channel == "email" and policy.fallback.email == "letter":
-        if patron.has_postal_address:
-            letters = fallback_letters(policy, notice, patron, remaining)
-            reason = f"email refused ({delivery.reply or delivery.detail}): sent as a letter instead"
-            moves = {(loan.loan_id, loan.due_date): (letter.key, reason)
-                     for letter in letters for loan in remaining if loan.loan_id in letter.loan_ids}
-            store.reroute(notice.key, error=detail, reply=reply, replacements=letters, moves=moves,
-                          entry_status=dropped)
-            queued = [PendingNotice(n.key, n.date, n.stage, n.channel, n.patron_id, n.library, n.recipient,
-                                    n.destination, 0, tuple(sorted((loan.loan_id, loan.due_date) for loan in remaining
-                                                                   if loan.loan_id in n.loan_ids)))
-                      for n in letters]
-            return Outcome(notice.key, "failed", f"{detail}; fallback: {len(letters)} letter(s)",
-                           tuple(n.key for n in letters)), queued
-        detail += "; no postal address for a letter instead"
-    store.settle_delivery(notice.key, "failed", error=detail, reply=reply, entry_status=dropped)
-    return Outcome(notice.key, "failed", detail), []
-
-
-def fallback_letters(policy: Policy, notice: Notice, patron: Patron, loans: list[Loan]) -> list[Notice]:
-    """The letters that replace an email refused for good: one per library, like any letter."""
-    by_library: dict[str, list[str]] = {}
-    for loan in loans:
-        by_library.setdefault(loan.library, []).append(loan.loan_id)
-    letters = []
-    for library, loan_ids in sorted(by_library.items()):
-        lib = policy.libraries.get(library)
-        letters.append(Notice(notice_key(notice.date, notice.stage, "letter", patron.patron_id, library, loan_ids),
-                              notice.date, notice.stage, "letter", patron.patron_id, library, tuple(sorted(loan_ids)),
-                              ", ".join(patron.postal_lines) or patron.patron_id,
-                              lib.letters.destination if lib else "unconfigured"))
-    return letters
+    instead = fallback(policy, notice, patron, remaining, REGISTRY.specs())
+    if instead.letters:
+        reason = f"email refused ({delivery.reply or delivery.detail}): sent as a letter instead"
+        moves = {entry: (letter.key, reason) for letter in instead.letters for entry in letter.entries}
+        store.reroute(notice.key, error=detail, reply=reply, replacements=list(instead.letters), moves=moves,
+                      entry_status=dropped)
+        return Outcome(notice.key, OutcomeStatus.FAILED, f"{detail}; fallback: {len(instead.letters)} letter(s)",
+                       tuple(n.key for n in instead.letters)), list(instead.letters)
+    if instead.why_not:
+        detail += f"; {instead.why_not}"
+    store.settle_delivery(notice.key, Status.FAILED, error=detail, reply=reply, entry_status=dropped)
+    return Outcome(notice.key, OutcomeStatus.FAILED, detail), []
 
 
 def _letter_name(notice: Notice) -> str:

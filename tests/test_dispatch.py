@@ -9,7 +9,7 @@ import pytest
 from adapters.channels import registry as delivery
 
 from service import day as pipeline
-from service.dispatch import retry_wait
+from engine.delivery import retry_wait
 from adapters.channels.base import BaseChannel, Channel
 from adapters.channels.memory import MemoryChannel
 from adapters.channels.mailbox import MailboxChannel

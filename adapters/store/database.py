@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -13,8 +12,8 @@ from sqlalchemy import and_, create_engine, event, func, insert, make_url, selec
 from sqlalchemy.engine import Connection, Engine
 
 from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, loans, notices, patrons
-from engine.decide import Plan
-from engine.facts import Candidate, Loan, Patron
+from engine.decide import Notice, Plan
+from engine.facts import Candidate, Loan, Patron, Status
 from engine.policy import Policy
 from engine.reference import due_ranges
 
@@ -74,20 +73,6 @@ def _loan(row) -> Loan:
 
 def _patron(row) -> Patron:
     return Patron(**{name: getattr(row, name) for name in PATRON_FIELDS})
-
-
-@dataclass(frozen=True)
-class PendingNotice:
-    key: str
-    run_date: dt.date
-    stage: str
-    channel: str
-    patron_id: str
-    library: str | None
-    recipient: str
-    destination: str
-    attempts: int
-    entries: tuple[tuple[str, dt.date], ...]   # (loan_id, due_date) ledger rows of this notice
 
 
 class Store:
@@ -236,26 +221,34 @@ class Store:
                 conn.execute(insert(notices), [
                     {"key": n.key, "run_date": n.date, "stage": n.stage, "channel": n.channel,
                      "patron_id": n.patron_id, "library": n.library, "recipient": n.recipient,
-                     "destination": n.destination, "status": "pending"} for n in plan.notices])
+                     "destination": n.destination, "status": n.status} for n in plan.notices])
             if plan.decisions:
                 conn.execute(insert(ledger), [
                     {"loan_id": d.loan_id, "due_date": d.due_date, "stage": d.stage, "status": d.status,
                      "notice_key": d.notice_key, "decided_on": plan.as_of, "reason": d.reason}
                     for d in plan.decisions])
 
-    def pending(self) -> list[PendingNotice]:
+    def pending(self) -> list[Notice]:
+        """The notices waiting for delivery, oldest first, each with its ledger rows still pending
+        (by loan id) and the attempts made."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(notices).where(notices.c.status == "pending")
+            rows = conn.execute(select(notices).where(notices.c.status == Status.PENDING)
                                 .order_by(notices.c.run_date, notices.c.key)).all()
             entries: dict[str, list] = {}
             keys = [r.key for r in rows]
             for chunk in _chunks(keys, 500):
                 for e in conn.execute(select(ledger.c.notice_key, ledger.c.loan_id, ledger.c.due_date)
-                                      .where(ledger.c.notice_key.in_(chunk), ledger.c.status == "pending")
+                                      .where(ledger.c.notice_key.in_(chunk), ledger.c.status == Status.PENDING)
                                       .order_by(ledger.c.loan_id)):
                     entries.setdefault(e.notice_key, []).append((e.loan_id, e.due_date))
-        return [PendingNotice(r.key, r.run_date, r.stage, r.channel, r.patron_id, r.library, r.recipient,
-                              r.destination, r.attempts, tuple(entries.get(r.key, ()))) for r in rows]
+        out = []
+        for r in rows:
+            mine = tuple(entries.get(r.key, ()))
+            out.append(Notice(key=r.key, date=r.run_date, stage=r.stage, channel=r.channel, patron_id=r.patron_id,
+                              library=r.library, loan_ids=tuple(sorted({loan_id for loan_id, _ in mine})),
+                              recipient=r.recipient, destination=r.destination, entries=mine,
+                              attempts=r.attempts, status=Status(r.status)))
+        return out
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -266,10 +259,10 @@ class Store:
         """Pending notices waiting for a retry: key → the time of their next attempt (UTC)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(notices.c.key, notices.c.next_attempt_at).where(
-                notices.c.status == "pending", notices.c.next_attempt_at.is_not(None))).all()
+                notices.c.status == Status.PENDING, notices.c.next_attempt_at.is_not(None))).all()
         return {key: when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc) for key, when in rows}
 
-    def settle_delivery(self, key: str, status: str, *, reference: str | None = None, error: str | None = None,
+    def settle_delivery(self, key: str, status: Status, *, reference: str | None = None, error: str | None = None,
                         reply: str | None = None, next_attempt_at: dt.datetime | None = None,
                         entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
         """Record a notice's outcome, what delivery keeps with it (the server's reply, when to try
@@ -286,7 +279,7 @@ class Store:
             conn.execute(update(notices).where(notices.c.key == key).values(**values))
             self._settle_ledger(conn, key, status, error, entry_status)
 
-    def reroute(self, key: str, *, error: str, reply: str | None, replacements: list,
+    def reroute(self, key: str, *, error: str, reply: str | None, replacements: list[Notice],
                 moves: dict[tuple[str, dt.date], tuple[str, str]],
                 entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
         """A notice that failed for good is replaced by others (an email by letters), in one transaction:
@@ -295,19 +288,19 @@ class Store:
         now = func.now()
         with self.engine.begin() as conn:
             conn.execute(update(notices).where(notices.c.key == key).values(
-                status="failed", updated_at=now, attempts=notices.c.attempts + 1, last_error=error,
+                status=Status.FAILED, updated_at=now, attempts=notices.c.attempts + 1, last_error=error,
                 next_attempt_at=None, replaced_by=" ".join(n.key for n in replacements),
                 **({"reply": reply} if reply is not None else {})))
             if replacements:
                 conn.execute(insert(notices), [
                     {"key": n.key, "run_date": n.date, "stage": n.stage, "channel": n.channel,
                      "patron_id": n.patron_id, "library": n.library, "recipient": n.recipient,
-                     "destination": n.destination, "status": "pending"} for n in replacements])
+                     "destination": n.destination, "status": n.status} for n in replacements])
             for (loan_id, due), (new_key, reason) in moves.items():
                 conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
                                                   ledger.c.due_date == due)
                              .values(notice_key=new_key, reason=reason, updated_at=now))
-            self._settle_ledger(conn, key, "failed", error, entry_status)
+            self._settle_ledger(conn, key, Status.FAILED, error, entry_status)
 
     @staticmethod
     def _settle_ledger(conn: Connection, key: str, status: str, error: str | None,
@@ -317,8 +310,8 @@ class Store:
             conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
                                               ledger.c.due_date == due)
                          .values(status=st, reason=reason, updated_at=now))
-        if status != "pending":
-            conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.status == "pending")
+        if status != Status.PENDING:
+            conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.status == Status.PENDING)
                          .values(status=status, updated_at=now, **({"reason": error} if error else {})))
 
 
@@ -327,4 +320,4 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[i:i + size]
 
 
-__all__ = ["Store", "PendingNotice", "database_url", "migrate", "DEFAULT_URL", "LOAN_FIELDS"]
+__all__ = ["Store", "database_url", "migrate", "DEFAULT_URL", "LOAN_FIELDS"]

@@ -1,0 +1,161 @@
+"""Decisions at delivery time, after the ledger: small values that service/dispatch.py acts on.
+
+- ``recheck``: which ledger rows of a pending notice must not be sent any more (loan returned,
+  renewed, excluded, stage gone from the policy, window passed, courtesy after the due date), and
+  ``settled``: what becomes of a notice none of whose rows is left;
+- ``retry_wait``: how long to wait before the next attempt after a transient failure;
+- the flood guard: ``hold_pass`` (does the whole pass send nothing?) and ``Budget`` (the room left
+  in the pass for the letters that replace refused emails);
+- ``fallback``: what an email refused for good becomes (letters, one per library, made by the same
+  code as the day's letters: engine.decide.make_notice).
+
+Nothing here reads a database, a clock or a channel: the caller passes the facts in.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from engine.channels import DEFAULT, LETTER, ChannelSpec
+from engine.decide import Entry, Notice, make_notice
+from engine.facts import Loan, OutcomeStatus, Patron, Status
+from engine.policy import Policy
+from engine.reference import trigger_date
+
+__all__ = ["Budget", "Drop", "Fallback", "fallback", "fallback_letters", "hold_pass", "recheck", "retry_wait",
+           "settled"]
+
+
+class Drop(NamedTuple):
+    """A ledger row not to send any more: its new status (cancelled or expired) and why."""
+
+    status: Status
+    reason: str
+
+
+def recheck(policy: Policy, notice: Notice, loans: Mapping[str, Loan], as_of: dt.date) -> dict[Entry, Drop]:
+    """(loan, due) → Drop for the notice's ledger rows that must not be sent on ``as_of``; ``loans``:
+    the loans as they are now, by id (a loan missing from it no longer exists)."""
+    stage = next((s for s in policy.stages if s.id == notice.stage), None)
+    dropped: dict[Entry, Drop] = {}
+    for loan_id, due in notice.entries:
+        loan = loans.get(loan_id)
+        if stage is None:
+            dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"stage {notice.stage} is no longer in the policy")
+        elif loan is None:
+            dropped[(loan_id, due)] = Drop(Status.CANCELLED, "the loan no longer exists")
+        elif loan.returned_on is not None:
+            dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"returned on {loan.returned_on}")
+        elif loan.due_date != due:
+            dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"renewed: now due on {loan.due_date}")
+        elif loan.status in policy.exclude_statuses:
+            dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"status {loan.status!r} is excluded")
+        elif (as_of - trigger_date(stage, due)).days > policy.window(stage):
+            dropped[(loan_id, due)] = Drop(Status.EXPIRED, f"not sent within the {policy.window(stage)}-day "
+                                                           f"window after {trigger_date(stage, due)}")
+        elif stage.offset_days < 0 and as_of >= due:
+            dropped[(loan_id, due)] = Drop(Status.EXPIRED, f"the due date {due} has come")
+    return dropped
+
+
+def settled(dropped: Mapping[Entry, Drop]) -> Drop:
+    """The outcome of a notice none of whose rows is left to send: expired when one of them expired,
+    else cancelled; the reasons, each once."""
+    status = Status.EXPIRED if any(d.status == Status.EXPIRED for d in dropped.values()) else Status.CANCELLED
+    return Drop(status, "; ".join(sorted({d.reason for d in dropped.values()})) or "nothing left to send")
+
+
+def retry_wait(policy: Policy, attempts_before: int) -> dt.timedelta:
+    """The wait before the next attempt: first_minutes, doubling each time, at most max_minutes."""
+    retry = policy.delivery.retry
+    minutes = min(retry.first_minutes * 2 ** min(attempts_before, 20), retry.max_minutes)
+    return dt.timedelta(minutes=minutes)
+
+
+# -- the flood guard -----------------------------------------------------------------------------
+
+def hold_pass(policy: Policy, messages: int, confirm: bool) -> str | None:
+    """Why a pass in which ``messages`` messages would leave the machine must send nothing, or None:
+    more than flood_guard.max_per_run, and the run is not confirmed."""
+    limit = policy.flood_guard.max_per_run
+    if confirm or messages <= limit:
+        return None
+    return (f"flood guard: {messages} messages would go out, more than flood_guard.max_per_run ({limit}); "
+            f"nothing was sent. Check what is pending (rappel run --dry-run, rappel explain), then send "
+            f"them with rappel run --confirm, or let them expire")
+
+
+@dataclass
+class Budget:
+    """The messages that leave the machine in one pass, against flood_guard.max_per_run.
+
+    The notices pending at the start were counted by the hold decision (they are ``reserved`` until
+    delivered: a notice found cancelled or expired then frees its place); each one that leaves is
+    ``used``. A fallback letter created during the pass leaves only while used + reserved stays
+    within the limit (``room``); otherwise it is ``held``: pending, not sent, for ``rappel run --confirm``.
+    """
+
+    limit: int | None                    # None: the run is confirmed
+    reserved: set[str]                   # keys of counted pending notices not delivered yet
+    used: int = 0
+    held: list[str] = field(default_factory=list)
+
+    @classmethod
+    def for_pass(cls, policy: Policy, leaving: Iterable[str], confirm: bool) -> Budget:
+        """The budget of a pass: ``leaving``, the keys of the pending notices that would leave."""
+        return cls(None if confirm else policy.flood_guard.max_per_run, set(leaving))
+
+    def room(self) -> bool:
+        return self.limit is None or self.used + len(self.reserved) < self.limit
+
+    def delivered(self, key: str, status: OutcomeStatus | str, leaves: bool) -> None:
+        """A notice's outcome in the pass: it counts when it leaves and was for a server (sent, tried)."""
+        self.reserved.discard(key)
+        if leaves and status not in (OutcomeStatus.CANCELLED, OutcomeStatus.EXPIRED):
+            self.used += 1
+
+    def hold(self, key: str) -> None:
+        self.held.append(key)
+
+    def held_reason(self) -> str:
+        """The reason given on every held letter, once the pass knows how many there are ('' if none)."""
+        if not self.held:
+            return ""
+        return (f"flood guard: {len(self.held)} letter(s) replacing refused emails would take this run past "
+                f"flood_guard.max_per_run ({self.limit}; {self.used} message(s) went out or were tried); "
+                f"they were not sent and stay pending. Check them (rappel status, rappel explain), then "
+                f"send them with rappel run --confirm")
+
+
+# -- the fallback of a notice refused for good ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Fallback:
+    """What replaces a notice refused for good: letters (pending, not yet sent), or none and why not."""
+
+    letters: tuple[Notice, ...] = ()
+    why_not: str = ""                    # no letters although the policy asks for them: why
+
+
+def fallback(policy: Policy, notice: Notice, patron: Patron, loans: list[Loan],
+             channels: Mapping[str, ChannelSpec] = DEFAULT) -> Fallback:
+    """The policy's fallback for ``notice`` refused for good, for its ``loans`` still to send: an email
+    becomes one letter per library (``fallback.email: letter``) when the patron has a postal address."""
+    if notice.channel != "email" or policy.fallback.email != "letter":
+        return Fallback()
+    if not patron.has_postal_address:
+        return Fallback(why_not="no postal address for a letter instead")
+    return Fallback(tuple(fallback_letters(policy, notice, patron, loans, channels)))
+
+
+def fallback_letters(policy: Policy, notice: Notice, patron: Patron, loans: list[Loan],
+                     channels: Mapping[str, ChannelSpec] = DEFAULT) -> list[Notice]:
+    """The letters that replace an email refused for good: one per library, like any letter."""
+    letter = channels.get(LETTER.name, LETTER)
+    by_library: dict[str, list[Loan]] = {}
+    for loan in loans:
+        by_library.setdefault(loan.library, []).append(loan)
+    return [make_notice(policy, letter, notice.date, notice.stage, patron, library, group)
+            for library, group in sorted(by_library.items())]
