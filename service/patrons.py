@@ -3,7 +3,7 @@ and email a report of their active requests (its rendering: adapters/render/repo
 Synchronising external accounts from their source system is service/sync.py.
 
 Every decision "may this role edit this field?" comes from engine/accounts.py (durable-rules,
-cross-checked); this module reads and writes. An edit is all or nothing: one transaction, and
+cross-checked); the reads and writes are adapters/store/patrons.py's. An edit is all or nothing: one transaction, and
 nothing is written when anything is refused.
 """
 from __future__ import annotations
@@ -12,41 +12,23 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
-
 from adapters.channels.base import Channel, Delivery
 from adapters.render.email import message_id
 from adapters.render.formats import pick_language
 from adapters.render.report import REPORT_TEMPLATE, render_report
-from adapters.store.schema import PATRON_FIELDS, loans, patron_audit, patron_local_edits, patrons, requests
+from adapters.store import patrons as records
 from adapters.store.database import Store
+from adapters.store.patrons import UnknownPatron
 from engine.accounts import (EDITABLE_FIELDS, AccountsPolicy, EditDecision, EditRequest,
                              decide_edits, value_problems)
 from engine.decide import Notice
-from engine.facts import Loan, Patron
+from engine.facts import PATRON_FIELDS, Loan, Patron
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
 from service.rules import ACCOUNTS_FILE, load_accounts
 
 __all__ = ["ACCOUNTS_FILE", "EditRefused", "EditResult", "PatronView", "UnknownPatron", "audit_trail", "edit",
            "load_accounts", "requests_report", "show"]
-
-
-class UnknownPatron(LookupError):
-    pass
-
-
-def _patron(row) -> Patron:
-    return Patron(**{name: getattr(row, name) for name in PATRON_FIELDS})
-
-
-def find(conn: Connection, barcode: str, *, lock: bool = False) -> Patron:
-    query = select(patrons).where(patrons.c.barcode == barcode)
-    row = conn.execute(query.with_for_update() if lock else query).first()
-    if row is None:
-        raise UnknownPatron(f"no patron with barcode {barcode!r}")
-    return _patron(row)
 
 
 # -- show --------------------------------------------------------------------------------------
@@ -99,16 +81,11 @@ class PatronView:
 
 def show(store: Store, accounts: AccountsPolicy, barcode: str, as_of: dt.date, role: str | None = None) -> PatronView:
     """A patron's record, each field with who may edit it, open loans and requests."""
-    with store.engine.connect() as conn:
-        patron = find(conn, barcode)
-        edited = set(conn.scalars(select(patron_local_edits.c.field)
-                                  .where(patron_local_edits.c.patron_id == patron.patron_id)))
-        open_loans = [Loan(r.loan_id, r.patron_id, r.library, r.due_date, r.item_barcode, r.title, r.returned_on,
-                           r.status)
-                      for r in conn.execute(select(loans).where(loans.c.patron_id == patron.patron_id,
-                                                                loans.c.returned_on.is_(None))
-                                            .order_by(loans.c.due_date, loans.c.loan_id))]
-        reqs = _requests(conn, patron.patron_id, accounts, as_of)
+    with records.reading(store) as db:
+        patron = db.find(barcode)
+        edited = db.locally_edited(patron.patron_id)
+        open_loans = db.open_loans(patron.patron_id)
+        reqs = _requests(db, patron.patron_id, accounts, as_of)
     roles = list(accounts.roles)
     asked = [EditRequest(patron.account_type, patron.record_type, r, f) for f in PATRON_FIELDS for r in roles]
     if role is not None:
@@ -124,15 +101,13 @@ def show(store: Store, accounts: AccountsPolicy, barcode: str, as_of: dt.date, r
     return PatronView(patron, as_of, accounts.external.source, fields, open_loans, reqs)
 
 
-def _requests(conn: Connection, patron_id: str, accounts: AccountsPolicy, as_of: dt.date) -> list[dict]:
+def _requests(db: records.PatronReader, patron_id: str, accounts: AccountsPolicy, as_of: dt.date) -> list[dict]:
+    """The patron's requests, each marked active (a status the policy counts as active, not expired)."""
     active = set(accounts.requests_report.active_statuses)
     out = []
-    for r in conn.execute(select(requests).where(requests.c.patron_id == patron_id)
-                          .order_by(requests.c.placed_on, requests.c.request_id)):
-        expired = r.expires_on is not None and r.expires_on < as_of
-        out.append({"request_id": r.request_id, "title": r.title, "library": r.library,
-                    "pickup_library": r.pickup_library, "placed_on": r.placed_on, "expires_on": r.expires_on,
-                    "status": r.status, "active": r.status in active and not expired})
+    for r in db.requests(patron_id):
+        expired = r["expires_on"] is not None and r["expires_on"] < as_of
+        out.append({**r, "active": r["status"] in active and not expired})
     return out
 
 
@@ -170,40 +145,32 @@ def edit(store: Store, accounts: AccountsPolicy, barcode: str, role: str, actor:
     if not changes:
         raise InputError([Problem("--set", None, "", "nothing to change: give --set FIELD=VALUE")])
     changes = {f: v.strip() for f, v in changes.items()}
-    with store.engine.begin() as conn:
-        patron = find(conn, barcode, lock=True)
+    with records.writing(store) as db:
+        patron = db.find(barcode, lock=True)
         decisions = decide_edits(accounts, [EditRequest(patron.account_type, patron.record_type, role, f)
                                             for f in changes])
         problems = value_problems(accounts, changes, patron)
         new_barcode = changes.get("barcode")
         if new_barcode and new_barcode != patron.barcode and "barcode" not in problems:
-            owner = conn.scalar(select(patrons.c.patron_id).where(patrons.c.barcode == new_barcode))
+            owner = db.barcode_owner(new_barcode)
             if owner is not None:
                 problems["barcode"] = f"{new_barcode!r} already belongs to patron {owner!r}"
         if problems or not all(d.allowed for d in decisions):
             raise EditRefused(patron, decisions, problems)
         changed = [(f, getattr(patron, f), v) for f, v in changes.items() if getattr(patron, f) != v]
         if changed:
-            conn.execute(update(patrons).where(patrons.c.patron_id == patron.patron_id)
-                         .values({f: new for f, _, new in changed}))
-            conn.execute(insert(patron_audit), [
-                {"patron_id": patron.patron_id, "changed_at": at, "actor": actor, "role": role, "source": "edit",
-                 "field": f, "old_value": old, "new_value": new} for f, old, new in changed])
+            db.change(patron.patron_id, {f: new for f, _, new in changed})
+            db.audit([(patron.patron_id, f, old, new) for f, old, new in changed],
+                     at=at, actor=actor, role=role, source="edit")
             protected = [f for f, _, _ in changed if accounts.ownership(patron.account_type, f) == "protected"]
-            if protected:
-                conn.execute(patron_local_edits.delete().where(patron_local_edits.c.patron_id == patron.patron_id,
-                                                               patron_local_edits.c.field.in_(protected)))
-                conn.execute(insert(patron_local_edits), [
-                    {"patron_id": patron.patron_id, "field": f, "edited_at": at, "actor": actor} for f in protected])
-        after = find(conn, patron.barcode if "barcode" not in changes else changes["barcode"])
+            db.mark_edited(patron.patron_id, protected, at=at, actor=actor)
+        after = db.find(patron.barcode if "barcode" not in changes else changes["barcode"])
     return EditResult(after, decisions, changed, [f for f, v in changes.items() if getattr(patron, f) == v])
 
 
 def audit_trail(store: Store, patron_id: str) -> list[dict]:
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(patron_audit).where(patron_audit.c.patron_id == patron_id)
-                            .order_by(patron_audit.c.id)).mappings().all()
-    return [dict(r) for r in rows]
+    """Every audited change of a patron, oldest first."""
+    return records.audit_trail(store, patron_id)
 
 
 # -- the requests report -------------------------------------------------------------------------
@@ -220,9 +187,9 @@ class ReportResult:
 def requests_report(store: Store, policy: Policy, accounts: AccountsPolicy, rules_dir: Path, channel: Channel,
                     barcode: str, as_of: dt.date, at: dt.datetime) -> ReportResult:
     """Email the patron the list of their active requests, in their language, through ``channel``."""
-    with store.engine.connect() as conn:
-        patron = find(conn, barcode)
-        active = [r for r in _requests(conn, patron.patron_id, accounts, as_of) if r["active"]]
+    with records.reading(store) as db:
+        patron = db.find(barcode)
+        active = [r for r in _requests(db, patron.patron_id, accounts, as_of) if r["active"]]
     language = pick_language(patron.preferred_language, policy)
     if not active:
         return ReportResult(patron, language, [], None, None)

@@ -13,20 +13,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.engine import Connection
-
 from adapters.sources.csvfiles import ImportReport, validated_rows
+from adapters.store import patrons as records
 from adapters.store.database import Store
-from adapters.store.schema import PATRON_FIELDS, patron_audit, patron_local_edits, patrons
 from engine.accounts import AccountsPolicy
+from engine.facts import PATRON_FIELDS
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
 
 __all__ = ["SyncReport", "sync"]
 
 CHUNK = 2000          # rows of a sync file handled together
-IN_LIMIT = 2000       # values in one SQL IN list (SQLite allows 32,766 since 3.32)
 
 
 @dataclass
@@ -55,7 +52,7 @@ def sync(store: Store, policy: Policy, accounts: AccountsPolicy, path: Path, at:
     checked = ImportReport("patrons")
     rows = validated_rows(store, policy, "patrons", path, checked)
     seen: set[str] = set()
-    known = store.known_ids(patrons)   # only these are looked up: the others are created
+    known = records.known_patron_ids(store)   # only these are looked up: the others are created
 
     def external_rows():
         for row in rows:
@@ -67,45 +64,28 @@ def sync(store: Store, policy: Policy, accounts: AccountsPolicy, path: Path, at:
                                                 f"account_type {row['account_type']!r}: a synchronisation "
                                                 f"brings external accounts only"))
 
-    conn = store.engine.connect()
-    trans = conn.begin()
     try:
-        for chunk in _chunked(external_rows(), CHUNK):
+        with records.writing(store, commit=not dry_run) as db:    # one transaction; a dry run rolls it back
+            for chunk in _chunked(external_rows(), CHUNK):
+                if checked.problems:
+                    continue    # keep checking the rest of the file, write nothing
+                _sync_chunk(db, accounts, chunk, known, report, at, actor)
+            report.rows = checked.rows
             if checked.problems:
-                continue    # keep checking the rest of the file, write nothing
-            _sync_chunk(conn, accounts, chunk, known, report, at, actor)
-        report.rows = checked.rows
-        if checked.problems:
-            raise InputError(_shorten(checked.problems))
-        external = conn.scalars(select(patrons.c.patron_id).where(patrons.c.account_type == "external"))
-        report.missing = sorted(pid for pid in external if pid not in seen)
-        if dry_run:
-            trans.rollback()
-        else:
-            trans.commit()
-    except BaseException:
-        if trans.is_active:
-            trans.rollback()
-        raise
+                raise InputError(_shorten(checked.problems))
+            report.missing = sorted(pid for pid in db.external_ids() if pid not in seen)
     finally:
         rows.close()
-        conn.close()
     return report
 
 
-def _sync_chunk(conn: Connection, accounts: AccountsPolicy, chunk: list[dict], known: set[str],
+def _sync_chunk(db: records.PatronWriter, accounts: AccountsPolicy, chunk: list[dict], known: set[str],
                 report: SyncReport, at: dt.datetime, actor: str) -> None:
     ids = [row["patron_id"] for row in chunk if row["patron_id"] in known]
     governed = [f for f in PATRON_FIELDS if accounts.ownership("external", f) in ("owned", "protected")]
-    columns = [patrons.c.patron_id, patrons.c.account_type, *(patrons.c[f] for f in governed)]
-    existing: dict[str, tuple] = {}           # patron_id → (patron_id, account_type, *governed values)
-    edited: set[tuple[str, str]] = set()
-    for part in _slices(ids, IN_LIMIT):
-        existing.update((r[0], tuple(r)) for r in conn.execute(select(*columns).where(patrons.c.patron_id.in_(part))))
-        edited.update((pid, f) for pid, f in conn.execute(
-            select(patron_local_edits.c.patron_id, patron_local_edits.c.field)
-            .where(patron_local_edits.c.patron_id.in_(part))))
-    inserts, updates, audits = [], [], []
+    existing = db.governed(ids, governed)     # patron_id → (account_type, *governed values)
+    edited = db.edited_fields(ids)            # (patron_id, field) edited locally
+    inserts, updates, audited = [], [], len(report.changes)
     for row in chunk:
         pid = row["patron_id"]
         current = existing.get(pid)
@@ -113,10 +93,10 @@ def _sync_chunk(conn: Connection, accounts: AccountsPolicy, chunk: list[dict], k
             inserts.append(row)
             report.created.append(pid)
             continue
-        if current[1] != "external":
+        if current[0] != "external":
             report.internal.append(pid)
             continue
-        values = dict(zip(governed, current[2:]))
+        values = dict(zip(governed, current[1:]))
         changed = False
         for f, old in values.items():
             value = row[f]
@@ -127,22 +107,15 @@ def _sync_chunk(conn: Connection, accounts: AccountsPolicy, chunk: list[dict], k
                 continue
             values[f] = value
             changed = True
-            report.changes.append((pid, f, old, value))
-            audits.append({"patron_id": pid, "changed_at": at, "actor": actor, "role": "", "source": "sync",
-                           "field": f, "old_value": old, "new_value": value})
+            report.changes.append((pid, f, old, value))     # each change is audited
         if changed:
             report.updated += 1
-            updates.append({"b_patron_id": pid, **{f"b_{f}": v for f, v in values.items()}})
+            updates.append((pid, values))
         else:
             report.unchanged += 1
-    if inserts:
-        conn.execute(insert(patrons), inserts)
-    if updates:
-        stmt = (update(patrons).where(patrons.c.patron_id == bindparam("b_patron_id"))
-                .values({f: bindparam(f"b_{f}") for f in governed}))
-        conn.execute(stmt, updates)
-    if audits:
-        conn.execute(insert(patron_audit), audits)
+    db.create(inserts)
+    db.change_many(governed, updates)
+    db.audit(report.changes[audited:], at=at, actor=actor, role="", source="sync")
 
 
 def _chunked(rows, size: int) -> Iterator[list[dict]]:
@@ -154,11 +127,6 @@ def _chunked(rows, size: int) -> Iterator[list[dict]]:
             batch = []
     if batch:
         yield batch
-
-
-def _slices(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
 
 
 def _shorten(problems: list[Problem], limit: int = 200) -> list[Problem]:
