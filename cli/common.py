@@ -66,7 +66,7 @@ def guarded():
 def one_line(exc: BaseException) -> str:
     """An unexpected error on one line. SQLAlchemy's messages span lines (the statement, its
     parameters, "Background on this error at: …"): the first line carries the cause."""
-    from sqlalchemy.exc import StatementError
+    from adapters.store.database import StatementError
 
     cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
     text = " ".join(str(cause).split("\n", 1)[0].split()) or "no message"

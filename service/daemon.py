@@ -32,8 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError
-
 from service import day as pipeline
 from service.clock import Clock, FileClock  # noqa: F401 - FileClock: the clock of simulations
 from service.fence import LeaseLost, Stopping, _Fenced, leased  # noqa: F401 - leased: for callers of the daemon's API
@@ -42,7 +40,7 @@ from adapters.channels.base import Channel
 from adapters.store.installation import Guard
 from adapters.store.lease import Lease
 from adapters.store.runs import Counts, DayTaken, RunLog, first_unfinished_day, last_completed_day, pending_count
-from adapters.store.database import Store
+from adapters.store.database import DatabaseUnavailable, Store
 from engine.policy import Policy
 from engine.schedule import CATCH_UP_DAYS, catch_up_days, next_moment, scheduled_day
 from engine.yamlsource import InputError
@@ -143,7 +141,7 @@ class Daemon:
                     code = self._turn()
                 except Stopping:
                     break
-                except DBAPIError as exc:   # the database is away: keep the policy, try again shortly
+                except DatabaseUnavailable as exc:   # the database is away: keep the policy, try again shortly
                     self._say_once("database", f"database unavailable, trying again every "
                                                f"{self.s.poll_seconds:.0f}s: {str(exc.orig).strip()[:200]}",
                                    logging.ERROR)

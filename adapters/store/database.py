@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import and_, create_engine, event, func, insert, make_url, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, loans, notices, patrons
 from engine.decide import Notice, Plan
@@ -19,6 +20,11 @@ from engine.reference import due_ranges
 
 DEFAULT_URL = "sqlite:///rappel.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# The database's errors by the names the rest of rappel catches them (only adapters/ import SQLAlchemy):
+# DatabaseUnavailable, the database refused or lost the connection, and StatementError, a statement
+# failed; either one's .orig is the driver's own error, when it gave one.
+DatabaseUnavailable = DBAPIError
 
 
 def database_url(explicit: str | None) -> str:
@@ -320,4 +326,5 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[i:i + size]
 
 
-__all__ = ["Store", "database_url", "migrate", "DEFAULT_URL", "LOAN_FIELDS"]
+__all__ = ["Store", "database_url", "migrate", "DEFAULT_URL", "LOAN_FIELDS", "DatabaseUnavailable",
+           "StatementError"]
