@@ -2,6 +2,7 @@
 
 - engine/ is pure: no database, delivery or network library, no clock, no file I/O.
 - Exactly one module of the project imports durable-rules, and it is engine/rules.py.
+- service/ and cli/ import no SQLAlchemy: every statement lives under adapters/store/.
 """
 from __future__ import annotations
 
@@ -167,6 +168,26 @@ def test_project_scan_sees_the_project():
     names = {str(p.relative_to(ROOT)) for p in project_files()}
     assert {"engine/rules.py", "engine/decide.py", "cli/__init__.py"} <= names
     assert not any(n.startswith(("tests/", ".venv/")) for n in names)
+
+
+# --- the front ends and the use cases leave SQL to adapters/store/ ---------------------------------
+
+def front_end_files() -> list[Path]:
+    files = sorted([*(ROOT / "service").rglob("*.py"), *(ROOT / "cli").rglob("*.py")])
+    assert ROOT / "service" / "patrons.py" in files and ROOT / "cli" / "__init__.py" in files
+    return files
+
+
+def test_the_sqlalchemy_checker_sees_every_form():
+    for source in ("import sqlalchemy", "from sqlalchemy import select", "from sqlalchemy.exc import DBAPIError",
+                   "import sqlalchemy.engine as e", "importlib.import_module('sqlalchemy.exc')"):
+        assert "sqlalchemy" in imported_modules(ast.parse(source)), source
+    assert "sqlalchemy" not in imported_modules(ast.parse("from adapters.store.database import StatementError"))
+
+
+@pytest.mark.parametrize("path", front_end_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_of_service_or_cli_imports_sqlalchemy(path):
+    assert "sqlalchemy" not in imported_modules(parse(path))
 
 
 # --- the structure: no import cycle, no module of more than about 400 lines -----------------------
