@@ -47,15 +47,11 @@ def daemon(outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the 
                                                               help="Read the time from this file (simulations)")] = None,
            state_dir: StateOpt = None, rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Run every day at the policy's `schedule.at`, catch up missed days, retry deliveries; stop on SIGTERM."""
-    import os
-
     from adapters import isolation
-    from adapters.channels import registry
+    from service import session
     from service.daemon import Daemon, FileClock, Settings
 
-    def channel_for(policy, templates):
-        return registry.build(policy, templates, env=os.environ, outbox=outbox, rules_dir=rules)
-
+    channel_for = session.channel_factory(outbox, rules)
     _logging()
     with guarded():
         settings = Settings(rules_dir=rules, db_url=db, clock=FileClock(clock_file) if clock_file else SystemClock(),

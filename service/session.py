@@ -33,8 +33,8 @@ from engine.policy import Policy
 from service import rules as rules_
 from service.fence import LeaseLost, leased
 
-__all__ = ["Confirmed", "Installation", "Refused", "Rules", "check_guard", "confirm_installation", "held_lease",
-           "installation", "load_rules", "store"]
+__all__ = ["Confirmed", "Installation", "LeaseLost", "Refused", "Rules", "channel_factory", "check_guard",
+           "confirm_installation", "held_lease", "installation", "load_rules", "store"]
 
 
 class Refused(Exception):
@@ -145,8 +145,6 @@ def installation(rules: Rules, db: str | None, *, writes: bool = True, channel: 
         yield Installation(rules, opened, built, held)
 
 
-__all__ += ["LeaseLost"]
-
 
 @dataclass(frozen=True)
 class Confirmed:
@@ -163,3 +161,13 @@ def confirm_installation(opened: Store, state_dir: Path | None, *, join: bool) -
     if before.ok:
         return Confirmed(before, None, guard.id_file)
     return Confirmed(before, guard.confirm(join=join), guard.id_file)
+
+
+def channel_factory(outbox: Path, rules_dir: Path, env: Mapping[str, str] | None = None):
+    """How a long-running front end (the daemon) builds the channels of each policy it loads."""
+    env = os.environ if env is None else env
+
+    def build(policy: Policy, templates: Templates | None) -> Channel:
+        return registry.build(policy, templates, env=env, outbox=outbox, rules_dir=rules_dir)
+
+    return build
