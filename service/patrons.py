@@ -3,8 +3,8 @@ and email a report of their active requests (its rendering: adapters/render/repo
 Synchronising external accounts from their source system is service/sync.py.
 
 Every decision "may this role edit this field?" comes from engine/accounts.py (durable-rules,
-cross-checked); the reads and writes are adapters/store/patrons.py's. An edit is all or nothing: one transaction, and
-nothing is written when anything is refused.
+cross-checked); the reads and writes are adapters/store/patrons.py's. An edit is all or nothing:
+one transaction, and nothing is written when anything is refused.
 """
 from __future__ import annotations
 
