@@ -135,6 +135,8 @@ def cups():
             daemon.wait(timeout=10)
         except subprocess.TimeoutExpired:
             daemon.kill()
+            daemon.wait()
+        daemon.stdout.close()
         queue_conf.unlink(missing_ok=True)
         Path(f"/var/log/cups/cups-pdf-{queue}_log").unlink(missing_ok=True)
         shutil.rmtree(root, ignore_errors=True)
