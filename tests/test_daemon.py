@@ -1,4 +1,4 @@
-"""`rappel daemon` (adapters/daemon.py): when it runs, what it catches up, how it stops, reloads.
+"""`rappel daemon` (service/daemon.py): when it runs, what it catches up, how it stops, reloads.
 
 The daemon runs in this process on simulated time (tests/daemon_cases.py SimClock: each wait jumps
 to the time asked), against a real database (SQLite file; PostgreSQL when configured), with the

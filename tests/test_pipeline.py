@@ -1,4 +1,4 @@
-"""One day of rappel end to end (adapters/pipeline.py): import → decide → ledger → deliver.
+"""One day of rappel end to end (service/day.py, service/dispatch.py): import → decide → ledger → deliver.
 
 Real parts: CSV exports imported into a real database (SQLite file; PostgreSQL when configured),
 the shipped templates, and two channels: the in-memory one and the file outbox.

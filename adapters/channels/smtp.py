@@ -7,7 +7,7 @@ recipient has its own URL and its own status.
 
 apprise's stock mailto service builds its message from a title and a body: a random Message-ID,
 a text part converted from the HTML, the date of sending. rappel's messages are built by
-adapters/render.py (both parts from the templates, a Message-ID derived from the ledger key, a
+adapters/render/email.py (both parts from the templates, a Message-ID derived from the ledger key, a
 fixed date), so ``RappelMail`` is that same apprise service (same URL, same parameters) with a
 ``send()`` that transmits the prepared bytes and keeps the server's reply. apprise logs an SMTP
 refusal at DEBUG only; here each reply is kept on the service (``mail.reply``) and in the
