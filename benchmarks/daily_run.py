@@ -523,8 +523,8 @@ def child_inproc(url: str, repeat: int) -> int:
 
     t = clock()
     import cli  # (what `rappel run` imports before working)
-    from adapters.channels import registry as delivery
-    from service import day as pipeline  # noqa: F401  (the channels `rappel run` builds, dry run included)
+    from adapters.channels import registry  # noqa: F401  (the channels `rappel run` builds, dry run included)
+    from service import day as pipeline
     from service import rules as rules_
     from adapters.store.database import Store
     from engine import decide, reference, rules

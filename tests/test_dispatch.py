@@ -8,7 +8,6 @@ import pytest
 
 from adapters.channels import registry as delivery
 
-from service import day as pipeline
 from engine.delivery import retry_wait
 from adapters.channels.base import BaseChannel, Channel
 from adapters.channels.memory import MemoryChannel

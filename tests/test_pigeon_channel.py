@@ -8,7 +8,6 @@ under engine/ knows about pigeons.
 """
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
