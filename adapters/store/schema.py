@@ -1,8 +1,8 @@
 """The database tables (SQLAlchemy Core). Changes go through a new alembic migration."""
 from __future__ import annotations
 
-from sqlalchemy import (Column, Date, DateTime, Float, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint,
-                        String, Table, Text, func)
+from sqlalchemy import (Column, Date, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
+                        PrimaryKeyConstraint, String, Table, Text, func)
 
 from engine.facts import PATRON_FIELDS
 
@@ -35,6 +35,8 @@ loans = Table(
     Column("due_date", Date, nullable=False),
     Column("returned_on", Date, nullable=True),
     Column("status", String(64), nullable=False, server_default=""),
+    # facts (migration 0005): why rappel closed the loan itself, e.g. "absent from the export of 2026-12-01"
+    Column("closed_reason", Text, nullable=True),
 )
 # The daily pre-filter: open loans by due date.
 Index("ix_loans_open_due", loans.c.due_date,
@@ -158,3 +160,62 @@ Index("ix_runs_kind_date", runs.c.kind, runs.c.run_date)
 Index("ux_runs_day", runs.c.run_date, unique=True,
       sqlite_where=(runs.c.kind == "day") & runs.c.outcome.in_(("running", "ok")),
       postgresql_where=(runs.c.kind == "day") & runs.c.outcome.in_(("running", "ok")))
+
+# --- facts (migration 0005): every successful import or pull, for the freshness guard ---------------
+
+fact_imports = Table(
+    "fact_imports", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),            # patrons | loans | requests
+    Column("source", Text, nullable=False),                # a file's path, or a source's name in sources.yaml
+    Column("mode", String(16), nullable=False),            # import | snapshot | pull
+    Column("facts_date", Date, nullable=True),             # the export's date (what "absent" is dated)
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("rows", Integer, nullable=False, server_default="0"),
+    Column("inserted", Integer, nullable=False, server_default="0"),
+    Column("changed", Integer, nullable=False, server_default="0"),
+    Column("unchanged", Integer, nullable=False, server_default="0"),
+    Column("closed", Integer, nullable=False, server_default="0"),
+)
+Index("ix_fact_imports_kind_finished", fact_imports.c.kind, fact_imports.c.finished_at)
+
+# --- notices (migration 0006): the message as sent, every attempt, every staff action ---------------
+
+# The exact message of a delivered notice (the email as sent, the letter's PDF), zlib-compressed.
+messages = Table(
+    "messages", metadata,
+    Column("notice_key", String(255), ForeignKey("notices.key"), primary_key=True),
+    Column("media_type", String(64), nullable=False),       # message/rfc822 | application/pdf
+    Column("filename", String(255), nullable=False, server_default=""),
+    Column("body", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False),                # uncompressed bytes
+    Column("stored_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per delivery attempt: when, through which channel, to where, and what the server answered.
+attempts = Table(
+    "attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("notice_key", String(255), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False, server_default="send"),   # send | resend
+    Column("channel", String(16), nullable=False),
+    Column("destination", Text, nullable=False, server_default=""),
+    Column("outcome", String(16), nullable=False),          # sent | retrying | failed
+    Column("reply", Text, nullable=False, server_default=""),
+    Column("reference", Text, nullable=False, server_default=""),   # print job id, outbox file, message id
+    Column("actor", String(255), nullable=False, server_default=""),  # who asked (a resend); "" for a run
+)
+
+# Every action of a member of staff on a notice or a patron: who, when, why.
+staff_actions = Table(
+    "staff_actions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("action", String(32), nullable=False),           # resend | cancel | retry | forget | purge
+    Column("notice_key", String(255), nullable=True, index=True),
+    Column("patron_id", String(64), nullable=True, index=True),
+    Column("why", Text, nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default=""),
+)
