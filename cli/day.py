@@ -82,17 +82,68 @@ def explain(loan: Annotated[str, typer.Option("--loan", help="Loan id")],
 
 @app.command("import")
 def import_(kind: Annotated[str, typer.Argument(help="patrons, loans or requests")],
-            file: Annotated[Path, typer.Argument(help="CSV file: UTF-8, header row, ISO 8601 dates")],
-            rules: RulesOpt = Path("rules"), db: DbOpt = None):
-    """Load a CSV export; rows upsert by id; any bad row rejects the whole file."""
+            file: Annotated[Path, typer.Argument(help="CSV file with a header row and ISO 8601 dates")],
+            snapshot: Annotated[bool, typer.Option(
+                "--snapshot", help="The file is the complete list of the open loans (active requests) of the "
+                                   "libraries it names (or of --libraries): the open ones it does not list are "
+                                   "closed as returned on the export's date. Patrons are never deleted")] = False,
+            confirm: Annotated[bool, typer.Option(
+                "--confirm", help="Take a snapshot that is empty or closes more than imports.max_closed_share "
+                                  "of the open loans")] = False,
+            libraries: Annotated[Optional[str], typer.Option(
+                "--libraries", help="A snapshot's libraries, comma-separated, or 'all' (default: the libraries "
+                                    "the file names)")] = None,
+            on: Annotated[Optional[str], typer.Option(
+                "--on", help="Date of the export, what its closings are dated (default: today, policy time "
+                             "zone)")] = None,
+            encoding: Annotated[Optional[str], typer.Option(
+                "--encoding", help="The file's encoding (default: UTF-8, with or without BOM); cp1252 for Excel "
+                                   "on Windows")] = None,
+            delimiter: Annotated[Optional[str], typer.Option(
+                "--delimiter", help="Column delimiter: , ; or tab (default: found from the header)")] = None,
+            dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and count everything; write nothing")] = False,
+            as_json: JsonOpt = False, rules: RulesOpt = Path("rules"), db: DbOpt = None):
+    """Load a CSV export; rows upsert by id; any bad row rejects the whole file.
+
+    The report counts new, changed and unchanged rows, and for --snapshot the loans it closed."""
     from service import imports, session
 
     with guarded():
         imports.check_kind(kind)
+        imports.check_reading(encoding, delimiter)
         loaded = session.load_rules(rules)
-        with session.store(db) as store:
-            report = imports.import_file(store, loaded.policy, kind, file)
-        typer.echo(f"{file}: {report.rows} {kind} imported ({report.inserted} new, {report.updated} updated)")
+        policy = loaded.policy
+        facts_date = parse_date(on, policy)
+        scope = None
+        if libraries is not None:
+            scope = list(policy.libraries) if libraries.strip() == "all" else \
+                [code.strip() for code in libraries.split(",") if code.strip()]
+        with session.store(db, writes=not dry_run) as store:
+            report = imports.import_file(store, policy, kind, file, snapshot=snapshot, confirm=confirm,
+                                         encoding=encoding, delimiter=delimiter, facts_date=facts_date,
+                                         dry_run=dry_run, libraries=scope, now=now_utc())
+        if as_json:
+            typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+        else:
+            typer.echo(import_line(file, report))
+        if report.refused:
+            typer.echo(f"snapshot guard: {report.refused}", err=True)
+
+
+def import_line(file: Path, report) -> str:
+    """'loans.csv: 3 loans imported (1 new, 1 changed, 1 unchanged); snapshot of SCI: 2 loan(s) closed …'."""
+    done = "checked (dry run: nothing written)" if report.dry_run else "imported"
+    line = (f"{file}: {report.rows} {report.kind} {done} ({report.inserted} new, {report.changed} changed, "
+            f"{report.unchanged} unchanged)")
+    if report.snapshot and report.kind != "patrons":
+        what = "loan(s)" if report.kind == "loans" else "request(s)"
+        closed = "would be closed" if report.dry_run else "closed"
+        line += f"; snapshot of {', '.join(report.libraries) or 'no library'}: "
+        line += (f"{report.closed} {what} {closed}, absent from the export of {report.facts_date}" if report.closed
+                 else "nothing absent")
+    if report.reopened:
+        line += f"; {report.reopened} loan(s) reopened (closed by an earlier export, listed open again)"
+    return line
 
 
 @app.command()

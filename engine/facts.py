@@ -85,6 +85,7 @@ class Loan:
     title: str = ""
     returned_on: dt.date | None = None
     status: str = ""
+    closed_reason: str | None = None      # why rappel closed it itself, e.g. "absent from the export of …"
 
     @property
     def is_open(self) -> bool:

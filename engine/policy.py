@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from engine.channels import DEFAULT, NAME_PATTERN, ChannelSpec, unknown_channel
 from engine.contact import is_email_address
@@ -232,6 +232,32 @@ class Schedule(_Strict):
         return int(self.at[3:])
 
 
+StatusMeaning = Literal["on_loan", "exclude"]
+
+
+def _share(value: Any) -> Any:
+    """A share written as a fraction (0.2) or a percentage ("20%", "20 %")."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1].strip()) / 100
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percentage (e.g. 20%)") from None
+    return value
+
+
+Share = Annotated[float, BeforeValidator(_share), Field(ge=0, le=1)]
+
+
+class Imports(_Strict):
+    """What an import of the library system's exports may do without being confirmed."""
+
+    max_closed_share: Share = Field(
+        default=0.2, description="A snapshot (a full export: rappel import --snapshot) that would close more "
+                                 "than this share of the open loans of its libraries, as a fraction (0.2) or a "
+                                 "percentage (\"20%\"), changes nothing and exits 1 unless --confirm: a "
+                                 "truncated export must not return every loan it lost")
+
+
 class Policy(_Strict):
     timezone: str = Field(description="IANA time zone of the institution, e.g. Europe/Paris")
     sender: Sender
@@ -243,6 +269,12 @@ class Policy(_Strict):
     max_delay_days: int = Field(default=2, ge=0, description="Default catch-up window for every stage, in days")
     restart: Restart | None = None
     exclude_statuses: list[str] = Field(default=[], description="Loan statuses that never get notices")
+    statuses: dict[str, StatusMeaning] | None = Field(
+        default=None, description="Every loan status the library system exports, and what it means: on_loan "
+                                  "(reminded) or exclude (never a notice: lost, claimed returned…); \"\" is a "
+                                  "loan without status. When given, an imported loan with any other status is "
+                                  "rejected; exclude_statuses, if kept, must agree with it")
+    imports: Imports = Imports()
     no_email: NoEmail = NoEmail()
     stages: list[Stage] = Field(min_length=1)
     libraries: dict[str, Library] = Field(min_length=1)
@@ -267,6 +299,10 @@ class Policy(_Strict):
                 raise ValueError(
                     f"stages[{i}].offset_days: offsets must be strictly increasing; {after.id} "
                     f"({after.offset_days}) comes after {before.id} ({before.offset_days})")
+        if self.statuses is not None:
+            for status in self.exclude_statuses:
+                if self.statuses.get(status, "exclude") != "exclude":
+                    raise ValueError(f"exclude_statuses: {status!r} is declared {self.statuses[status]} in statuses")
         if self.languages is not None:
             bad = [code for code in self.languages if not re.fullmatch(r"[a-z]{2,3}", code)]
             if bad:
@@ -279,6 +315,19 @@ class Policy(_Strict):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def excluded_statuses(self) -> frozenset[str]:
+        """The loan statuses that never get a notice: exclude_statuses and those statuses: declares exclude."""
+        declared = {status for status, meaning in (self.statuses or {}).items() if meaning == "exclude"}
+        return frozenset(self.exclude_statuses) | declared
+
+    @property
+    def declared_statuses(self) -> tuple[str, ...] | None:
+        """The loan statuses an import accepts, or None when the policy does not declare them (any)."""
+        if self.statuses is None:
+            return None
+        return tuple(self.statuses) + tuple(s for s in self.exclude_statuses if s not in self.statuses)
 
     def window(self, stage: Stage) -> int:
         return self.max_delay_days if stage.max_delay_days is None else stage.max_delay_days

@@ -134,14 +134,14 @@ def test_import_reports_new_and_updated_rows(tmp_path):
     s = Install(tmp_path)
     result = s("import", "patrons", s.csv("patrons.csv", PATRONS_CSV))
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip() == f"{tmp_path / 'patrons.csv'}: 3 patrons imported (3 new, 0 updated)"
+    assert result.stdout.strip() == f"{tmp_path / 'patrons.csv'}: 3 patrons imported (3 new, 0 changed, 0 unchanged)"
     result = s("import", "loans", s.csv("loans.csv", LOANS_CSV))
-    assert "6 loans imported (6 new, 0 updated)" in result.stdout
+    assert "6 loans imported (6 new, 0 changed, 0 unchanged)" in result.stdout
     renewed = LOANS_CSV[:2] + ["L2,P1,3000000002,Droit des obligations,DROIT,2026-11-30,,",
                                "L7,P2,3000000007,Thermodynamique,SCI,2026-12-01,,"]
     result = s("import", "loans", s.csv("loans-2.csv", renewed))
     assert result.exit_code == 0
-    assert "3 loans imported (1 new, 2 updated)" in result.stdout
+    assert "3 loans imported (1 new, 1 changed, 1 unchanged)" in result.stdout   # L1 as it was, L2 renewed
 
 
 def test_a_bad_csv_exits_2_with_one_line_per_bad_row_and_imports_nothing(site):

@@ -397,7 +397,7 @@ def test_schema_of_the_account_policy():
 def test_one_list_of_patron_fields_and_record_types():
     """The patrons table, the CSV columns and the account policy all name the Patron's fields and the
     record types of engine/facts.py, in the same order."""
-    from adapters.sources.csvfiles import CHOICES
+    from adapters.sources.records import CHOICES
     from engine import accounts as account_policy
     from engine.facts import ACCOUNT_TYPES, PATRON_FIELDS as FACT_FIELDS, RECORD_TYPES
 

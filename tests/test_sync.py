@@ -176,7 +176,7 @@ def test_a_file_with_missing_columns_or_unreadable(store, policy, accounts, tmp_
         syncing.sync(store, policy, accounts, write(tmp_path, [SOURCE_P1], header=PATRON_FIELDS[:-1]), AT)
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes(csv_text([SOURCE_P1]).encode("latin-1"))
-    with pytest.raises(InputError, match="unreadable"):
+    with pytest.raises(InputError, match="is not valid UTF-8: save as UTF-8 or pass --encoding cp1252"):
         syncing.sync(store, policy, accounts, latin1, AT)
     out = CliRunner().invoke(app, ["sync", str(tmp_path / "nope.csv"), "--rules", str(RULES), "--db", store.url])
     assert out.exit_code == 2 and "cannot read" in out.output

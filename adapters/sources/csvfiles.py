@@ -1,190 +1,274 @@
-"""CSV imports of patrons, loans and requests: all rows valid, or nothing imported.
+"""CSV files as librarians have them, read as records (adapters/sources/records.py imports them).
 
-Rows are validated and written in one transaction, in chunks (bounded memory for millions of
-rows); the first bad row stops the writing but not the checking, so the error lists every bad
-row with its number, and the transaction is rolled back.
+- Encoding: UTF-8 with or without a byte-order mark by default; any Python codec with
+  ``encoding`` (cp1252 or latin-1 for Excel on Windows, utf-16 for Excel's "Unicode text"). A
+  byte that cannot be decoded makes its row bad, at its own line, naming the column and the
+  bytes, with what to do ("save as UTF-8 or pass --encoding cp1252"); the rest is still checked.
+- Delimiter: found from the header among , ; and tab (French Excel writes ;), or given; a header
+  that has its columns only once split on another delimiter says so.
+- Line endings LF or CRLF; blank lines are skipped; rows are numbered from 1 after the header.
+The file is read as it is consumed: memory does not grow with its size.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
+import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, loans, patrons, requests
+from adapters.sources.records import FIELDS, ImportReport, RowChecker, Undecodable, load
 from adapters.store.database import Store
-from engine.contact import is_email_address
-from engine.facts import ACCOUNT_TYPES, RECORD_TYPES
+from adapters.store.schema import patrons
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
 
-KINDS = {"patrons": (patrons, PATRON_FIELDS), "loans": (loans, LOAN_FIELDS), "requests": (requests, REQUEST_FIELDS)}
-REQUIRED = {
-    "patrons": ("patron_id", "barcode", "account_type", "record_type"),
-    "loans": ("loan_id", "patron_id", "library", "due_date"),
-    "requests": ("request_id", "patron_id", "library", "pickup_library", "placed_on"),
-}
-DATE_FIELDS = {"due_date", "returned_on", "placed_on", "expires_on"}
-CHOICES = {"account_type": ACCOUNT_TYPES, "record_type": RECORD_TYPES}
-MAX_REPORTED = 200
-CHUNK = 5000
+__all__ = ["CsvRecords", "Reading", "import_csv", "open_records", "validated_rows"]
+
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+_OPEN, _CLOSE = "\ufdd0", "\ufdd1"    # noncharacters: where the decoder met bytes it could not decode
+_ERRORS = "rappel-mark-undecodable"
 
 
-@dataclass
-class ImportReport:
-    kind: str
-    rows: int = 0
-    inserted: int = 0
-    updated: int = 0
-    problems: list[Problem] = field(default_factory=list)
+def _mark(exc: UnicodeError):
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return f"{_OPEN}{bytes(exc.object[exc.start:exc.end]).hex()}{_CLOSE}", exc.end
 
 
-def local_date(text: str, tz: ZoneInfo) -> dt.date:
-    """An ISO 8601 date, or a timestamp converted to a local date (naive ones are local already)."""
-    if len(text) == 10:
-        return dt.date.fromisoformat(text)
-    stamp = dt.datetime.fromisoformat(text)
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(tz)
-    return stamp.date()
+codecs.register_error(_ERRORS, _mark)
 
 
-class _Validator:
-    def __init__(self, kind: str, store: Store, policy: Policy):
+@dataclass(frozen=True)
+class Reading:
+    """How a file is read: the codec (utf-8-sig unless told) and the delimiter (None: found)."""
+
+    codec: str = "utf-8-sig"
+    delimiter: str | None = None
+    named: str = "UTF-8"           # the encoding as the user knows it
+
+    @classmethod
+    def checked(cls, encoding: str | None, delimiter: str | None) -> Reading:
+        """From ``--encoding`` and ``--delimiter``; InputError for an unknown codec or a bad delimiter."""
+        codec, named = "utf-8-sig", "UTF-8"
+        if encoding is not None:
+            try:
+                info = codecs.lookup(encoding)
+            except LookupError:
+                info = None
+            if info is None or not getattr(info, "_is_text_encoding", True):
+                raise InputError([Problem("--encoding", None, "", f"{encoding!r} is not a text encoding Python "
+                                                                  f"knows: e.g. utf-8, cp1252 (Excel on Windows), "
+                                                                  f"latin-1, utf-16")])
+            codec, named = ("utf-8-sig", "UTF-8") if info.name == "utf-8" else (info.name, encoding)
+        if delimiter is not None:
+            delimiter = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}.get(delimiter.lower(), delimiter)
+            if len(delimiter) != 1 or delimiter in "\"\r\n" or delimiter.isalnum() or delimiter == " ":
+                raise InputError([Problem("--delimiter", None, "", f"{delimiter!r} cannot separate columns: give "
+                                                                   f"one character such as , ; or tab")])
+        return cls(codec, delimiter, named)
+
+
+class CsvRecords:
+    """The rows of one CSV file as records, (row number, {column: text}), read as they are iterated.
+    ``line_of(row)`` is the line the row just read ends on."""
+
+    def __init__(self, path: Path, kind: str, reading: Reading):
+        self.path = path
+        self.source = str(path)
         self.kind = kind
-        self.tz = policy.tz
-        self.libraries = set(policy.libraries)
-        self.seen: set[str] = set()
-        self.patrons = store.known_ids(patrons) if kind != "patrons" else set()
-        self.barcodes = store.barcodes() if kind == "patrons" else {}
-        self.id_field = KINDS[kind][1][0]
-
-    def row(self, raw: dict) -> tuple[dict | None, list[str]]:
-        errors = []
-        row = {}
-        for name in KINDS[self.kind][1]:
-            value = (raw.get(name) or "").strip()
-            if name in REQUIRED[self.kind] and not value:
-                errors.append(f"{name} is empty")
-                continue
-            if name in DATE_FIELDS:
-                if value:
-                    try:
-                        value = local_date(value, self.tz)
-                    except ValueError:
-                        errors.append(f"{name} {value!r} is not a date (YYYY-MM-DD or an ISO 8601 timestamp)")
-                        continue
-                else:
-                    value = None
-            elif name in CHOICES and value not in CHOICES[name]:
-                errors.append(f"{name} {value!r} is not one of {', '.join(CHOICES[name])}")
-            elif name == "email" and value and not is_email_address(value):
-                errors.append(f"email {value!r} is not an email address")
-            elif name in ("library", "pickup_library") and value not in self.libraries:
-                errors.append(f"{name} {value!r} is not a library of the policy ({', '.join(sorted(self.libraries))})")
-            elif name == "patron_id" and self.kind != "patrons" and value not in self.patrons:
-                errors.append(f"unknown patron {value!r} (import patrons first)")
-            elif any(ch in value for ch in "\r\n"):
-                errors.append(f"{name} contains a line break")
-            row[name] = value
-        key = row.get(self.id_field)
-        if key:
-            if key in self.seen:
-                errors.append(f"{self.id_field} {key!r} appears twice in the file")
-            self.seen.add(key)
-        if self.kind == "patrons" and row.get("barcode"):
-            owner = self.barcodes.get(row["barcode"])
-            if owner is not None and owner != key:
-                errors.append(f"barcode {row['barcode']!r} already belongs to patron {owner!r}")
-            self.barcodes[row["barcode"]] = key
-        return (None if errors else row), errors
-
-
-def validated_rows(store: Store, policy: Policy, kind: str, path: Path, report: ImportReport) -> Iterator[dict]:
-    """The valid rows of a CSV file, in order; each bad row's problems go to ``report.problems``.
-
-    The file and its header are checked at once (InputError); rows are read as they are consumed.
-    """
-    if kind not in KINDS:
-        raise InputError([Problem(str(path), None, "", f"unknown kind {kind!r}: patrons, loans or requests")])
-    fields = KINDS[kind][1]
-    source = str(path)
-    try:
-        handle = open(path, newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError([Problem(source, None, "", f"cannot read: {exc.strerror}")]) from None
-    reader = csv.DictReader(handle)
-    try:
-        header = reader.fieldnames or []
-    except (UnicodeDecodeError, csv.Error) as exc:
-        handle.close()
-        raise InputError([Problem(source, 1, "header", f"unreadable: {exc}")]) from None
-    missing = [f for f in fields if f not in header]
-    if missing:
-        handle.close()
-        raise InputError([Problem(source, 1, "header", f"missing column(s): {', '.join(missing)}")])
-    return _rows(handle, reader, _Validator(kind, store, policy), report, source)
-
-
-def _rows(handle, reader, validator: _Validator, report: ImportReport, source: str) -> Iterator[dict]:
-    line = 1
-    with handle:
+        self.reading = reading
         try:
-            for number, raw in enumerate(reader, start=1):
-                line = reader.line_num
-                report.rows = number
-                if None in raw:
-                    report.problems.append(Problem(source, line, f"row {number}", "more fields than columns"))
+            self._raw = open(path, "rb")
+        except OSError as exc:
+            raise InputError([Problem(self.source, None, "", f"cannot read: {exc.strerror}")]) from None
+        self._dirty = False
+        try:
+            self._start()
+        except BaseException:
+            self._raw.close()
+            raise
+
+    @property
+    def encoding(self) -> str:
+        return self.reading.named
+
+    def _header_problem(self, message: str) -> InputError:
+        return InputError([Problem(self.source, 1, "header", message)])
+
+    def _start(self) -> None:
+        head = self._raw.peek(4)[:4] if hasattr(self._raw, "peek") else b""
+        codec = self.reading.codec
+        if head.startswith(codecs.BOM_UTF8) and codec != "utf-8-sig":
+            raise self._header_problem(f"the file starts with a UTF-8 byte-order mark: it is UTF-8, not "
+                                       f"{self.reading.named}; leave out --encoding")
+        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) and not codec.startswith("utf-16"):
+            raise self._header_problem("the file is UTF-16 (Excel's \"Unicode text\"): pass --encoding utf-16")
+        self._text = io.TextIOWrapper(self._raw, encoding=codec, errors=_ERRORS, newline="")
+        first = self._text.readline()
+        if not first.strip():
+            raise self._header_problem("the file is empty: no header row")
+        if _OPEN in first:
+            raise self._header_problem(self._undecodable(first.rstrip("\r\n")))
+        self.delimiter, self.columns = self._header(first.rstrip("\r\n"))
+        self._reader = csv.reader(self._lines(chain([first], self._text)), delimiter=self.delimiter)
+        next(self._reader)
+
+    def _header(self, line: str) -> tuple[str, list[str]]:
+        fields = FIELDS[self.kind]
+
+        def columns(delimiter: str) -> list[str]:
+            return [c.strip() for c in next(csv.reader([line], delimiter=delimiter))]
+
+        def missing(delimiter: str) -> list[str]:
+            found = set(columns(delimiter))
+            return [f for f in fields if f not in found]
+
+        given = self.reading.delimiter
+        delimiter = given or min(DELIMITERS, key=lambda d: len(missing(d)))   # ties: , then ; then tab
+        lacking = missing(delimiter)
+        if lacking:
+            message = f"missing column(s): {', '.join(lacking)}"
+            other = next((d for d in DELIMITERS if d != delimiter and not missing(d)), None)
+            if given and other:
+                message += (f"; the header has every column once split on {other!r} ({DELIMITERS[other]}): "
+                            f"pass --delimiter {_shell(other)}, or leave --delimiter out to find it")
+            elif delimiter != ",":
+                message += f" (the header read as {DELIMITERS.get(delimiter, repr(delimiter))}-separated)"
+            raise self._header_problem(message)
+        return delimiter, columns(delimiter)
+
+    def _lines(self, lines) -> Iterator[str]:
+        for line in lines:
+            if _OPEN in line:
+                self._dirty = True
+            yield line
+
+    def _undecodable(self, text: str) -> str:
+        parts = text.split(_OPEN)[1:]
+        shown = " ".join(" ".join(f"0x{part[i:i + 2].upper()}" for i in range(0, part.index(_CLOSE), 2))
+                         for part in parts)
+        hint = ("save as UTF-8 or pass --encoding cp1252" if self.reading.codec == "utf-8-sig"
+                else "save as UTF-8 or pass the --encoding it was saved in")
+        several = " " in shown
+        what = f"bytes {shown} are" if several else f"byte {shown} is"
+        return f"{what} not valid {self.reading.named}: {hint}"
+
+    def _clean(self, value: str) -> str:
+        if _OPEN not in value:
+            return value
+        return Undecodable(_strip_marks(value), self._undecodable(value))
+
+    def __iter__(self) -> Iterator[tuple[int, dict]]:
+        columns = self.columns
+        width = len(columns)
+        number = 0
+        try:
+            for fields in self._reader:
+                if not fields:
                     continue
-                row, errors = validator.row(raw)
-                report.problems.extend(Problem(source, line, f"row {number}", m) for m in errors)
-                if row is not None:
-                    yield row
-        except (UnicodeDecodeError, csv.Error) as exc:
-            report.problems.append(Problem(source, line + 1, "", f"unreadable: {exc}"))
+                number += 1
+                if self._dirty:
+                    fields = [self._clean(v) for v in fields]
+                    self._dirty = False
+                values = dict(zip(columns, fields))
+                if len(fields) > width:
+                    values[None] = fields[width:]
+                yield number, values
+        except csv.Error as exc:
+            raise InputError([Problem(self.source, self._reader.line_num, f"row {number + 1}",
+                                      f"unreadable: {exc}")]) from None
+
+    def line_of(self, row: int) -> int:
+        return self._reader.line_num
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> CsvRecords:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def import_csv(store: Store, policy: Policy, kind: str, path: Path) -> ImportReport:
-    """Validate and upsert a whole CSV file; raise InputError (nothing imported) if any row is bad."""
-    report = ImportReport(kind)
-    rows = validated_rows(store, policy, kind, path, report)
-    table, fields = KINDS[kind]
-    existing = store.known_ids(table)
-    conn = store.engine.connect()
-    trans = conn.begin()
+def _strip_marks(value: str) -> str:
+    """The value with each undecodable run shown as U+FFFD."""
+    out, rest = [], value
+    while _OPEN in rest:
+        before, _, after = rest.partition(_OPEN)
+        out += [before, "\ufffd"]
+        rest = after.partition(_CLOSE)[2]
+    return "".join(out) + rest
+
+
+def _shell(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else f"'{delimiter}'"
+
+
+@contextmanager
+def open_records(path: Path, kind: str, *, encoding: str | None = None,
+                 delimiter: str | None = None) -> Iterator[CsvRecords]:
+    """The records of a CSV file; its header checked at once (InputError at line 1)."""
+    records = CsvRecords(Path(path), kind, Reading.checked(encoding, delimiter))
     try:
-        batch: list[dict] = []
-        for row in rows:
-            if report.problems:
-                continue
-            if row[fields[0]] in existing:
-                report.updated += 1
-            else:
-                report.inserted += 1
-            batch.append(row)
-            if len(batch) >= CHUNK:
-                store.upsert(conn, table, batch)
-                batch = []
-        if report.problems:
-            trans.rollback()
-            raise InputError(_shorten(report.problems))
-        store.upsert(conn, table, batch)
-        trans.commit()
-    except BaseException:
-        if trans.is_active:
-            trans.rollback()
-        raise
+        yield records
     finally:
-        rows.close()
-        conn.close()
+        records.close()
+
+
+def import_csv(store: Store, policy: Policy, kind: str, path: Path, *, snapshot: bool = False,
+               confirm: bool = False, facts_date: dt.date | None = None, dry_run: bool = False,
+               encoding: str | None = None, delimiter: str | None = None) -> ImportReport:
+    """Check and import a whole CSV file (InputError, nothing imported, if any row is bad); the
+    export's date is today in the policy's time zone unless given (service.imports passes its clock)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    with open_records(path, kind, encoding=encoding, delimiter=delimiter) as rows:
+        report = load(store, policy, kind, rows, source=str(path), finished_at=now,
+                      facts_date=facts_date or now.astimezone(policy.tz).date(),
+                      mode="snapshot" if snapshot else "import", snapshot=snapshot, confirm=confirm,
+                      dry_run=dry_run, line_of=rows.line_of)
+    report.encoding, report.delimiter = rows.encoding, rows.delimiter
     return report
 
 
-def _shorten(problems: list[Problem]) -> list[Problem]:
-    if len(problems) <= MAX_REPORTED:
-        return problems
-    last = problems[-1]
-    return problems[:MAX_REPORTED] + [Problem(last.source, None, "", f"… and {len(problems) - MAX_REPORTED} more "
-                                                                      f"problem(s); nothing was imported")]
+def validated_rows(store: Store, policy: Policy, kind: str, path: Path, report: ImportReport) -> Iterator[dict]:
+    """The valid rows of a CSV file, in order, each checked on its own and against the rows before
+    it (an id twice, a barcode someone else's; an unknown patron); each bad row's problems go to
+    ``report.problems``. For a use case that writes row by row (``rappel sync``); an import goes
+    through ``load``, which does the checks across rows in SQL. The header is checked at once."""
+    if kind not in FIELDS:
+        raise InputError([Problem(str(path), None, "", f"unknown kind {kind!r}: patrons, loans or requests")])
+    records = CsvRecords(Path(path), kind, Reading())
+    return _checked(records, RowChecker(kind, policy), store, report)
+
+
+def _checked(records: CsvRecords, checker: RowChecker, store: Store, report: ImportReport) -> Iterator[dict]:
+    key_field = FIELDS[records.kind][0]
+    seen: set[str] = set()
+    known = store.known_ids(patrons) if records.kind != "patrons" else set()
+    barcodes = store.barcodes() if records.kind == "patrons" else {}
+    with records:
+        for number, values in records:
+            report.rows = number
+            row, errors = checker.row(values)
+            key = row.get(key_field)
+            if key:
+                if key in seen:
+                    errors.append(f"{key_field} {key!r} appears twice in the file")
+                seen.add(key)
+            if records.kind != "patrons" and row.get("patron_id") and row["patron_id"] not in known:
+                errors.append(f"unknown patron {row['patron_id']!r} (import patrons first)")
+            if records.kind == "patrons" and row.get("barcode"):
+                owner = barcodes.get(row["barcode"])
+                if owner is not None and owner != key:
+                    errors.append(f"barcode {row['barcode']!r} already belongs to patron {owner!r}")
+                barcodes[row["barcode"]] = key
+            line = records.line_of(number)
+            report.problems.extend(Problem(records.source, line, f"row {number}", m) for m in errors)
+            if not errors:
+                yield row

@@ -1,0 +1,256 @@
+"""Records of the library system — CSV rows, rows of a SQL pull — checked and imported, all or none.
+
+A record is (row number, {column: text}), with the CSV files' column names and values written as
+in a CSV cell (dates YYYY-MM-DD or ISO 8601 timestamps, "" for empty). Each is checked on its own
+(``RowChecker``: dates, choices, libraries, declared statuses…), then loaded into a staging table
+(adapters/store/facts.py) where the checks across rows run in SQL (an id twice, an unknown
+patron, a barcode that is someone else's) and the file is compared with the database. Any bad
+row and nothing is written: the error lists every bad row with its number (and line, for a file).
+
+A snapshot (a full export) also closes what it no longer lists: the open loans of its libraries
+absent from it are returned on the export's date with the reason recorded (engine/imports.py);
+requests become closed; patrons are never deleted. The guard against a truncated export refuses
+it (SnapshotRefused, nothing changed) unless confirmed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import asdict, dataclass, field
+from zoneinfo import ZoneInfo
+
+from adapters.store.database import Store
+from adapters.store.facts import FIELDS, Clash, Staging, record_import
+from engine.contact import is_email_address
+from engine.facts import ACCOUNT_TYPES, RECORD_TYPES
+from engine.imports import SnapshotCounts, absent_reason, closes, snapshot_refusal
+from engine.policy import Policy
+from engine.yamlsource import InputError, Problem
+
+__all__ = ["KINDS", "ImportReport", "RowChecker", "SnapshotRefused", "Undecodable", "load", "local_date"]
+
+KINDS = tuple(FIELDS)
+REQUIRED = {
+    "patrons": ("patron_id", "barcode", "account_type", "record_type"),
+    "loans": ("loan_id", "patron_id", "library", "due_date"),
+    "requests": ("request_id", "patron_id", "library", "pickup_library", "placed_on"),
+}
+DATE_FIELDS = {"due_date", "returned_on", "placed_on", "expires_on"}
+CHOICES = {"account_type": ACCOUNT_TYPES, "record_type": RECORD_TYPES}
+MAX_REPORTED = 200
+CHUNK = 5000
+MODES = ("import", "snapshot", "pull")
+
+
+class SnapshotRefused(Exception):
+    """A snapshot the guard refuses (empty, or closing too much of its libraries): nothing changed."""
+
+
+class Undecodable(str):
+    """A value some bytes of which could not be decoded (its text shows them as U+FFFD); ``message``
+    says which bytes and what to do."""
+
+    message: str
+
+    def __new__(cls, text: str, message: str):
+        value = super().__new__(cls, text)
+        value.message = message
+        return value
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    source: str = ""
+    mode: str = "import"
+    rows: int = 0
+    inserted: int = 0          # new rows
+    changed: int = 0           # stored rows the file changes (reopened loans included)
+    unchanged: int = 0         # stored rows the file gives as they are
+    closed: int = 0            # open loans (active requests) absent from a snapshot, closed by it
+    reopened: int = 0          # loans an earlier snapshot closed, listed open again
+    facts_date: dt.date | None = None
+    snapshot: bool = False
+    libraries: tuple[str, ...] = ()    # a snapshot's libraries: what it is the complete list of
+    dry_run: bool = False
+    refused: str = ""          # a dry run: why the real import would be refused ("" if it would not)
+    encoding: str = ""         # a file's: the codec it was read with, and its delimiter
+    delimiter: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def updated(self) -> int:
+        """The rows that were already stored, changed or not."""
+        return self.changed + self.unchanged
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out.pop("problems")
+        out["facts_date"] = self.facts_date.isoformat() if self.facts_date else None
+        out["libraries"] = list(self.libraries)
+        return out
+
+
+def local_date(text: str, tz: ZoneInfo) -> dt.date:
+    """An ISO 8601 date, or a timestamp converted to a local date (naive ones are local already)."""
+    if len(text) == 10:
+        return dt.date.fromisoformat(text)
+    stamp = dt.datetime.fromisoformat(text)
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(tz)
+    return stamp.date()
+
+
+def _shown(status: str) -> str:
+    return '"" (no status)' if status == "" else status
+
+
+class RowChecker:
+    """Checks one record on its own: every field of the kind, a value for each (None where bad)."""
+
+    def __init__(self, kind: str, policy: Policy):
+        self.kind = kind
+        self.fields = FIELDS[kind]
+        self.required = REQUIRED[kind]
+        self.tz = policy.tz
+        self.libraries = set(policy.libraries)
+        declared = policy.declared_statuses if kind == "loans" else None
+        self.statuses = None if declared is None else set(declared)
+        self.declared = ", ".join(_shown(s) for s in declared or ())
+
+    def row(self, raw: dict) -> tuple[dict, list[str]]:
+        errors = []
+        if None in raw:        # csv.DictReader's key for the values past the header's columns
+            errors.append("more fields than columns")
+        row: dict = {}
+        for name in self.fields:
+            value = raw.get(name) or ""
+            row[name] = None
+            if isinstance(value, Undecodable):
+                errors.append(f"{name}: {value.message}")
+                continue
+            value = value.strip()
+            if name in self.required and not value:
+                errors.append(f"{name} is empty")
+                continue
+            if name in DATE_FIELDS:
+                if value:
+                    try:
+                        row[name] = local_date(value, self.tz)
+                    except ValueError:
+                        errors.append(f"{name} {value!r} is not a date (YYYY-MM-DD or an ISO 8601 timestamp)")
+                continue
+            if name in CHOICES and value not in CHOICES[name]:
+                errors.append(f"{name} {value!r} is not one of {', '.join(CHOICES[name])}")
+            elif name == "email" and value and not is_email_address(value):
+                errors.append(f"email {value!r} is not an email address")
+            elif name in ("library", "pickup_library") and value not in self.libraries:
+                errors.append(f"{name} {value!r} is not a library of the policy ({', '.join(sorted(self.libraries))})")
+            elif name == "status" and self.statuses is not None and value not in self.statuses:
+                errors.append(f"status {value!r} is not one of the statuses the policy declares ({self.declared})")
+            elif any(ch in value for ch in "\r\n"):
+                errors.append(f"{name} contains a line break")
+            else:
+                row[name] = value
+        return row, errors
+
+
+class _Problems:
+    """Every bad row's problems in row order, at most MAX_REPORTED kept (and how many in all)."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.kept: list[tuple[int, Problem]] = []
+        self.total = 0
+
+    def add(self, row: int, line: int | None, messages: Iterable[str]) -> None:
+        for message in messages:
+            self.total += 1
+            if len(self.kept) < MAX_REPORTED:
+                self.kept.append((row, Problem(self.source, line, f"row {row}", message)))
+
+    def merge(self, clashes: list[Clash], total: int) -> None:
+        self.kept += [(c.row, Problem(self.source, c.line, f"row {c.row}", c.message)) for c in clashes]
+        self.total += total
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def listed(self) -> list[Problem]:
+        kept = [p for _, p in sorted(self.kept, key=lambda item: item[0])][:MAX_REPORTED]
+        if self.total > len(kept):
+            kept.append(Problem(self.source, None, "", f"… and {self.total - len(kept)} more problem(s); "
+                                                       f"nothing was imported"))
+        return kept
+
+
+def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, dict]], *, source: str,
+         facts_date: dt.date, finished_at: dt.datetime, mode: str = "import", snapshot: bool = False,
+         confirm: bool = False, dry_run: bool = False, libraries: Collection[str] | None = None,
+         line_of: Callable[[int], int | None] | None = None) -> ImportReport:
+    """Check and import ``records`` of ``kind`` in one transaction (see the module's doc).
+
+    InputError (nothing written) when any record is bad; SnapshotRefused when the snapshot guard
+    refuses it (a dry run reports it in ``refused`` instead). ``libraries``: the snapshot's scope
+    (default: the libraries the records name). ``line_of(row)``: the line of a row in its file,
+    asked just after the record is read. A dry run checks and counts everything, writes nothing.
+    """
+    if kind not in FIELDS:
+        raise InputError([Problem(source, None, "", f"unknown kind {kind!r}: patrons, loans or requests")])
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    if libraries is not None:
+        unknown = sorted(set(libraries) - set(policy.libraries))
+        if unknown:
+            raise InputError([Problem(source, None, "libraries", f"not a library of the policy: {', '.join(unknown)} "
+                                                                  f"({', '.join(sorted(policy.libraries))})")])
+    checker = RowChecker(kind, policy)
+    report = ImportReport(kind, source, mode, facts_date=facts_date, snapshot=snapshot, dry_run=dry_run)
+    problems = _Problems(source)
+    with store.engine.connect() as conn:
+        trans = conn.begin()
+        staging = None
+        try:
+            staging = Staging(conn, kind)
+            batch: list[dict] = []
+            for seq, (number, values) in enumerate(records, start=1):
+                line = line_of(number) if line_of else None
+                row, errors = checker.row(values)
+                problems.add(number, line, errors)
+                batch.append({"_seq": seq, "_row": number, "_line": line, **row})
+                if len(batch) >= CHUNK:
+                    staging.add(batch)
+                    batch = []
+            staging.add(batch)
+            staging.indexed()
+            problems.merge(*staging.clashes(MAX_REPORTED))
+            if problems:
+                raise InputError(problems.listed())
+            compared = staging.compare()
+            report.rows, report.inserted, report.changed, report.unchanged, report.reopened = compared
+            counts = SnapshotCounts(report.rows, 0, 0, ())
+            if snapshot and closes(kind):
+                scope = tuple(sorted(libraries)) if libraries is not None else staging.libraries()
+                counts = SnapshotCounts(report.rows, staging.open_count(scope), staging.absent_count(scope), scope)
+                report.libraries, report.closed = scope, counts.closing
+            refusal = snapshot_refusal(policy, kind, counts, confirm) if snapshot else None
+            if refusal and not dry_run:
+                raise SnapshotRefused(refusal)
+            report.refused = refusal or ""
+            if dry_run:
+                trans.rollback()
+                return report
+            if counts.closing:
+                report.closed = staging.close_absent(counts.libraries, facts_date, absent_reason(facts_date))
+            staging.apply(store.dialect)
+            staging.drop()
+            record_import(conn, kind=kind, source=source, mode=mode, facts_date=facts_date, finished_at=finished_at,
+                          counts=[("rows", report.rows), ("inserted", report.inserted), ("changed", report.changed),
+                                  ("unchanged", report.unchanged), ("closed", report.closed)])
+            trans.commit()
+            return report
+        finally:
+            if trans.is_active:
+                trans.rollback()
+            if staging is not None:
+                staging.drop()

@@ -1,0 +1,202 @@
+"""The statements of an import, on one connection inside one transaction.
+
+The rows of an export are loaded into a temporary staging table (validated, in chunks), then
+compared with the stored ones in SQL: what is new, changed or unchanged, which rows of the file
+clash (an id twice, an unknown patron, a barcode that is someone else's), and, for a snapshot,
+which open loans (active requests) of its libraries it no longer lists. Nothing of the file is
+held in memory, whatever its size; the stored tables are written only by ``apply``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable
+from typing import NamedTuple
+
+from sqlalchemy import (Column, Index, Integer, MetaData, Table, and_, case, exists, func, insert, literal, or_,
+                        select, true, update)
+from sqlalchemy.engine import Connection
+
+from adapters.store.schema import (LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, fact_imports, loans, patrons,
+                                   requests)
+from engine.imports import CLOSED_REQUEST
+
+__all__ = ["FIELDS", "Clash", "Comparison", "Staging"]
+
+TABLES = {"patrons": patrons, "loans": loans, "requests": requests}
+FIELDS = {"patrons": PATRON_FIELDS, "loans": LOAN_FIELDS, "requests": REQUEST_FIELDS}
+
+
+class Clash(NamedTuple):
+    """A row of the file that clashes with another one, or with the database."""
+
+    row: int
+    line: int | None
+    message: str
+
+
+class Comparison(NamedTuple):
+    rows: int
+    inserted: int
+    changed: int
+    unchanged: int
+    reopened: int          # loans closed by an earlier snapshot that this export lists open again
+
+
+class Staging:
+    """The temporary table of one import of ``kind``, bound to ``conn`` (its transaction)."""
+
+    def __init__(self, conn: Connection, kind: str):
+        self.conn = conn
+        self.kind = kind
+        self.target = TABLES[kind]
+        self.fields = FIELDS[kind]
+        self.key = self.fields[0]
+        columns = [Column("_seq", Integer, primary_key=True, autoincrement=False),   # the order read
+                   Column("_row", Integer), Column("_line", Integer)]                    # as the source numbers it
+        columns += [Column(name, self.target.c[name].type, nullable=True) for name in self.fields]
+        self.table = Table(f"rappel_import_{kind}", MetaData(), *columns, prefixes=["TEMPORARY"])
+        # SQLite's driver runs DDL outside the transaction: a table left by an import that failed on
+        # this pooled connection is dropped first, and this one is dropped when the import ends
+        self.table.drop(conn, checkfirst=True)
+        self.table.create(conn)
+
+    def add(self, rows: list[dict]) -> None:
+        """Rows of the file: ``_row``, ``_line`` and every field (None where a value was bad)."""
+        if rows:
+            self.conn.execute(insert(self.table), rows)
+
+    def indexed(self) -> None:
+        """Index the loaded rows for the comparisons (faster built once, after loading)."""
+        Index(f"rappel_import_{self.kind}_key", self.table.c[self.key]).create(self.conn)
+        if self.kind == "patrons":
+            Index("rappel_import_patrons_barcode", self.table.c.barcode).create(self.conn)
+
+    def drop(self) -> None:
+        self.table.drop(self.conn, checkfirst=True)
+
+    # --- rows that clash ------------------------------------------------------------------------
+    def clashes(self, limit: int) -> tuple[list[Clash], int]:
+        """The rows that clash, by row (at most ``limit`` of each sort), and how many there are in all."""
+        s = self.table
+        found: list[Clash] = []
+        total = 0
+        key = s.c[self.key]
+        earlier = s.alias("earlier")
+        first = (select(key.label("k"), func.min(s.c._seq).label("first")).where(key.is_not(None))
+                 .group_by(key).having(func.count() > 1).subquery())
+        twice = (select(s.c._row, s.c._line, key, earlier.c._row).join(first, first.c.k == key)
+                 .join(earlier, earlier.c._seq == first.c.first).where(s.c._seq > first.c.first))
+        total += self._collect(twice, limit, found,
+                               lambda r: f"{self.key} {r[2]!r} appears twice in the file (also row {r[3]})")
+        if self.kind in ("loans", "requests"):
+            unknown = select(s.c._row, s.c._line, s.c.patron_id).where(
+                s.c.patron_id.is_not(None), s.c.patron_id != "",
+                ~exists().where(patrons.c.patron_id == s.c.patron_id))
+            total += self._collect(unknown, limit, found, lambda r: f"unknown patron {r[2]!r} (import patrons first)")
+        if self.kind == "patrons":
+            total += self._barcodes(limit, found)
+        found.sort(key=lambda c: c.row)
+        return found, total
+
+    def _barcodes(self, limit: int, found: list[Clash]) -> int:
+        s = self.table
+        owned = (select(s.c._row, s.c._line, s.c.barcode, patrons.c.patron_id)
+                 .join(patrons, and_(patrons.c.barcode == s.c.barcode, patrons.c.patron_id != s.c.patron_id))
+                 .where(s.c.barcode != ""))
+        total = self._collect(owned, limit, found, lambda r: f"barcode {r[2]!r} already belongs to patron {r[3]!r}")
+        earlier = s.alias("earlier")
+        first = (select(s.c.barcode.label("b"), func.min(s.c._seq).label("first")).where(s.c.barcode != "")
+                 .group_by(s.c.barcode).having(func.count() > 1).subquery())
+        again = (select(s.c._row, s.c._line, s.c.barcode, earlier.c.patron_id, earlier.c._row)
+                 .join(first, first.c.b == s.c.barcode).join(earlier, earlier.c._seq == first.c.first)
+                 .where(s.c._seq > first.c.first, earlier.c.patron_id.is_distinct_from(s.c.patron_id)))
+        return total + self._collect(again, limit, found, lambda r: f"barcode {r[2]!r} already belongs to patron "
+                                                                    f"{r[3]!r} (row {r[4]})")
+
+    def _collect(self, query, limit: int, found: list[Clash], message) -> int:
+        rows = self.conn.execute(query.order_by(self.table.c._seq).limit(limit + 1)).all()
+        found.extend(Clash(r[0], r[1], message(r)) for r in rows[:limit])
+        if len(rows) <= limit:
+            return len(rows)
+        return self.conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+
+    # --- what the file changes ------------------------------------------------------------------
+    def _differs(self, stored, given):
+        """A stored row differs from the file's: a field, or a reason rappel closed it for (cleared)."""
+        changes = [stored.c[name].is_distinct_from(given[name]) for name in self.fields[1:]]
+        if self.kind == "loans":
+            changes.append(stored.c.closed_reason.is_not(None))
+        return or_(*changes)
+
+    def compare(self) -> Comparison:
+        s, t = self.table, self.target
+        matched = t.c[self.key].is_not(None)
+        given = {name: s.c[name] for name in self.fields}
+        reopened = (and_(matched, t.c.returned_on.is_not(None), t.c.closed_reason.is_not(None),
+                         s.c.returned_on.is_(None)) if self.kind == "loans" else literal(False))
+        query = select(func.count(),
+                       func.coalesce(func.sum(case((~matched, 1), else_=0)), 0),
+                       func.coalesce(func.sum(case((and_(matched, self._differs(t, given)), 1), else_=0)), 0),
+                       func.coalesce(func.sum(case((reopened, 1), else_=0)), 0)
+                       ).select_from(s.outerjoin(t, t.c[self.key] == s.c[self.key]))
+        rows, inserted, changed, reopen = self.conn.execute(query).one()
+        return Comparison(rows, inserted, changed, rows - inserted - changed, reopen)
+
+    def libraries(self) -> tuple[str, ...]:
+        """The libraries the file names."""
+        column = self.table.c.library
+        return tuple(sorted(self.conn.scalars(select(column).where(column.is_not(None)).distinct())))
+
+    def _open(self, libraries: Collection[str]):
+        t = self.target
+        still = t.c.returned_on.is_(None) if self.kind == "loans" else t.c.status != CLOSED_REQUEST
+        return and_(still, t.c.library.in_(sorted(libraries)))
+
+    def _absent(self):
+        return ~exists().where(self.table.c[self.key] == self.target.c[self.key])
+
+    def open_count(self, libraries: Collection[str]) -> int:
+        return self.conn.execute(select(func.count()).select_from(self.target)
+                                 .where(self._open(libraries))).scalar_one()
+
+    def absent_count(self, libraries: Collection[str]) -> int:
+        return self.conn.execute(select(func.count()).select_from(self.target)
+                                 .where(self._open(libraries), self._absent())).scalar_one()
+
+    # --- writing --------------------------------------------------------------------------------
+    def close_absent(self, libraries: Collection[str], facts_date: dt.date, reason: str) -> int:
+        """Close what is open in those libraries and absent from the file: loans returned on
+        ``facts_date`` with ``reason``; requests marked closed."""
+        values = ({"returned_on": facts_date, "closed_reason": reason} if self.kind == "loans"
+                  else {"status": CLOSED_REQUEST})
+        result = self.conn.execute(update(self.target).where(self._open(libraries), self._absent()).values(**values))
+        return result.rowcount
+
+    def apply(self, dialect: str) -> None:
+        """Insert the new rows and update the changed ones (unchanged rows are not written)."""
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        s, t = self.table, self.target
+        rows = select(*(s.c[name] for name in self.fields)).where(true())   # WHERE: SQLite's upsert grammar
+        stmt = dialect_insert(t).from_select(list(self.fields), rows)
+        values = {name: stmt.excluded[name] for name in self.fields[1:]}
+        if self.kind == "loans":
+            values["closed_reason"] = None   # the library system's word about the loan replaces rappel's
+        excluded = {name: stmt.excluded[name] for name in self.fields}
+        self.conn.execute(stmt.on_conflict_do_update(index_elements=[self.key], set_=values,
+                                                     where=self._differs(t, excluded)))
+
+
+def record_import(conn: Connection, *, kind: str, source: str, mode: str, facts_date: dt.date | None,
+                  finished_at: dt.datetime, counts: Iterable[tuple[str, int]]) -> None:
+    """The row of fact_imports of a successful import (what the freshness guard reads)."""
+    conn.execute(insert(fact_imports).values(kind=kind, source=source, mode=mode, facts_date=facts_date,
+                                             finished_at=_stored(conn, finished_at), **dict(counts)))
+
+
+def _stored(conn: Connection, value: dt.datetime) -> dt.datetime:
+    """A timestamp as written: UTC (naive on SQLite, which keeps no offset)."""
+    value = value.astimezone(dt.timezone.utc)
+    return value.replace(tzinfo=None) if conn.dialect.name == "sqlite" else value
