@@ -47,10 +47,12 @@ def recheck(policy: Policy, notice: Notice, loans: Mapping[str, Loan], as_of: dt
         elif loan is None:
             dropped[(loan_id, due)] = Drop(Status.CANCELLED, "the loan no longer exists")
         elif loan.returned_on is not None:
-            dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"returned on {loan.returned_on}")
+            why = f"closed on {loan.returned_on}: {loan.closed_reason}" if loan.closed_reason else \
+                f"returned on {loan.returned_on}"
+            dropped[(loan_id, due)] = Drop(Status.CANCELLED, why)
         elif loan.due_date != due:
             dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"renewed: now due on {loan.due_date}")
-        elif loan.status in policy.exclude_statuses:
+        elif loan.status in policy.excluded_statuses:
             dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"status {loan.status!r} is excluded")
         elif (as_of - trigger_date(stage, due)).days > policy.window(stage):
             dropped[(loan_id, due)] = Drop(Status.EXPIRED, f"not sent within the {policy.window(stage)}-day "

@@ -33,8 +33,9 @@ def checks(policy: Policy, stage_index: int, cand: Candidate, as_of: dt.date) ->
     out = []
 
     if not loan.is_open:
-        out.append(Check("status", False, f"returned on {loan.returned_on}"))
-    elif loan.status in policy.exclude_statuses:
+        closed = f" ({loan.closed_reason})" if loan.closed_reason else ""
+        out.append(Check("status", False, f"returned on {loan.returned_on}{closed}"))
+    elif loan.status in policy.excluded_statuses:
         out.append(Check("status", False, f"status {loan.status!r} is excluded by the policy"))
     else:
         out.append(Check("status", True, "open" + (f", status {loan.status!r}" if loan.status else "")))

@@ -50,7 +50,7 @@ def _stage_condition(policy: Policy, index: int) -> dict:
         conds.append({"$gte": {"due": policy.resumed_on.toordinal() - offset}})
     if offset < 0:                          # a stage before the due date only before it
         conds.append({"$lt": {"el": 0}})
-    conds.extend({"$neq": {"st": status}} for status in policy.exclude_statuses)
+    conds.extend({"$neq": {"st": status}} for status in sorted(policy.excluded_statuses))
     conds.append(_one_of("rt", stage.audience.record_types))
     if stage.audience.user_groups is not None:
         conds.append(_one_of("ug", stage.audience.user_groups))

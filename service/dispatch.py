@@ -157,7 +157,7 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
             continue
         if patron is None or _no_usable_email(notice, patron):
             continue       # settled by _deliver: never rendered, never handed to a server
-        overdue = [loan for loan in recaps.get(pending.patron_id, []) if loan.status not in policy.exclude_statuses]
+        overdue = [loan for loan in recaps.get(pending.patron_id, []) if loan.status not in policy.excluded_statuses]
         ctx = NoticeContext(policy=policy, notice=notice, patron=patron, triggered=remaining, overdue=overdue,
                             as_of=as_of)
         try:

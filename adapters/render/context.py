@@ -44,7 +44,7 @@ class NoticeContext:
         if missing:
             raise KeyError(f"notice {notice.key}: loans not given: {', '.join(missing)}")
         overdue = [loan for loan in mine if loan.is_open and loan.due_date < notice.date
-                   and loan.status not in policy.exclude_statuses]
+                   and loan.status not in policy.excluded_statuses]
         return cls(policy, notice, patron, [by_id[i] for i in notice.loan_ids], overdue,
                    as_of or notice.date)
 
