@@ -128,6 +128,12 @@ def import_(kind: Annotated[str, typer.Argument(help="patrons, loans or requests
             typer.echo(import_line(file, report))
         if report.refused:
             typer.echo(f"snapshot guard: {report.refused}", err=True)
+        if report.outside:
+            what = "open loans" if kind == "loans" else "active requests"
+            typer.echo(f"note: {', '.join(report.outside)} {'have' if len(report.outside) > 1 else 'has'} {what} "
+                       f"and {'are' if len(report.outside) > 1 else 'is'} not in this snapshot: left as they are "
+                       f"(a snapshot covers the libraries it names; --libraries all if the export has every "
+                       f"library)", err=True)
 
 
 def import_line(file: Path, report) -> str:

@@ -36,7 +36,8 @@ class SnapshotCounts(NamedTuple):
 
 
 def describe_share(share: float) -> str:
-    return f"{share * 100:.0f} %" if share * 100 == int(share * 100) else f"{share * 100:.1f} %"
+    """0.2 → '20 %', 12/23 → '52.2 %'."""
+    return f"{share * 100:.1f}".removesuffix(".0") + " %"
 
 
 def snapshot_refusal(policy: Policy, kind: str, counts: SnapshotCounts, confirm: bool) -> str | None:

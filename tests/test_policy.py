@@ -330,3 +330,46 @@ def test_policy_is_frozen():
     with pytest.raises(Exception):
         policy.max_delay_days = 5  # type: ignore[misc]
     assert isinstance(policy, Policy)
+
+
+# --- loan statuses and imports -------------------------------------------------------------------
+
+def test_statuses_declare_what_each_status_means():
+    policy = parse_policy(GOOD + 'statuses: {"": on_loan, lost: exclude, perdu: exclude, recalled: on_loan}\n',
+                          SOURCE)
+    assert policy.declared_statuses == ("", "lost", "perdu", "recalled")
+    assert policy.excluded_statuses == {"lost", "perdu"}
+    assert parse_policy(GOOD, SOURCE).declared_statuses is None      # not declared: any status goes in
+
+
+def test_exclude_statuses_keeps_working_beside_statuses():
+    policy = parse_policy(GOOD + 'exclude_statuses: [lost, missing]\nstatuses: {"": on_loan, lost: exclude}\n',
+                          SOURCE)
+    assert policy.excluded_statuses == {"lost", "missing"}
+    assert policy.declared_statuses == ("", "lost", "missing")
+
+
+@pytest.mark.parametrize("extra, line, where, message", [
+    ('statuses: {"": on_loan, lost: gone}\n', 17, "statuses.lost", "'on_loan' or 'exclude'"),
+    ('exclude_statuses: [lost]\nstatuses: {"": on_loan, lost: on_loan}\n', 17, "exclude_statuses",
+     "'lost' is declared on_loan in statuses"),
+    ("imports: {max_closed_share: 120%}\n", 17, "imports.max_closed_share", "less than or equal to 1"),
+    ("imports: {max_closed_share: 20}\n", 17, "imports.max_closed_share", "less than or equal to 1"),
+    ("imports: {max_closed_share: a lot%}\n", 17, "imports.max_closed_share", "is not a percentage"),
+])
+def test_bad_statuses_and_imports_point_at_their_line(extra, line, where, message):
+    [(got_line, got_where, got_message)] = problems_of(GOOD + extra)
+    assert (got_line, got_where) == (line, where) and message in got_message, got_message
+
+
+@pytest.mark.parametrize("written, share", [("0.2", 0.2), ("20%", 0.2), ('"12.5 %"', 0.125), ("1", 1.0)])
+def test_max_closed_share_as_a_fraction_or_a_percentage(written, share):
+    assert parse_policy(GOOD + f"imports: {{max_closed_share: {written}}}\n", SOURCE).imports.max_closed_share == share
+    assert parse_policy(GOOD, SOURCE).imports.max_closed_share == 0.2
+
+
+def test_the_schema_describes_statuses_and_imports():
+    schema = policy_json_schema()
+    statuses = schema["properties"]["statuses"]
+    assert "on_loan" in json.dumps(statuses) and "exclude" in json.dumps(statuses)
+    assert "max_closed_share" in json.dumps(schema["$defs"]["Imports"])

@@ -57,6 +57,8 @@ VARIANTS = {
     "no letter instead of email": (("letters_after_due: true", "letters_after_due: false"),),
     "restarted 2026-03-28": (("# restart: {resumed_on: 2026-11-22}", "restart: {resumed_on: 2026-03-28}"),),
     "nothing excluded": (("exclude_statuses: [lost, claimed_returned]", "exclude_statuses: []"),),
+    "statuses declared": (("exclude_statuses: [lost, claimed_returned]",
+                           'statuses: {"": on_loan, recalled: on_loan, lost: exclude, perdu: exclude}'),),
 }
 
 
@@ -156,6 +158,14 @@ TABLE = [
         expect={"first_reminder": "email"}),
     row("status lost, policy excludes nothing", policy="nothing excluded", status="lost", run="2026-03-27",
         expect={"first_reminder": "email"}),
+    row("statuses: a status declared exclude", policy="statuses declared", status="perdu", run="2026-03-27",
+        expect={}),
+    row("statuses: a status declared on_loan", policy="statuses declared", status="recalled", run="2026-03-27",
+        expect={"first_reminder": "email"}),
+    row("statuses: no status, declared on_loan", policy="statuses declared", run="2026-03-17",
+        expect={"courtesy": "email"}),
+    row("statuses: claimed_returned no longer excluded (not declared)", policy="statuses declared",
+        status="claimed_returned", run="2026-03-27", expect={"first_reminder": "email"}),
     # --- audience
     row("contacts never get loan notices: courtesy", record_type="contact", run="2026-03-17", expect={}),
     row("contacts never get loan notices: first", record_type="contact", run="2026-03-27", expect={}),

@@ -72,6 +72,7 @@ class ImportReport:
     facts_date: dt.date | None = None
     snapshot: bool = False
     libraries: tuple[str, ...] = ()    # a snapshot's libraries: what it is the complete list of
+    outside: tuple[str, ...] = ()      # libraries with open loans that the snapshot does not cover
     dry_run: bool = False
     refused: str = ""          # a dry run: why the real import would be refused ("" if it would not)
     encoding: str = ""         # a file's: the codec it was read with, and its delimiter
@@ -87,7 +88,7 @@ class ImportReport:
         out = asdict(self)
         out.pop("problems")
         out["facts_date"] = self.facts_date.isoformat() if self.facts_date else None
-        out["libraries"] = list(self.libraries)
+        out["libraries"], out["outside"] = list(self.libraries), list(self.outside)
         return out
 
 
@@ -233,6 +234,7 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
                 scope = tuple(sorted(libraries)) if libraries is not None else staging.libraries()
                 counts = SnapshotCounts(report.rows, staging.open_count(scope), staging.absent_count(scope), scope)
                 report.libraries, report.closed = scope, counts.closing
+                report.outside = staging.open_elsewhere(scope)
             refusal = snapshot_refusal(policy, kind, counts, confirm) if snapshot else None
             if refusal and not dry_run:
                 raise SnapshotRefused(refusal)

@@ -147,10 +147,12 @@ class Staging:
         column = self.table.c.library
         return tuple(sorted(self.conn.scalars(select(column).where(column.is_not(None)).distinct())))
 
-    def _open(self, libraries: Collection[str]):
+    def _still_open(self):
         t = self.target
-        still = t.c.returned_on.is_(None) if self.kind == "loans" else t.c.status != CLOSED_REQUEST
-        return and_(still, t.c.library.in_(sorted(libraries)))
+        return t.c.returned_on.is_(None) if self.kind == "loans" else t.c.status != CLOSED_REQUEST
+
+    def _open(self, libraries: Collection[str]):
+        return and_(self._still_open(), self.target.c.library.in_(sorted(libraries)))
 
     def _absent(self):
         return ~exists().where(self.table.c[self.key] == self.target.c[self.key])
@@ -158,6 +160,12 @@ class Staging:
     def open_count(self, libraries: Collection[str]) -> int:
         return self.conn.execute(select(func.count()).select_from(self.target)
                                  .where(self._open(libraries))).scalar_one()
+
+    def open_elsewhere(self, libraries: Collection[str]) -> tuple[str, ...]:
+        """The libraries with open loans (active requests) that are not among ``libraries``."""
+        t = self.target
+        query = select(t.c.library).where(self._still_open(), t.c.library.not_in(sorted(libraries))).distinct()
+        return tuple(sorted(self.conn.scalars(query)))
 
     def absent_count(self, libraries: Collection[str]) -> int:
         return self.conn.execute(select(func.count()).select_from(self.target)
