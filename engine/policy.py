@@ -14,9 +14,11 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from engine.channels import DEFAULT, NAME_PATTERN, ChannelSpec, unknown_channel
 from engine.contact import is_email_address
 from engine.facts import RecordType
+from engine.retention import Retention, check_retention
 from engine.yamlsource import InputError, YamlDocument, validation_problems
 
 Channel = Annotated[str, Field(pattern=NAME_PATTERN)]    # a registered channel's name: email, letter, …
+CATCH_UP_DAYS = 31     # the daemon's missed days: evaluated this far back at most (or the longest window)
 
 
 def _known_channel(name: str, info: ValidationInfo) -> str:
@@ -282,6 +284,8 @@ class Policy(_Strict):
     fallback: Fallback = Fallback()
     flood_guard: FloodGuard = FloodGuard()
     schedule: Schedule = Schedule()
+    retention: Retention | None = Field(default=None, description="How long records are kept (absent: forever; "
+                                                                  "`rappel lint` warns)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -310,6 +314,8 @@ class Policy(_Strict):
                                  f"not {', '.join(map(repr, bad))}")
             if self.language not in self.languages:
                 raise ValueError(f"languages: the default language {self.language!r} must be one of them")
+        if self.retention is not None:
+            check_retention(self.retention, max(self.window(s) for s in self.stages), CATCH_UP_DAYS)
         return self
 
     @property

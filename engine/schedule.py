@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from apscheduler.triggers.cron import CronTrigger
 
-from engine.policy import Policy
+from engine.policy import CATCH_UP_DAYS, Policy
 
 __all__ = ["CATCH_UP_DAYS", "catch_up_days", "moment", "next_moment", "scheduled_day"]
 
@@ -44,9 +44,6 @@ def next_moment(policy: Policy, now: dt.datetime) -> dt.datetime:
     """The next scheduled run strictly after ``now`` (UTC)."""
     day = scheduled_day(policy, now) + dt.timedelta(days=1)
     return moment(policy, day)
-
-
-CATCH_UP_DAYS = 31     # missed days evaluated at most this far back (or the longest window, if longer)
 
 
 def catch_up_days(policy: Policy, last_done: dt.date | None, latest: dt.date, today: dt.date,
