@@ -170,6 +170,8 @@ def lint(rules: RulesOpt = Path("rules"),
             typer.echo(f"  {'ok  ' if check.ok else 'FAIL'} {check.target}: {check.detail}")
         typer.echo(report.policy)
         typer.echo(report.accounts)
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         if report.failed:
             raise Failure(f"delivery check failed: {', '.join(report.failed)}", 1)
 

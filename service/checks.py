@@ -28,6 +28,7 @@ class LintReport:
     accounts: str                          # accounts.yaml: ok, or absent
     delivery: list[str] = field(default_factory=list)     # where each route goes
     checks: list[Check] = field(default_factory=list)     # each server tried (check_delivery)
+    warnings: list[str] = field(default_factory=list)     # not errors: lint still passes
 
     @property
     def failed(self) -> list[str]:
@@ -43,6 +44,10 @@ def lint(rules: Rules, env: Mapping[str, str], outbox: Path, *, check_delivery: 
         raise InputError(problems)
     report = LintReport(f"{folder}/reminders.yaml: ok ({len(policy.stages)} stages, {len(policy.libraries)} libraries)",
                         accounts)
+    if policy.retention is None:
+        report.warnings.append(f"{folder}/reminders.yaml: no retention: section: messages, notices and the audit "
+                               f"trail are kept forever; the GDPR asks for a limit, e.g. retention: "
+                               f"{{messages_days: 400, ledger_days: 1095, audit_days: 1095}}")
     channel = registry.build(policy, rules.templates, env=env, outbox=outbox, rules_dir=folder)
     try:
         report.delivery = channel.describe()

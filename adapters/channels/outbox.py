@@ -9,6 +9,7 @@ the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import re
@@ -20,7 +21,7 @@ from adapters.channels.base import BaseChannel, Check, Delivery
 from adapters.render import wire_bytes
 from engine.decide import Notice
 
-__all__ = ["OutboxChannel", "safe_name"]
+__all__ = ["OutboxChannel", "email_file", "letter_file", "safe_name"]
 
 FILE_MODE = 0o640   # letters and emails carry patrons' personal data
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -30,6 +31,19 @@ def safe_name(key: str) -> str:
     """A file name for a notice key: readable, portable, and distinct for distinct keys."""
     slug = re.sub(r"[^A-Za-z0-9.-]+", "_", key).strip("._-")[:80] or "notice"
     return f"{slug}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:10]}"
+
+
+def email_file(root: Path, date: dt.date, key: str) -> Path:
+    """Where the outbox keeps the email of the notice ``key`` of ``date``."""
+    return Path(root) / "email" / date.isoformat() / f"{safe_name(key)}.eml"
+
+
+def letter_file(root: Path, library: str | None, date: dt.date, key: str) -> Path:
+    """Where the outbox keeps the letter of the notice ``key`` of ``date`` for ``library``."""
+    library = library or "_none"
+    if not _PLAIN.match(library):   # a code that is no plain folder name gets a safe one
+        library = safe_name(library)
+    return Path(root) / "letters" / library / date.isoformat() / f"{safe_name(key)}.pdf"
 
 
 class OutboxChannel(BaseChannel):
@@ -45,13 +59,10 @@ class OutboxChannel(BaseChannel):
         return f"outbox ({self.root}/)"
 
     def email_path(self, notice: Notice) -> Path:
-        return self.root / "email" / notice.date.isoformat() / f"{safe_name(notice.key)}.eml"
+        return email_file(self.root, notice.date, notice.key)
 
     def letter_path(self, notice: Notice) -> Path:
-        library = notice.library or "_none"
-        if not _PLAIN.match(library):   # a code that is no plain folder name gets a safe one
-            library = safe_name(library)
-        return self.root / "letters" / library / notice.date.isoformat() / f"{safe_name(notice.key)}.pdf"
+        return letter_file(self.root, notice.library, notice.date, notice.key)
 
     def send_email(self, notice: Notice, message: EmailMessage) -> Delivery:
         return self._write(self.email_path(notice), lambda: wire_bytes(message))
