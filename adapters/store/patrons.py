@@ -119,6 +119,7 @@ class PatronWriter(PatronReader):
     def audit(self, changes: Iterable[tuple[str, str, str, str]], *, at: dt.datetime, actor: str, role: str,
               source: str) -> None:
         """One audit row per (patron_id, field, old, new): who (actor, role), when, by what (edit, sync)."""
+        at = at.astimezone(dt.timezone.utc)     # SQLite keeps no offset: every time is stored in UTC
         rows = [{"patron_id": pid, "changed_at": at, "actor": actor, "role": role, "source": source,
                  "field": f, "old_value": old, "new_value": new} for pid, f, old, new in changes]
         if rows:
@@ -131,7 +132,8 @@ class PatronWriter(PatronReader):
         self.conn.execute(patron_local_edits.delete().where(patron_local_edits.c.patron_id == patron_id,
                                                             patron_local_edits.c.field.in_(fields)))
         self.conn.execute(insert(patron_local_edits), [
-            {"patron_id": patron_id, "field": f, "edited_at": at, "actor": actor} for f in fields])
+            {"patron_id": patron_id, "field": f, "edited_at": at.astimezone(dt.timezone.utc), "actor": actor}
+            for f in fields])
 
 
 @contextmanager
