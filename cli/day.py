@@ -128,6 +128,9 @@ def import_(kind: Annotated[str, typer.Argument(help="patrons, loans or requests
             typer.echo(import_line(file, report))
         if report.refused:
             typer.echo(f"snapshot guard: {report.refused}", err=True)
+        if report.erased:
+            typer.echo(f"{file}: {len(report.erased)} row(s) skipped, of patrons erased here (rappel patron forget): "
+                       f"{', '.join(sorted(set(report.erased))[:10])}; erase them in the library system too", err=True)
         if report.outside:
             what = "open loans" if kind == "loans" else "active requests"
             typer.echo(f"note: {', '.join(report.outside)} {'have' if len(report.outside) > 1 else 'has'} {what} "

@@ -187,6 +187,9 @@ def _sync_lines(report, file: Path, shown: int = 20) -> list[str]:
     if report.internal:
         out.append(f"{len(report.internal)} internal account(s) in the file, not touched:")
         out += listing(report.internal, lambda pid: f"  {pid}")
+    if report.erased:
+        out.append(f"{len(report.erased)} patron(s) in the file erased here (rappel patron forget), skipped:")
+        out += listing(report.erased, lambda pid: f"  {pid}")
     if report.missing:
         out.append(f"{len(report.missing)} external account(s) missing from the file, kept (not deleted):")
         out += listing(report.missing, lambda pid: f"  {pid}")

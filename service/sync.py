@@ -16,6 +16,7 @@ from pathlib import Path
 from adapters.sources.csvfiles import ImportReport, validated_rows
 from adapters.store import patrons as records
 from adapters.store.database import Store
+from adapters.store.retention import forgotten_ids
 from engine.accounts import AccountsPolicy
 from engine.facts import PATRON_FIELDS
 from engine.policy import Policy
@@ -36,6 +37,7 @@ class SyncReport:
     kept: list[tuple[str, str, str, str]] = field(default_factory=list)      # (patron, field, local, source)
     internal: list[str] = field(default_factory=list)                        # in the file, internal here
     missing: list[str] = field(default_factory=list)                         # external here, not in the file
+    erased: list[str] = field(default_factory=list)                          # in the file, erased here: skipped
     dry_run: bool = False
 
 
@@ -73,7 +75,9 @@ def sync(store: Store, policy: Policy, accounts: AccountsPolicy, path: Path, at:
             report.rows = checked.rows
             if checked.problems:
                 raise InputError(_shorten(checked.problems))
-            report.missing = sorted(pid for pid in db.external_ids() if pid not in seen)
+            erased = forgotten_ids(store.engine)
+            report.missing = sorted(pid for pid in db.external_ids() if pid not in seen and pid not in erased)
+            report.erased = checked.erased
     finally:
         rows.close()
     return report

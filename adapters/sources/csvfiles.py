@@ -23,6 +23,7 @@ from pathlib import Path
 
 from adapters.sources.records import FIELDS, ImportReport, RowChecker, Undecodable, load
 from adapters.store.database import Store
+from adapters.store.retention import forgotten_ids
 from adapters.store.schema import patrons
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
@@ -252,6 +253,7 @@ def _checked(records: CsvRecords, checker: RowChecker, store: Store, report: Imp
     seen: set[str] = set()
     known = store.known_ids(patrons) if records.kind != "patrons" else set()
     barcodes = store.barcodes() if records.kind == "patrons" else {}
+    erased = forgotten_ids(store.engine)
     with records:
         for number, values in records:
             report.rows = number
@@ -270,5 +272,7 @@ def _checked(records: CsvRecords, checker: RowChecker, store: Store, report: Imp
                 barcodes[row["barcode"]] = key
             line = records.line_of(number)
             report.problems.extend(Problem(records.source, line, f"row {number}", m) for m in errors)
-            if not errors:
+            if not errors and row["patron_id"] in erased:
+                report.erased.append(row["patron_id"])     # never brought back (rappel patron forget)
+            elif not errors:
                 yield row

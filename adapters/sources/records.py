@@ -10,7 +10,8 @@ row and nothing is written: the error lists every bad row with its number (and l
 A snapshot (a full export) also closes what it no longer lists: the open loans of its libraries
 absent from it are returned on the export's date with the reason recorded (engine/imports.py);
 requests become closed; patrons are never deleted. The guard against a truncated export refuses
-it (SnapshotRefused, nothing changed) unless confirmed.
+it (SnapshotRefused, nothing changed) unless confirmed. The rows of a patron erased here (`rappel
+patron forget`) are skipped and listed in the report: an export does not bring them back.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from adapters.store.database import Store
 from adapters.store.facts import FIELDS, Clash, Staging, record_import
+from adapters.store.retention import forgotten_ids
 from engine.contact import is_email_address
 from engine.facts import ACCOUNT_TYPES, RECORD_TYPES
 from engine.imports import SnapshotCounts, absent_reason, closes, snapshot_refusal
@@ -78,6 +80,7 @@ class ImportReport:
     encoding: str = ""         # a file's: the codec it was read with, and its delimiter
     delimiter: str = ""
     problems: list[Problem] = field(default_factory=list)
+    erased: list[str] = field(default_factory=list)     # rows skipped: of patrons erased here (patron forget)
 
     @property
     def updated(self) -> int:
@@ -208,6 +211,7 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
     checker = RowChecker(kind, policy)
     report = ImportReport(kind, source, mode, facts_date=facts_date, snapshot=snapshot, dry_run=dry_run)
     problems = _Problems(source)
+    erased = forgotten_ids(store.engine)      # never brought back by an import
     with store.engine.connect() as conn:
         trans = conn.begin()
         staging = None
@@ -218,6 +222,9 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
                 line = line_of(number) if line_of else None
                 row, errors = checker.row(values)
                 problems.add(number, line, errors)
+                if not errors and row["patron_id"] in erased:
+                    report.erased.append(row["patron_id"])
+                    continue
                 batch.append({"_seq": seq, "_row": number, "_line": line, **row})
                 if len(batch) >= CHUNK:
                     staging.add(batch)
