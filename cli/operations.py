@@ -55,7 +55,7 @@ def daemon(outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the 
     _logging()
     with guarded():
         settings = Settings(rules_dir=rules, db_url=db, clock=FileClock(clock_file) if clock_file else SystemClock(),
-                            channel_for=channel_for, state_dir=state_dir,
+                            channel_for=channel_for, state_dir=state_dir, outbox=outbox,
                             lease_seconds=lease_seconds, poll_seconds=poll_seconds, once=once,
                             # durable-rules keeps memory of every event: months of them, in a child process
                             evaluate=isolation.evaluate_in_child if isolate else None)

@@ -14,6 +14,9 @@ one whose time they set):
   delivers what is pending as of today, so a missed notice goes out only while it is inside its
   catch-up window; days too old for any window are recorded as skipped, not evaluated;
 - between runs it retries pending deliveries every ``schedule.retry_minutes``;
+- once a day, after the day's run, it purges what the policy's ``retention:`` says is past its time
+  (service/retention.py); a failed purge is logged and in the run history (`rappel status`), and
+  never holds up a delivery;
 - SIGTERM/SIGINT: the message being sent finishes and is recorded, the rest stay pending for the
   next start; the lease is released so a standby takes over at once. SIGHUP: look at the policy now.
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service import day as pipeline
+from service import retention
 from service.clock import Clock, FileClock  # noqa: F401 - FileClock: the clock of simulations
 from service.fence import LeaseLost, Stopping, _Fenced, leased  # noqa: F401 - leased: for callers of the daemon's API
 from service.rules import Loaded, load_rules, policy_fingerprint
@@ -65,6 +69,7 @@ class Settings:
     holder: str | None = None
     evaluate: Callable[..., set] | None = None   # the rules evaluation (engine.decide.Evaluate; None: in this
     #                                              process; the command line passes isolation.evaluate_in_child)
+    outbox: Path | None = None                   # the outbox folder, whose files the daily purge deletes too
 
 
 @dataclass
@@ -75,6 +80,7 @@ class _State:
     held: int = 0                                # messages the flood guard holds (recorded once)
     said: set = field(default_factory=set)       # messages logged once until things change
     seen: str = ""                               # the fingerprint of the rules last looked at
+    purged_on: dt.date | None = None             # the last day the daily purge was looked at
 
     @property
     def policy(self) -> Policy:
@@ -177,6 +183,7 @@ class Daemon:
         self.state.said.discard("guard")
         try:
             self._run_due_days(self._now())
+            self._purge_if_due(self._now())
             self._deliver_if_due(self._now())
         except LeaseLost:
             log.warning("lease lost during a run: back to standby; the run is left to the holder")
@@ -311,6 +318,24 @@ class Daemon:
             log.error("%s", counts.errors[-1] if counts.errors else "flood guard: messages held")
         self.state.held = counts.held
         return again
+
+    def _purge_if_due(self, now: dt.datetime) -> None:
+        """The daily purge, once today's run is done; a failure is logged and recorded, nothing more."""
+        st = self.state
+        today = now.astimezone(st.policy.tz).date()
+        if st.purged_on == today or last_completed_day(self.store.engine) != today:
+            return
+        st.purged_on = today
+        if not retention.purge_due(self.store, st.policy, today):
+            return
+        try:
+            report = retention.run_purge(self.store, st.policy, today, now, actor="daemon", outbox=self.s.outbox,
+                                         holder=self.lease.holder)
+        except Exception as exc:  # noqa: BLE001 - recorded by run_purge; tried again tomorrow
+            log.error("purge of %s failed: %s: %s (tried again tomorrow)", today, type(exc).__name__, exc)
+            return
+        log.log(logging.ERROR if report.problems else logging.INFO, "purge of %s: %s%s", today, report.summary(),
+                f"; not deleted: {'; '.join(report.problems[:3])}" if report.problems else "")
 
     # --- deliveries between runs -----------------------------------------------------------------
     def _deliver_if_due(self, now: dt.datetime) -> None:

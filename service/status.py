@@ -1,6 +1,6 @@
 """`rappel status`: the last run and its outcome, the next one, the active daemon, the installation
-guard, the ledger and the failures, as plain values (``status_report``) and as lines for a terminal
-(``status_lines``). ``alerts`` non-empty means an operator must look (exit 1)."""
+guard, the last purge, the ledger and the failures, as plain values (``status_report``) and as
+lines for a terminal (``status_lines``). ``alerts`` non-empty means an operator must look (exit 1)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -82,6 +82,13 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
         latest = scheduled_day(policy, now)
         done = last_completed_day(engine)
         behind = 0 if done is None else max(0, (latest - done).days)
+        if policy.retention is None:
+            warnings.append("no retention: section in the policy: personal data is kept forever (see the "
+                            "README, \"Retention and erasure\")")
+    purge = latest_run(engine, ("purge",))
+    if purge and purge["outcome"] == "failed":
+        alerts.append(f"the last purge ({purge['run_date']}) failed, data past its retention is kept: "
+                      f"{purge['errors'].splitlines()[0] if purge['errors'] else 'no detail'}")
     rejected = latest_run(engine, ("reload",))
     if rejected and rejected["outcome"] == "rejected":
         warnings.append(f"a policy edit was rejected at {_iso(rejected['started_at'])}; the daemon runs the "
@@ -97,6 +104,7 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
                                               "active": lease.active, "expires_in": round(lease.expires_in, 1)},
         "installation": {"ok": verdict.ok, "database_id": verdict.database_id, "local_id": verdict.local_id,
                          "detail": verdict.detail},
+        "last_purge": _run(purge),
         "ledger": dict(sorted(store.counts().items())),
         "pending": pending_count(engine),
         "failures": {"count": failed_total, "threshold": max_failures,
@@ -130,6 +138,10 @@ def status_lines(report: dict) -> list[str]:
     out.append("daemon:       " + (f"{d['holder']} (lease generation {d['generation']}, "
                                    + (f"{d['expires_in']:.0f}s left)" if d["active"] else "expired)")
                                    if d else "never started"))
+    purge = report.get("last_purge")
+    if purge:
+        out.append(f"last purge:   {purge['date']} {purge['outcome']}, finished {purge['finished'] or '-'}")
+        out += [f"              {e}" for e in purge["errors"][:3]]
     inst = report["installation"]
     out.append(f"installation: {'ok, ' if inst['ok'] else ''}{inst['detail']}")
     counts = ", ".join(f"{k} {v}" for k, v in report["ledger"].items()) or "empty"

@@ -212,7 +212,7 @@ def test_a_failed_delivery_is_retried_between_runs_at_its_own_time(store, db_url
     assert sent_to(channel) == [("2026-03-02", "first_reminder", "P1")]
     with store.engine.connect() as conn:
         passes = conn.execute(select(runs.c.kind, runs.c.started_at, runs.c.sent, runs.c.retrying)
-                              .order_by(runs.c.run_id)).all()
+                              .where(runs.c.kind != "purge").order_by(runs.c.run_id)).all()
     assert [(kind, started.strftime("%H:%M"), sent, retrying) for kind, started, sent, retrying in passes] == [
         ("day", "01:00", 0, 1), ("deliver", "01:15", 0, 1), ("deliver", "01:45", 1, 0)]
 
