@@ -277,6 +277,8 @@ class Store:
         some ledger rows ((loan, due) → (status, reason)), e.g. a loan returned since the decision is
         cancelled while the rest of the notice is sent."""
         now = func.now()
+        if next_attempt_at is not None:     # in UTC, as every stored time (SQLite keeps no offset)
+            next_attempt_at = next_attempt_at.astimezone(dt.timezone.utc)
         with self.engine.begin() as conn:
             values = {"status": status, "updated_at": now, "attempts": notices.c.attempts + 1,
                       "next_attempt_at": next_attempt_at}
