@@ -7,7 +7,8 @@
 - the flood guard: ``hold_pass`` (does the whole pass send nothing?) and ``Budget`` (the room left
   in the pass for the letters that replace refused emails);
 - ``fallback``: what an email refused for good becomes (letters, one per library, made by the same
-  code as the day's letters: engine.decide.make_notice).
+  code as the day's letters: engine.decide.make_notice);
+- ``requeue``: whether a failed notice a member of staff retries goes back in the queue.
 
 Nothing here reads a database, a clock or a channel: the caller passes the facts in.
 """
@@ -24,8 +25,8 @@ from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
 from engine.reference import trigger_date
 
-__all__ = ["Budget", "Drop", "Fallback", "fallback", "fallback_letters", "hold_pass", "recheck", "retry_wait",
-           "settled"]
+__all__ = ["Budget", "Drop", "Fallback", "Requeue", "fallback", "fallback_letters", "hold_pass", "recheck", "requeue",
+           "retry_wait", "settled"]
 
 
 class Drop(NamedTuple):
@@ -35,9 +36,12 @@ class Drop(NamedTuple):
     reason: str
 
 
-def recheck(policy: Policy, notice: Notice, loans: Mapping[str, Loan], as_of: dt.date) -> dict[Entry, Drop]:
+def recheck(policy: Policy, notice: Notice, loans: Mapping[str, Loan], as_of: dt.date, *,
+            window: bool = True) -> dict[Entry, Drop]:
     """(loan, due) → Drop for the notice's ledger rows that must not be sent on ``as_of``; ``loans``:
-    the loans as they are now, by id (a loan missing from it no longer exists)."""
+    the loans as they are now, by id (a loan missing from it no longer exists). ``window=False``: a
+    notice a member of staff put back in the queue past its window (`rappel notices retry --force`)
+    is not expired for being late; everything else is checked as usual."""
     stage = next((s for s in policy.stages if s.id == notice.stage), None)
     dropped: dict[Entry, Drop] = {}
     for loan_id, due in notice.entries:
@@ -54,7 +58,7 @@ def recheck(policy: Policy, notice: Notice, loans: Mapping[str, Loan], as_of: dt
             dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"renewed: now due on {loan.due_date}")
         elif loan.status in policy.excluded_statuses:
             dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"status {loan.status!r} is excluded")
-        elif (as_of - trigger_date(stage, due)).days > policy.window(stage):
+        elif window and (as_of - trigger_date(stage, due)).days > policy.window(stage):
             dropped[(loan_id, due)] = Drop(Status.EXPIRED, f"not sent within the {policy.window(stage)}-day "
                                                            f"window after {trigger_date(stage, due)}")
         elif stage.offset_days < 0 and as_of >= due:
@@ -161,3 +165,29 @@ def fallback_letters(policy: Policy, notice: Notice, patron: Patron, loans: list
         by_library.setdefault(loan.library, []).append(loan)
     return [make_notice(policy, letter, notice.date, notice.stage, patron, library, group)
             for library, group in sorted(by_library.items())]
+
+
+# -- a failed notice put back in the queue by a member of staff ------------------------------------
+
+@dataclass(frozen=True)
+class Requeue:
+    """Whether a failed notice goes back in the queue (``rappel notices retry``), and why not."""
+
+    ok: bool
+    reason: str = ""
+
+
+def requeue(policy: Policy, notice: Notice, loans: Mapping[str, Loan], as_of: dt.date, *,
+            force: bool = False) -> Requeue:
+    """A failed notice back in the queue when a row of it would still be sent on ``as_of``: its loan
+    open, same due date, inside its stage's window (``force``: even past it). ``notice.entries``: its
+    failed ledger rows (none when they moved to the letters that replaced it)."""
+    if not notice.entries:
+        return Requeue(False, "no ledger row of it is left to send (they moved to the notices that replaced it)")
+    dropped = recheck(policy, notice, loans, as_of, window=not force)
+    if len(dropped) < len(notice.entries):
+        return Requeue(True)
+    reason = settled(dropped).reason
+    if any(d.status == Status.EXPIRED for d in dropped.values()) and not force:
+        reason += " (--force sends it anyway)"
+    return Requeue(False, reason)

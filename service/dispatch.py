@@ -13,7 +13,11 @@
      one (the server says this recipient's address is bad) follows the policy's fallback: an
      email becomes one letter per library, sent in the same pass (within the flood guard's
      limit), the email marked failed with its reason and replaced_by the letters.
-Every outcome is committed notice by notice: a crash repeats at most the message in flight.
+Every outcome is committed notice by notice: a crash repeats at most the message in flight. With
+it, in the same transaction, the attempt (when, channel, destination, the server's reply or the
+print job) and the message handed over: the email's bytes, serialised once and sent as they are
+kept, or the letter's PDF (adapters/store/sent.py). A notice cancelled by a member of staff while
+the pass runs is not sent: its status is read again just before its message is handed over.
 
 The decisions (re-check, retry wait, flood guard, fallback) are engine.delivery's; this module
 reads the facts they need, acts on them (store writes, channel sends) and reports the outcomes.
@@ -27,11 +31,14 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
+from email.utils import getaddresses
 
 from adapters.channels.base import Channel, Delivery
 from adapters.channels.registry import REGISTRY
-from adapters.render import NoticeContext, Templates, serialize
+from adapters.render import NoticeContext, Templates, serialize, wire_bytes
+from adapters.store import notices as queue
 from adapters.store.database import Store
+from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENT, Attempt, Handover
 from engine.contact import is_email_address
 from engine.decide import Entry, Notice
 from engine.delivery import Budget, Drop, fallback, hold_pass, recheck, retry_wait, settled
@@ -140,9 +147,10 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
     loans = store.loans_by_id({loan_id for p in batch for loan_id, _ in p.entries})
     people = store.patrons_by_id({p.patron_id for p in batch})
     recaps = store.overdue_loans({p.patron_id for p in batch}, as_of)
+    forced = queue.forced(store, [p.key for p in batch])     # put back past their window by staff (--force)
     out = []
     for pending in batch:
-        dropped = recheck(policy, pending, loans, as_of)
+        dropped = recheck(policy, pending, loans, as_of, window=pending.key not in forced)
         remaining = [loans[loan_id] for loan_id, due in pending.entries if (loan_id, due) not in dropped]
         item = Ready(pending, dropped, remaining)
         out.append(item)
@@ -175,6 +183,8 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
              item: Ready) -> tuple[Outcome, list[Notice]]:
     """Send one prepared notice and commit its outcome (before anything else is sent)."""
     pending, dropped, notice, patron = item.pending, item.dropped, item.notice, item.patron
+    if not queue.still_pending(store, pending.key):      # cancelled by a member of staff since the pass began
+        return Outcome(pending.key, OutcomeStatus.CANCELLED, "cancelled while this pass ran: not sent"), []
     if not item.remaining:
         status, reason = settled(dropped)
         store.settle_delivery(pending.key, status, error=reason, entry_status=dropped)
@@ -187,28 +197,50 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
         # the address was edited since the decision: what is not exactly one address never reaches a server
         delivery = Delivery.failed(f"the patron's email {patron.email!r} is not one address", permanent=True)
         return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery)
+    handed: tuple[bytes, str, str, str] | None = None     # what the channel is given, its name, where it goes
     try:
         if item.error:
             raise RuntimeError(item.error)
         if REGISTRY.spec(notice.channel).renders == "email":
+            handed = (wire_bytes(item.message), EMAIL_TYPE, _file_name(notice, ".eml"),   # the bytes it sends,
+                      _to(item.message) or notice.destination)                          # to the To it names
             delivery = channel.send_email(notice, item.message)
         else:
+            handed = (item.message, PDF_TYPE, _letter_name(notice), notice.destination)
             delivery = channel.send_letter(notice, item.message, _letter_name(notice))
     except Exception as exc:  # a rendering or channel fault: keep the notice visible, never lose it
         error = item.error or f"{type(exc).__name__}: {exc}"
-        store.settle_delivery(pending.key, Status.FAILED, error=error, entry_status=dropped)
+        kept = _kept(notice, now, handed, Delivery.failed(error)) if handed else None
+        store.settle_delivery(pending.key, Status.FAILED, error=error, entry_status=dropped, kept=kept)
         return Outcome(pending.key, OutcomeStatus.FAILED, error), []
     reply = delivery.reply or None
+    kept = _kept(notice, now, handed, delivery)
     if delivery.ok:
         store.settle_delivery(pending.key, Status.SENT, reference=delivery.reference, reply=reply,
-                              entry_status=dropped)
+                              entry_status=dropped, kept=kept)
         return Outcome(pending.key, OutcomeStatus.SENT, delivery.reference), []
     if not delivery.permanent:
         again = now + retry_wait(policy, pending.attempts)
-        store.settle_delivery(pending.key, Status.PENDING, error=delivery.detail, reply=reply, next_attempt_at=again)
+        store.settle_delivery(pending.key, Status.PENDING, error=delivery.detail, reply=reply, next_attempt_at=again,
+                              kept=kept)
         return Outcome(pending.key, OutcomeStatus.PENDING,
                        f"{delivery.detail} (next attempt after {again:%Y-%m-%d %H:%M %Z})"), []
-    return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery)
+    return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery, kept)
+
+
+def _kept(notice: Notice, now: dt.datetime, handed: tuple[bytes, str, str, str], delivery: Delivery) -> Handover:
+    """The attempt and the message handed over, to be recorded with the outcome."""
+    outcome = SENT if delivery.ok else FAILED if delivery.permanent else RETRYING
+    data, media_type, filename, destination = handed
+    attempt = Attempt(at=now, channel=notice.channel, destination=destination, outcome=outcome,
+                      reply=delivery.reply or delivery.detail, reference=delivery.reference)
+    return Handover(attempt, data, media_type, filename)
+
+
+def _to(message: EmailMessage) -> str:
+    """The address an email is sent to (its To, as written: the patron's address when it was rendered)."""
+    to = next((value for name, value in message.raw_items() if name.lower() == "to"), "")
+    return ", ".join(address for _, address in getaddresses([str(to)]) if address)
 
 
 def _no_usable_email(notice: Notice, patron: Patron) -> bool:
@@ -219,7 +251,8 @@ def _no_usable_email(notice: Notice, patron: Patron) -> bool:
 
 
 def _fall_back(store: Store, policy: Policy, notice: Notice, patron: Patron, remaining: list[Loan],
-               dropped: dict[Entry, Drop], delivery: Delivery) -> tuple[Outcome, list[Notice]]:
+               dropped: dict[Entry, Drop], delivery: Delivery,
+               kept: Handover | None = None) -> tuple[Outcome, list[Notice]]:
     """A notice refused for good: the policy's fallback (engine.delivery.fallback: an email becomes
     letters, recorded pending and returned to be sent in this pass), else failed."""
     reply = delivery.reply or None
@@ -229,15 +262,20 @@ def _fall_back(store: Store, policy: Policy, notice: Notice, patron: Patron, rem
         reason = f"email refused ({delivery.reply or delivery.detail}): sent as a letter instead"
         moves = {entry: (letter.key, reason) for letter in instead.letters for entry in letter.entries}
         store.reroute(notice.key, error=detail, reply=reply, replacements=list(instead.letters), moves=moves,
-                      entry_status=dropped)
+                      entry_status=dropped, kept=kept)
         return Outcome(notice.key, OutcomeStatus.FAILED, f"{detail}; fallback: {len(instead.letters)} letter(s)",
                        tuple(n.key for n in instead.letters)), list(instead.letters)
     if instead.why_not:
         detail += f"; {instead.why_not}"
-    store.settle_delivery(notice.key, Status.FAILED, error=detail, reply=reply, entry_status=dropped)
+    store.settle_delivery(notice.key, Status.FAILED, error=detail, reply=reply, entry_status=dropped, kept=kept)
     return Outcome(notice.key, OutcomeStatus.FAILED, detail), []
 
 
 def _letter_name(notice: Notice) -> str:
-    name = f"{notice.date.isoformat()}_{notice.stage}_{notice.patron_id}_{notice.library}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) + ".pdf"
+    return _file_name(notice, ".pdf", library=True)
+
+
+def _file_name(notice: Notice, suffix: str, library: bool = False) -> str:
+    """The file name of a notice's message: its date, stage, patron (and library, for a letter)."""
+    name = f"{notice.date.isoformat()}_{notice.stage}_{notice.patron_id}" + (f"_{notice.library}" if library else "")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) + suffix

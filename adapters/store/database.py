@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, StatementError
 
 from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, loans, notices, patrons
+from adapters.store.sent import Handover, keep
 from engine.decide import Notice, Plan
 from engine.facts import Candidate, Loan, Patron, Status
 from engine.policy import Policy
@@ -271,11 +272,13 @@ class Store:
 
     def settle_delivery(self, key: str, status: Status, *, reference: str | None = None, error: str | None = None,
                         reply: str | None = None, next_attempt_at: dt.datetime | None = None,
-                        entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
+                        entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None,
+                        kept: Handover | None = None) -> None:
         """Record a notice's outcome, what delivery keeps with it (the server's reply, when to try
         again) and its ledger rows', in one transaction. ``entry_status`` overrides the status of
         some ledger rows ((loan, due) → (status, reason)), e.g. a loan returned since the decision is
-        cancelled while the rest of the notice is sent."""
+        cancelled while the rest of the notice is sent. ``kept``: the attempt and the message handed
+        to the channel (adapters/store/sent.py), recorded in the same transaction."""
         now = func.now()
         if next_attempt_at is not None:     # in UTC, as every stored time (SQLite keeps no offset)
             next_attempt_at = next_attempt_at.astimezone(dt.timezone.utc)
@@ -287,13 +290,17 @@ class Store:
                     values[name] = value
             conn.execute(update(notices).where(notices.c.key == key).values(**values))
             self._settle_ledger(conn, key, status, error, entry_status)
+            if kept is not None:
+                keep(conn, key, kept)
 
     def reroute(self, key: str, *, error: str, reply: str | None, replacements: list[Notice],
                 moves: dict[tuple[str, dt.date], tuple[str, str]],
-                entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
+                entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None,
+                kept: Handover | None = None) -> None:
         """A notice that failed for good is replaced by others (an email by letters), in one transaction:
         it is marked failed with its reason; the new notices are pending; its ledger rows move to them
-        (``moves``: (loan, due) → (new key, reason)); ``entry_status`` rows are settled as given."""
+        (``moves``: (loan, due) → (new key, reason)); ``entry_status`` rows are settled as given;
+        ``kept``, the attempt refused and its message, is recorded with them."""
         now = func.now()
         with self.engine.begin() as conn:
             conn.execute(update(notices).where(notices.c.key == key).values(
@@ -310,6 +317,8 @@ class Store:
                                                   ledger.c.due_date == due)
                              .values(notice_key=new_key, reason=reason, updated_at=now))
             self._settle_ledger(conn, key, Status.FAILED, error, entry_status)
+            if kept is not None:
+                keep(conn, key, kept)
 
     @staticmethod
     def _settle_ledger(conn: Connection, key: str, status: str, error: str | None,

@@ -1,0 +1,106 @@
+"""What was handed to a channel, kept with the notice: one row per attempt (``attempts``) and the
+message itself (``messages``: the email's bytes as sent, or the letter's PDF, zlib-compressed).
+
+``keep`` writes them inside the transaction that records the notice's outcome (Store.settle_delivery,
+Store.reroute), so an outcome is never committed without its attempt, nor an attempt without its
+outcome. A notice keeps one message: the last one handed to its channel by a run (a retry the next
+day renders again; what is kept is what went out last). A staff resend adds an attempt and leaves
+the message as the run sent it (service/notices.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy import bindparam, delete, insert
+from sqlalchemy.engine import Connection
+
+from adapters.store.schema import attempts, messages
+
+__all__ = ["EMAIL_TYPE", "FAILED", "PDF_TYPE", "RETRYING", "SENT", "Attempt", "Handover", "keep", "keep_attempt",
+           "unpack"]
+
+EMAIL_TYPE = "message/rfc822"
+PDF_TYPE = "application/pdf"
+SENT, RETRYING, FAILED = "sent", "retrying", "failed"      # an attempt's outcome
+COMPRESSION = 6                                            # zlib's default: ~4x on an email, fast
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery attempt: when, how, to where, and what the server answered."""
+
+    at: dt.datetime              # aware; stored in UTC
+    channel: str                 # the notice's channel (email, letter, …)
+    destination: str             # the address, printer:NAME, mailbox:ADDRESS
+    outcome: str                 # sent | retrying | failed
+    reply: str = ""              # the server's own words, lp's answer, or why nothing was answered
+    reference: str = ""          # the Message-ID, the print job, the outbox file
+    kind: str = "send"           # send (a run) | resend (a member of staff)
+    actor: str = ""              # who asked, for a resend
+
+
+@dataclass(frozen=True)
+class Handover:
+    """An attempt and the message handed to the channel for it."""
+
+    attempt: Attempt
+    data: bytes                  # exactly what was handed over: the email's wire bytes, the PDF
+    media_type: str              # EMAIL_TYPE | PDF_TYPE
+    filename: str
+
+
+def keep(conn: Connection, key: str, handover: Handover) -> None:
+    """Record the attempt and (replacing any earlier one) the message, inside the caller's transaction."""
+    keep_attempt(conn, key, handover.attempt)
+    row = {"notice_key": key, "media_type": handover.media_type, "filename": handover.filename,
+           "body": zlib.compress(handover.data, COMPRESSION), "size": len(handover.data),
+           "stored_at": _utc(handover.attempt.at)}
+    upsert = _upsert(conn.dialect.name)
+    if upsert is not None:
+        conn.execute(upsert, row)
+    else:
+        conn.execute(_DROP_MESSAGE, {"key": key})
+        conn.execute(_ADD_MESSAGE, row)
+
+
+def keep_attempt(conn: Connection, key: str, attempt: Attempt) -> None:
+    conn.execute(_ADD_ATTEMPT, {
+        "notice_key": key, "at": _utc(attempt.at), "kind": attempt.kind, "channel": attempt.channel,
+        "destination": attempt.destination, "outcome": attempt.outcome, "reply": attempt.reply,
+        "reference": attempt.reference, "actor": attempt.actor})
+
+
+# The statements, built once (one message a notice is written with every delivery: kept cheap).
+_ADD_ATTEMPT = insert(attempts)
+_ADD_MESSAGE = insert(messages)
+_DROP_MESSAGE = delete(messages).where(messages.c.notice_key == bindparam("key"))
+
+
+@lru_cache(maxsize=4)
+def _upsert(dialect: str):
+    """INSERT … ON CONFLICT (notice_key) DO UPDATE where the database has it (SQLite, PostgreSQL)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        return None
+    statement = dialect_insert(messages)
+    return statement.on_conflict_do_update(
+        index_elements=[messages.c.notice_key],
+        set_={c.name: statement.excluded[c.name] for c in messages.columns if c.name != "notice_key"})
+
+
+def unpack(body: bytes) -> bytes:
+    """A stored message's bytes, as they were handed over."""
+    return zlib.decompress(body)
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    """In UTC, as every stored time (SQLite keeps no offset: what it keeps is UTC)."""
+    if when.tzinfo is None:
+        raise ValueError("an attempt's time needs its time zone")
+    return when.astimezone(dt.timezone.utc)
