@@ -37,6 +37,7 @@ class Failure(Exception):
 def guarded():
     """Exit 2 for bad input or policy, 1 for anything else; one line a problem on stderr."""
     from adapters.store.database import DatabaseNotReady
+    from adapters.store.patrons import UnknownPatron
     from engine.rules import EngineFault
     from engine.yamlsource import InputError
     from service.session import Refused
@@ -50,6 +51,9 @@ def guarded():
     except (Failure, Refused) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.code) from None
+    except UnknownPatron as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except EngineFault as exc:
         typer.echo(f"error: rules engine fault, nothing decided: {exc}", err=True)
         raise typer.Exit(1) from None

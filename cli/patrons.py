@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,17 +13,7 @@ from cli.common import DbOpt, Failure, OnOpt, RulesOpt, StateOpt, app, guarded, 
 
 patron_app = typer.Typer(no_args_is_help=True, help="Patron services: look a patron up, edit, email their requests.")
 app.add_typer(patron_app, name="patron")
-BarcodeArg = Annotated[str, typer.Argument(help="The patron's barcode")]
-
-
-@contextmanager
-def _known_patron():
-    from service.patrons import UnknownPatron
-
-    try:
-        yield
-    except UnknownPatron as exc:
-        raise Failure(str(exc), 2) from None
+BarcodeArg = Annotated[str, typer.Argument(help="The patron's barcode or patron_id")]
 
 
 @patron_app.command("show")
@@ -32,10 +21,11 @@ def patron_show(barcode: BarcodeArg,
                 role: Annotated[Optional[str], typer.Option("--as", help="Say what this role may edit")] = None,
                 on: OnOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
                 rules: RulesOpt = Path("rules"), db: DbOpt = None):
-    """Identity, account and record type, each field editable or owned by the source, loans, requests."""
+    """Identity, account and record type, each field editable or owned by the source, loans, requests.
+    The patron: a barcode, or a patron_id."""
     from service import patrons, session
 
-    with guarded(), _known_patron():
+    with guarded():
         loaded = session.load_rules(rules, accounts=True)
         as_of = parse_date(on, loaded.policy)
         with session.store(db, writes=False) as store:
@@ -93,7 +83,7 @@ def patron_edit(barcode: BarcodeArg,
     from engine.yamlsource import InputError, Problem
     from service import patrons, session
 
-    with guarded(), _known_patron():
+    with guarded():
         loaded = session.load_rules(rules, accounts=True)
         policy, accounts = loaded.policy, loaded.accounts
         changes: dict[str, str] = {}
@@ -114,7 +104,8 @@ def patron_edit(barcode: BarcodeArg,
                     typer.echo(f"refused: {d.request.field}: {d.reason}; instead: {d.where}", err=True)
             for name, message in exc.problems.items():
                 typer.echo(f"invalid: {name}: {message}", err=True)
-            raise Failure(f"nothing changed for patron {exc.patron.patron_id} (barcode {barcode})", 2) from None
+            raise Failure(f"nothing changed for patron {exc.patron.patron_id} (barcode {exc.patron.barcode})", 2) \
+                from None
         p = result.patron
         typer.echo(f"{p.full_name} (barcode {p.barcode}): {len(result.changed)} field(s) changed by {actor} as {role}")
         for name, old, new in result.changed:
@@ -136,7 +127,7 @@ def patron_requests_report(barcode: BarcodeArg, on: OnOpt = None,
     Guarded like the daemon: nothing is sent from a database that belongs to another installation."""
     from service import patrons, session
 
-    with guarded(), _known_patron():
+    with guarded():
         loaded = session.load_rules(rules, accounts=True)
         policy = loaded.policy
         as_of = parse_date(on, policy)
@@ -145,7 +136,8 @@ def patron_requests_report(barcode: BarcodeArg, on: OnOpt = None,
             result = patrons.requests_report(inst.store, policy, inst.accounts, rules, inst.channel, barcode, as_of,
                                              dt.datetime.now(policy.tz))
         if result.notice is None:
-            typer.echo(f"{result.patron.full_name} (barcode {barcode}) has no active request: nothing sent")
+            typer.echo(f"{result.patron.full_name} (barcode {result.patron.barcode}) has no active request: "
+                       f"nothing sent")
             return
         if not result.delivery.ok:
             raise Failure(f"requests report not sent to {result.patron.email}: {result.delivery.detail}", 1)

@@ -136,8 +136,31 @@ def test_show_cli_text_and_json(store):
     assert data["account_type"] == "external" and data["source"] == "the student information system"
     assert [(x["loan_id"], x["days_overdue"]) for x in data["loans"]] == [("L1", 7), ("L2", 0)]
     assert {f["field"]: f["ownership"] for f in data["fields"]}["phone"] == "owned"
-    unknown = rappel("patron", "show", "999", db=store.url)
-    assert unknown.exit_code == 2 and "no patron with barcode '999'" in unknown.output
+    unknown = rappel("patron", "show", "U001", db=store.url)
+    assert unknown.exit_code == 2 and unknown.output == "error: no patron with barcode or patron_id 'U001'\n"
+
+
+@pytest.mark.parametrize("command", [["show"], ["edit", "--as", "circulation_desk", "--by", "marie",
+                                                "--set", "phone=05 56 00 00 09"]])
+def test_a_patron_is_looked_up_by_patron_id_as_by_barcode(store, command):
+    """The desk has a card (its barcode) or a record id from another system (the patron_id): both work."""
+    name, *options = command
+    by_id = rappel("patron", name, "P2", *options, db=store.url)
+    by_barcode = rappel("patron", name, "2000000002", *options, db=store.url)
+    assert by_id.exit_code == 0 and by_barcode.exit_code == 0, (by_id.output, by_barcode.output)
+    assert "Jeanne Moreau" in by_id.output and "Jeanne Moreau" in by_barcode.output
+    if name == "show":
+        assert by_id.output == by_barcode.output
+    else:
+        assert "1 field(s) changed" in by_id.output and "phone: already '05 56 00 00 09'" in by_barcode.output
+
+
+def test_a_barcode_is_looked_up_before_a_patron_id(store, accounts):
+    """A patron whose barcode is another patron's id: the barcode wins, as before ids were accepted."""
+    with store.engine.begin() as conn:
+        conn.execute(patrons.update().where(patrons.c.patron_id == "P4").values(barcode="P2"))
+    assert services.show(store, accounts, "P2", DAY).patron.patron_id == "P4"
+    assert services.show(store, accounts, "2000000002", DAY).patron.patron_id == "P2"
 
 
 # -- edit ----------------------------------------------------------------------------------------

@@ -41,13 +41,16 @@ class PatronReader:
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def find(self, barcode: str, *, lock: bool = False) -> Patron:
-        """The patron with this barcode (UnknownPatron if none); ``lock``: locked until the transaction ends."""
-        query = select(patrons).where(patrons.c.barcode == barcode)
-        row = self.conn.execute(query.with_for_update() if lock else query).first()
-        if row is None:
-            raise UnknownPatron(f"no patron with barcode {barcode!r}")
-        return _patron(row)
+    def find(self, ident: str, *, lock: bool = False) -> Patron:
+        """The patron with this barcode, else with this patron_id (UnknownPatron, saying both were tried,
+        if neither); ``lock``: locked until the transaction ends. A barcode comes first: it is what the
+        desk scans, and what this looked up before patron ids were accepted."""
+        for column in (patrons.c.barcode, patrons.c.patron_id):
+            query = select(patrons).where(column == ident)
+            row = self.conn.execute(query.with_for_update() if lock else query).first()
+            if row is not None:
+                return _patron(row)
+        raise UnknownPatron(f"no patron with barcode or patron_id {ident!r}")
 
     def locally_edited(self, patron_id: str) -> set[str]:
         """The protected fields of this patron edited here (synchronisations keep their value)."""
