@@ -21,8 +21,8 @@ def patron_show(barcode: BarcodeArg,
                 role: Annotated[Optional[str], typer.Option("--as", help="Say what this role may edit")] = None,
                 on: OnOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
                 rules: RulesOpt = Path("rules"), db: DbOpt = None):
-    """Identity, account and record type, each field editable or owned by the source, loans, requests.
-    The patron: a barcode, or a patron_id."""
+    """Identity, account and record type, each field editable or owned by the source, loans, requests, and
+    the notices rappel sent (newest first). The patron: a barcode, or a patron_id."""
     from service import patrons, session
 
     with guarded():
@@ -31,13 +31,13 @@ def patron_show(barcode: BarcodeArg,
         with session.store(db, writes=False) as store:
             view = patrons.show(store, loaded.accounts, barcode, as_of, role)
         if as_json:
-            typer.echo(json.dumps(view.as_dict(), ensure_ascii=False))
+            typer.echo(json.dumps(view.as_dict(loaded.policy.tz), ensure_ascii=False))
             return
-        for line in _patron_lines(view, role):
+        for line in _patron_lines(view, role, loaded.policy.tz):
             typer.echo(line)
 
 
-def _patron_lines(view, role: str | None) -> list[str]:
+def _patron_lines(view, role: str | None, tz, shown: int = 20) -> list[str]:
     p = view.patron
     account = f"external, from {view.source}" if p.account_type == "external" else p.account_type
     out = [f"{p.full_name or '(no name)'}  barcode {p.barcode}  (patron {p.patron_id})",
@@ -67,6 +67,12 @@ def _patron_lines(view, role: str | None) -> list[str]:
         state = "active" if r["active"] else f"inactive ({r['status'] or 'expired'})"
         out.append(f"  placed {r['placed_on']}  expires {expires:<10}  {r['library']} -> {r['pickup_library']}  "
                    f"{state:<12}  {r['title']}")
+    from cli.notices import notice_lines
+
+    out += ["", f"notices ({len(view.notices)}, newest first; rappel notices show KEY for one in full)"]
+    out += notice_lines(view.notices[:shown], tz)
+    if len(view.notices) > shown:
+        out.append(f"  … and {len(view.notices) - shown} older: rappel notices --patron {p.patron_id}")
     return out
 
 

@@ -1,5 +1,6 @@
-"""Patron services: look a patron up by barcode, edit what the account policy allows (audited),
-and email a report of their active requests (its rendering: adapters/render/report.py).
+"""Patron services: look a patron up by barcode or patron_id, see their notice history
+(service/notices.py), edit what the account policy allows (audited), and email a report of their
+active requests (its rendering: adapters/render/report.py).
 Synchronising external accounts from their source system is service/sync.py.
 
 Every decision "may this role edit this field?" comes from engine/accounts.py (durable-rules,
@@ -9,7 +10,7 @@ one transaction, and nothing is written when anything is refused.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.channels.base import Channel, Delivery
@@ -25,6 +26,7 @@ from engine.decide import Notice
 from engine.facts import PATRON_FIELDS, Loan, Patron
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
+from service import notices as notice_views
 from service.rules import ACCOUNTS_FILE, load_accounts
 
 __all__ = ["ACCOUNTS_FILE", "EditRefused", "EditResult", "PatronView", "UnknownPatron", "audit_trail", "edit",
@@ -58,11 +60,12 @@ class PatronView:
     fields: list[FieldView]
     loans: list[Loan]
     requests: list[dict]
+    notices: list = field(default_factory=list)     # service.notices.NoticeView, newest first
 
     def days_overdue(self, loan: Loan) -> int:
         return max(0, (self.as_of - loan.due_date).days)
 
-    def as_dict(self) -> dict:
+    def as_dict(self, tz: dt.tzinfo = dt.timezone.utc) -> dict:
         p = self.patron
         return {
             "patron_id": p.patron_id, "barcode": p.barcode, "name": p.full_name,
@@ -76,11 +79,13 @@ class PatronView:
             "requests": [{**r, "placed_on": r["placed_on"].isoformat(),
                           "expires_on": r["expires_on"].isoformat() if r["expires_on"] else None}
                          for r in self.requests],
+            "notices": [n.as_dict(tz) for n in self.notices],
         }
 
 
 def show(store: Store, accounts: AccountsPolicy, barcode: str, as_of: dt.date, role: str | None = None) -> PatronView:
-    """A patron's record, each field with who may edit it, open loans and requests."""
+    """A patron's record (by barcode or patron_id), each field with who may edit it, open loans,
+    requests, and every notice rappel decided for them, newest first."""
     with records.reading(store) as db:
         patron = db.find(barcode)
         edited = db.locally_edited(patron.patron_id)
@@ -98,7 +103,8 @@ def show(store: Store, accounts: AccountsPolicy, barcode: str, as_of: dt.date, r
     mine = dict(zip(PATRON_FIELDS, decisions[len(roles) * len(PATRON_FIELDS):])) if role is not None else {}
     fields = [FieldView(f, getattr(patron, f), accounts.ownership(patron.account_type, f), tuple(by_field[f]),
                         f in edited, mine.get(f)) for f in PATRON_FIELDS]
-    return PatronView(patron, as_of, accounts.external.source, fields, open_loans, reqs)
+    return PatronView(patron, as_of, accounts.external.source, fields, open_loans, reqs,
+                      notice_views.history(store, patron.patron_id))
 
 
 def _requests(db: records.PatronReader, patron_id: str, accounts: AccountsPolicy, as_of: dt.date) -> list[dict]:

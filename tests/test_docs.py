@@ -32,6 +32,11 @@ def _is_group(command) -> bool:
     return hasattr(command, "commands")
 
 
+def _runs_alone(command) -> bool:
+    """A group that does something itself when no command follows (typer's invoke_without_command)."""
+    return bool(getattr(command, "invoke_without_command", False)) and command is not COMMAND
+
+
 def fenced(*languages: str) -> list[tuple[int, str, str]]:
     """(line of the opening fence, language, text) of each fenced block in those languages."""
     return [(README.count("\n", 0, m.start()) + 1, m.group(1), m.group(2))
@@ -115,6 +120,8 @@ def problems_of(args: list[str], complete: bool) -> list[str]:
     option without its value, too many arguments; missing required ones when ``complete``."""
     command, path, args = COMMAND, ["rappel"], list(args)
     while _is_group(command):
+        if (not args or args[0].startswith("-")) and _runs_alone(command):
+            break                           # a group that is also a command (`rappel notices --patron P`)
         if not args or args[0].startswith("-"):
             return [f"`{' '.join(path)}` needs a command"] if complete else []
         name = args.pop(0)
@@ -166,6 +173,9 @@ def test_every_command_shown_exists_with_its_options(where, args, complete):
     (["import", "patrons"], True, ["`rappel import` needs 2 argument(s), 1 shown"]),
     (["schema", "extra"], False, ["`rappel schema` takes 0 argument(s), 1 shown"]),
     (["patron"], True, ["`rappel patron` needs a command"]),
+    (["notices", "--patron", "2000000002", "--json"], True, []),           # a group that lists by itself
+    (["notices", "--frobnicate"], False, ["`rappel notices` has no option --frobnicate"]),
+    (["notices", "cancel", "KEY", "--by", "marie"], True, ["`rappel notices cancel` needs --why"]),
     (["patron", "delete", "2000000002"], True, ["`rappel patron delete`: no such command"]),
     (["patron", "edit", "2000000003", "--as", "circulation_desk", "--by", "marie", "--set", "postal_code=33000"],
      True, []),
@@ -194,7 +204,8 @@ def test_command_lines_are_found_as_a_shell_reads_them(text, expected):
 def test_every_command_of_the_app_is_shown():
     def leaves(command, path):
         if _is_group(command):
-            return [leaf for name, sub in command.commands.items() for leaf in leaves(sub, path + [name])]
+            alone = [path] if _runs_alone(command) else []
+            return alone + [leaf for name, sub in command.commands.items() for leaf in leaves(sub, path + [name])]
         return [path]
 
     shown = {tuple(args[:2]) for _, args, _ in SHOWN} | {tuple(args[:1]) for _, args, _ in SHOWN}

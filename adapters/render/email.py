@@ -23,7 +23,7 @@ from engine.decide import Notice
 from engine.policy import Policy
 
 __all__ = ["BOUNDARY", "MESSAGE_POLICY", "WIRE_POLICY", "is_address", "mailbox_message", "message_id",
-           "notice_email", "serialize", "wire_bytes"]
+           "notice_email", "prepared", "serialize", "wire_bytes"]
 
 BOUNDARY = "=_rappel_alternative"
 is_address = is_email_address   # the one email predicate (engine/contact.py), under its former name here
@@ -113,6 +113,14 @@ def wire_bytes(message: EmailMessage) -> bytes:
     if cached is not None and cached[0] == tuple(message.raw_items()):
         return cached[1]
     return message.as_bytes(policy=WIRE_POLICY)
+
+
+def prepared(data: bytes) -> EmailMessage:
+    """A message read back from the bytes it is to be sent as (a resend): ``wire_bytes`` gives exactly
+    these bytes, not a new serialisation of them."""
+    message = email.message_from_bytes(data, policy=MESSAGE_POLICY)
+    message._rappel_wire = (tuple(message.raw_items()), data)
+    return message
 
 
 def _raw(msg: EmailMessage, name: str, value: str) -> None:
