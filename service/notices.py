@@ -168,10 +168,9 @@ def listing(store: Store, *, patron: str | None = None, item: str | None = None,
     if item is not None:
         loan_ids = ledger.loans_of_item(store, item)
         if not loan_ids:
-            hint = ""
             with records.reading(store) as db:
-                if db.barcode_owner(item) is not None:
-                    hint = f"; it is patron {db.barcode_owner(item)}'s barcode: --patron {item}"
+                owner = db.barcode_owner(item)
+            hint = f"; it is patron {owner}'s barcode: --patron {item}" if owner is not None else ""
             raise _refuse("--barcode", f"no loan of a document with barcode {item!r}{hint}")
         about = _about_loans(store, loan_ids)
         keys = about if keys is None else tuple(sorted(set(keys) & set(about)))
