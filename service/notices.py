@@ -35,7 +35,7 @@ from adapters.render.stored import readable as readable_email
 from adapters.store import notices as ledger
 from adapters.store import patrons as records
 from adapters.store.database import Store
-from adapters.store.patrons import UnknownPatron
+from adapters.store.patrons import AmbiguousPatron, UnknownPatron
 from adapters.store.sent import EMAIL_TYPE, FAILED, SENT, Attempt
 from engine.contact import is_email_address
 from engine.decide import Notice
@@ -132,6 +132,8 @@ def find_patron(store: Store, ident: str) -> tuple[str, Patron | None]:
         with records.reading(store) as db:
             patron = db.find(ident)
         return patron.patron_id, patron
+    except AmbiguousPatron:
+        raise
     except UnknownPatron:
         if ledger.patron_known(store, ident):
             return ident, None

@@ -155,12 +155,16 @@ def test_a_patron_is_looked_up_by_patron_id_as_by_barcode(store, command):
         assert "1 field(s) changed" in by_id.output and "phone: already '05 56 00 00 09'" in by_barcode.output
 
 
-def test_a_barcode_is_looked_up_before_a_patron_id(store, accounts):
-    """A patron whose barcode is another patron's id: the barcode wins, as before ids were accepted."""
+def test_a_value_that_is_one_patrons_barcode_and_anothers_id_is_refused(store, accounts):
+    """Not one patron: nothing is shown or changed, and the refusal says what to give for each."""
     with store.engine.begin() as conn:
         conn.execute(patrons.update().where(patrons.c.patron_id == "P4").values(barcode="P2"))
-    assert services.show(store, accounts, "P2", DAY).patron.patron_id == "P4"
+    both = rappel("patron", "show", "P2", db=store.url)
+    assert both.exit_code == 2 and both.stderr == (
+        "error: 'P2' is both the barcode of patron P4 and the id of patron P2: give '2000000002' for P2, "
+        "'P4' for P4\n")
     assert services.show(store, accounts, "2000000002", DAY).patron.patron_id == "P2"
+    assert services.show(store, accounts, "P4", DAY).patron.patron_id == "P4"
 
 
 # -- edit ----------------------------------------------------------------------------------------

@@ -12,14 +12,14 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from adapters.store.database import Store
 from adapters.store.schema import loans, patron_audit, patron_local_edits, patrons, requests
 from engine.facts import PATRON_FIELDS, Loan, Patron
 
-__all__ = ["IN_LIMIT", "PatronReader", "PatronWriter", "UnknownPatron", "audit_trail", "known_patron_ids",
+__all__ = ["IN_LIMIT", "AmbiguousPatron", "PatronReader", "PatronWriter", "UnknownPatron", "audit_trail", "known_patron_ids",
            "reading", "writing"]
 
 IN_LIMIT = 2000       # values in one SQL IN list (SQLite allows 32,766 since 3.32)
@@ -28,7 +28,11 @@ REQUEST_COLUMNS = ("request_id", "title", "library", "pickup_library", "placed_o
 
 
 class UnknownPatron(LookupError):
-    pass
+    """No patron has this barcode or patron_id (exit 2 at the command line)."""
+
+
+class AmbiguousPatron(UnknownPatron):
+    """Not one patron: the value is one patron's barcode and another's patron_id."""
 
 
 def _patron(row) -> Patron:
@@ -42,15 +46,20 @@ class PatronReader:
         self.conn = conn
 
     def find(self, ident: str, *, lock: bool = False) -> Patron:
-        """The patron with this barcode, else with this patron_id (UnknownPatron, saying both were tried,
-        if neither); ``lock``: locked until the transaction ends. A barcode comes first: it is what the
-        desk scans, and what this looked up before patron ids were accepted."""
-        for column in (patrons.c.barcode, patrons.c.patron_id):
-            query = select(patrons).where(column == ident)
-            row = self.conn.execute(query.with_for_update() if lock else query).first()
-            if row is not None:
-                return _patron(row)
-        raise UnknownPatron(f"no patron with barcode or patron_id {ident!r}")
+        """The patron whose barcode or patron_id this is; ``lock``: locked until the transaction ends.
+        UnknownPatron, saying both were tried, when there is none; AmbiguousPatron when it is one
+        patron's barcode and another's id (it says what to give for each, as `patron forget` does)."""
+        query = select(patrons).where(or_(patrons.c.barcode == ident, patrons.c.patron_id == ident))
+        found = [_patron(row) for row in self.conn.execute(query.with_for_update() if lock else query)]
+        if not found:
+            raise UnknownPatron(f"no patron with barcode or patron_id {ident!r}")
+        if len(found) > 1:
+            by_barcode = next(p for p in found if p.barcode == ident)
+            by_id = next(p for p in found if p.patron_id == ident)
+            raise AmbiguousPatron(f"{ident!r} is both the barcode of patron {by_barcode.patron_id} and the id of "
+                                  f"patron {by_id.patron_id}: give {by_id.barcode!r} for {by_id.patron_id}, "
+                                  f"{by_barcode.patron_id!r} for {by_barcode.patron_id}")
+        return found[0]
 
     def locally_edited(self, patron_id: str) -> set[str]:
         """The protected fields of this patron edited here (synchronisations keep their value)."""
