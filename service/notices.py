@@ -36,7 +36,7 @@ from adapters.store import notices as ledger
 from adapters.store import patrons as records
 from adapters.store.database import Store
 from adapters.store.patrons import AmbiguousPatron, UnknownPatron
-from adapters.store.sent import EMAIL_TYPE, FAILED, SENT, Attempt
+from adapters.store.sent import EMAIL_TYPE, FAILED, SENT, Attempt, resend_key
 from engine.contact import is_email_address
 from engine.decide import Notice
 from engine.delivery import requeue
@@ -315,7 +315,7 @@ def resend(store: Store, policy: Policy, channel: Channel, key: str, *, actor: s
     if spec is None:
         raise _refuse(view.key, f"channel {row['channel']!r} is not registered (adapters/channels/registry.py)")
     number = ledger.resends(store, view.key) + 1
-    base = Notice(key=f"{view.key}#resend-{number}", date=row["run_date"], stage=row["stage"], channel=row["channel"],
+    base = Notice(key=resend_key(view.key, number), date=row["run_date"], stage=row["stage"], channel=row["channel"],
                   patron_id=row["patron_id"], library=row["library"], loan_ids=tuple(view.loan_ids),
                   recipient=row["recipient"], destination=row["destination"])
     if spec.renders == "email":
@@ -328,8 +328,9 @@ def resend(store: Store, policy: Policy, channel: Channel, key: str, *, actor: s
     attempt = Attempt(at=at, channel=row["channel"], destination=destination, outcome=SENT if delivery.ok else FAILED,
                       reply=delivery.reply or delivery.detail, reference=delivery.reference, kind="resend",
                       actor=actor)
+    # the detail names no address (the attempt has it, and `patron forget` blanks it there)
     ledger.record_resend(store, view.key, patron_id=row["patron_id"], attempt=attempt, why=why,
-                         detail=f"to {destination}: {attempt.outcome}" + (f" ({attempt.reply})" if attempt.reply else ""))
+                         detail=attempt.outcome + (" (to another address: --to)" if to else ""))
     return ResendResult(show(store, view.key).notice, attempt, delivery)
 
 

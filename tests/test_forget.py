@@ -248,7 +248,8 @@ def test_a_dry_run_counts_and_changes_nothing(installation):
     report = retention.forget(store, policy, "P777", by="dpo", why="request", at=AT, outbox=outbox, dry_run=True)
     assert report.dry_run and report.files == len(files)
     # notices: the courtesy email, the refused first reminder, its letter, the letter of day 35; messages
-    # deleted: the two written to the outbox; attempts and ledger rows changed: those naming the patron
-    assert report.changed == {"messages": 2, "notices": 4, "attempts": 2, "ledger": 1, "staff_actions": 1, "loans": 1,
+    # deleted: the four delivery kept (each handed to a channel); attempts and ledger rows changed: those
+    # naming the patron
+    assert report.changed == {"messages": 4, "notices": 4, "attempts": 2, "ledger": 1, "staff_actions": 1, "loans": 1,
                               "patron_audit": 1, "runs": 1, "requests": 1, "patrons": 1}
     assert found_in_database(store, PERSONAL) == before and found_in_files(outbox, PERSONAL) == files

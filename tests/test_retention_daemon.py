@@ -16,6 +16,7 @@ from sqlalchemy import insert, select
 from adapters.channels.memory import MemoryChannel
 from adapters.store.database import Store
 from adapters.store.schema import messages, notices, runs, staff_actions
+from engine.decide import notice_key
 from service.status import status_lines, status_report
 
 try:
@@ -60,8 +61,9 @@ def test_the_daemon_purges_once_a_day_after_the_days_run(db_url, tmp_path):
         assert order == [("day", "2026-12-01", "ok"), ("purge", "2026-12-01", "ok"),
                          ("day", "2026-12-02", "ok"), ("purge", "2026-12-02", "ok"),
                          ("day", "2026-12-03", "ok"), ("purge", "2026-12-03", "ok")]
-        with store.engine.connect() as conn:
-            assert conn.execute(select(messages)).all() == []
+        with store.engine.connect() as conn:       # the old message went; the day's courtesy email is kept
+            assert list(conn.scalars(select(messages.c.notice_key))) == [
+                notice_key(d("2026-12-01"), "courtesy", "email", "P1", None, ("L1",))]
             assert conn.execute(select(staff_actions.c.actor, staff_actions.c.detail)
                                 .where(staff_actions.c.action == "purge").order_by(staff_actions.c.id)).all() == [
                 ("daemon", "messages 1, outbox_files 1"), ("daemon", "outbox_files 1")]

@@ -12,10 +12,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from adapters.store.patrons import IN_LIMIT
+from adapters.store.sent import resend_key
 from adapters.store.schema import (attempts, ledger, loans, messages, notices, patron_audit, patrons, requests, runs,
                                    staff_actions)
 from engine.facts import PATRON_FIELDS, Loan, Patron, Status
@@ -150,11 +151,18 @@ class Eraser:
         return {(name, value) for name, *values in rows for value in values if value}
 
     def notices(self, patron_id: str) -> list[NoticeFiles]:
-        """The patron's notices, for their files in the outbox."""
+        """The patron's notices, for their files in the outbox; with each its staff resends (`rappel
+        notices resend`), which the outbox wrote under the resend's own key."""
         rows = self.conn.execute(select(notices.c.key, notices.c.run_date, notices.c.channel, notices.c.library,
                                         notices.c.reference).where(notices.c.patron_id == patron_id)
                                  .order_by(notices.c.run_date, notices.c.key)).all()
-        return [NoticeFiles(r.key, r.run_date, r.channel, r.library, r.reference) for r in rows]
+        resent = dict(self.conn.execute(
+            select(attempts.c.notice_key, func.count()).where(attempts.c.kind == "resend", attempts.c.notice_key.in_(
+                select(notices.c.key).where(notices.c.patron_id == patron_id))).group_by(attempts.c.notice_key)).all())
+        return [NoticeFiles(key, r.run_date, r.channel, r.library, reference)
+                for r in rows
+                for key, reference in [(r.key, r.reference)] + [(resend_key(r.key, n), None)
+                                                                 for n in range(1, resent.get(r.key, 0) + 1)]]
 
     def erase(self, erasure: Erasure, *, at: dt.datetime, actor: str, why: str, reason: str) -> dict[str, int]:
         return erase(self.conn, erasure, at=at, actor=actor, why=why, reason=reason)

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from adapters.store.schema import attempts, messages
 
 __all__ = ["EMAIL_TYPE", "FAILED", "PDF_TYPE", "RETRYING", "SENT", "Attempt", "Handover", "keep", "keep_attempt",
-           "unpack"]
+           "resend_key", "unpack"]
 
 EMAIL_TYPE = "message/rfc822"
 PDF_TYPE = "application/pdf"
@@ -92,6 +92,12 @@ def _upsert(dialect: str):
     return statement.on_conflict_do_update(
         index_elements=[messages.c.notice_key],
         set_={c.name: statement.excluded[c.name] for c in messages.columns if c.name != "notice_key"})
+
+
+def resend_key(key: str, number: int) -> str:
+    """The key the ``number``-th staff resend of a notice is handed to its channel under: the outbox
+    names its file after it, a mailbox's covering email takes its Message-ID from it."""
+    return f"{key}#resend-{number}"
 
 
 def unpack(body: bytes) -> bytes:
