@@ -44,8 +44,8 @@ from engine.facts import LEDGER_STATUSES, Patron, Status
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
 
-__all__ = ["Detail", "Listing", "NoticeView", "ResendResult", "RetryReport", "UnknownPatron", "cancel", "listing",
-           "resend", "retry", "save", "show"]
+__all__ = ["AmbiguousPatron", "Detail", "Listing", "NoticeView", "ResendResult", "RetryReport", "UnknownPatron", "cancel",
+           "find_patron", "history", "listing", "resend", "resolve", "retry", "save", "show"]
 
 RESENDABLE = (Status.SENT, Status.FAILED)
 
