@@ -116,6 +116,10 @@ class Source(_Strict):
                                                              "returns rappel's CSV columns for that kind")
     snapshot: bool = Field(default=True, description="A pull is the whole truth: open loans it no longer has "
                                                      "are closed (as a snapshot import)")
+    libraries: list[str] | None = Field(default=None, min_length=1,
+                                        description="The libraries (branch codes) whose open loans and active "
+                                                    "requests this source is the complete list of, for its "
+                                                    "snapshot (default: every library of the policy)")
     returned_days: int = Field(default=7, ge=0, le=366,
                                description="Loans returned in the last N days are pulled with their return "
                                            "date (the queries' :returned_since)")

@@ -70,6 +70,12 @@ def load_sources(rules_dir: Path, policy: Policy | None = None, *, shown_as: Pat
     shown = shown_as or path
     sources = parse_sources(text, str(shown), preset_info())
     loaded = LoadedSources(shown, sources, YamlDocument(text, str(shown)))
+    problems = [loaded.problem(("sources", name, "libraries"), f"not a library of the policy: {', '.join(unknown)} "
+                                                              f"({', '.join(sorted(policy.libraries))})")
+                for name, src in sources.sources.items() if policy is not None
+                for unknown in [sorted(set(src.libraries or ()) - set(policy.libraries))] if unknown]
+    if problems:
+        raise InputError(problems)
     if policy is not None and policy.max_facts_age_hours is not None and "max_facts_age_hours" in loaded.document.data:
         raise InputError([loaded.problem(("max_facts_age_hours",), "also set in reminders.yaml: say it in one "
                                                                    "place (here, when there are sources)")])

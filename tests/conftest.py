@@ -1,4 +1,5 @@
-"""Shared fixtures: the shipped policy, databases (a SQLite file; PostgreSQL when a URL is given)."""
+"""Shared fixtures: the shipped policy, databases (a SQLite file; PostgreSQL when a URL is given; a
+library system's database on MariaDB or PostgreSQL for the pulls)."""
 from __future__ import annotations
 
 import os
@@ -53,6 +54,59 @@ def pg_schema() -> Iterator[str]:
     finally:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+MARIADB_URL = os.environ.get("RAPPEL_TEST_MARIADB_URL")
+
+
+def _answers(url: str) -> str | None:
+    """None when the server of ``url`` accepts a connection, else why not (one line)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure: the cases skip, saying why
+        return " ".join(str(getattr(exc, "orig", exc)).split())[:200]
+    finally:
+        engine.dispose()
+
+
+def _with_database(url: str, name: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextmanager
+def server_database(kind: str, prefix: str) -> Iterator[str]:
+    """The URL of a fresh database on the test MariaDB (RAPPEL_TEST_MARIADB_URL) or PostgreSQL
+    (RAPPEL_TEST_DATABASE_URL) server, dropped after; the test skips when the server is not set or
+    does not answer."""
+    from sqlalchemy import create_engine, text
+
+    base = MARIADB_URL if kind == "mariadb" else PG_URL
+    variable = "RAPPEL_TEST_MARIADB_URL" if kind == "mariadb" else "RAPPEL_TEST_DATABASE_URL"
+    if not base:
+        pytest.skip(f"{kind} case: set {variable} to run it")
+    why = _answers(base)
+    if why:
+        pytest.skip(f"{kind} case: the server of {variable} does not answer: {why}")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield _with_database(base, name)
+    finally:
+        with admin.connect() as conn:
+            if kind == "postgresql":
+                conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+            else:
+                conn.execute(text(f"DROP DATABASE {name}"))
         admin.dispose()
 
 

@@ -11,9 +11,9 @@ reporter-schema.sql (evergreen-library-system/Evergreen, commit
   one), when Evergreen holds it valid.
 - loans: circulations (``action.circulation``) not checked in, and those checked in during the
   last ``returned_days`` with their check-in date; ``library`` the circulating library's short
-  name (``actor.org_unit.shortname``); the status from ``stop_fines``: LOST lost, CLAIMSRETURNED
-  claimed_returned, LONGOVERDUE long_overdue, CLAIMSNEVERCHECKEDOUT claimed_never_checked_out,
-  anything else none. A renewal is a new circulation in Evergreen: rappel sees the old one
+  name (``actor.org_unit.shortname``); the status from ``stop_fines``: LOST and LONGOVERDUE lost
+  (the item is billed), CLAIMSRETURNED and CLAIMSNEVERCHECKEDOUT claimed_returned (the patron
+  disputes the loan), anything else none: the statuses the shipped policy excludes. A renewal is a new circulation in Evergreen: rappel sees the old one
   returned (on the day of the renewal) and a new loan with the new due date. The title is the
   record's (``reporter.materialized_simple_record``), a pre-catalogued item's own dummy title.
 - requests: holds (``action.hold_request``) neither fulfilled nor cancelled: ``on_hold_shelf``
@@ -82,8 +82,8 @@ SELECT circ.id AS loan_id,
        circ.checkin_time AS returned_on,
        CASE circ.stop_fines WHEN 'LOST' THEN 'lost'
                             WHEN 'CLAIMSRETURNED' THEN 'claimed_returned'
-                            WHEN 'LONGOVERDUE' THEN 'long_overdue'
-                            WHEN 'CLAIMSNEVERCHECKEDOUT' THEN 'claimed_never_checked_out'
+                            WHEN 'LONGOVERDUE' THEN 'lost'
+                            WHEN 'CLAIMSNEVERCHECKEDOUT' THEN 'claimed_returned'
                             ELSE '' END AS status
   FROM circ
   JOIN actor.usr u ON u.id = circ.usr AND NOT u.deleted
