@@ -19,23 +19,31 @@ OutboxOpt = Annotated[Path, typer.Option("--outbox", help="Folder of the local o
 def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate (default: today, policy time zone)")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Write nothing; show what would go out")] = False,
         confirm: Annotated[bool, typer.Option("--confirm", help="Send even more than flood_guard.max_per_run messages")] = False,
+        accept_stale_facts: Annotated[bool, typer.Option("--accept-stale-facts", help="Decide even on loans older "
+                                                          "than max_facts_age_hours")] = False,
         as_json: JsonOpt = False, outbox: OutboxOpt = Path("outbox"),
         state_dir: StateOpt = None, rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Evaluate one day: decide, record in the ledger, deliver (or only show, with --dry-run).
 
     A real run is guarded like the daemon: it refuses a database that belongs to another
     installation (`rappel confirm-installation`), and holds the daemon's lease while it runs, so it
-    refuses to run beside an active daemon."""
-    from service import day, session
+    refuses to run beside an active daemon. It refuses loans older than max_facts_age_hours."""
+    from service import day, facts, session
+    from service.sources import load_sources
 
     with guarded():
         loaded = session.load_rules(rules, templates=True)
         policy = loaded.policy
+        sources = load_sources(rules, policy)
         as_of = parse_date(on, policy)
         if dry_run:     # a dry run neither creates nor upgrades, nor claims the database
             with session.installation(loaded, db, writes=False, channel=True, outbox=outbox) as inst:
+                age = facts.age_of_loans(inst.store, policy, sources, now_utc())
                 plan = day.plan_for(inst.store, policy, as_of)
                 leaving = sum(not inst.channel.is_local(n) for n in plan.notices)
+            if age.stale:
+                typer.echo(f"stale facts: {age.why(policy.tz)}: a run would decide nothing without "
+                           f"--accept-stale-facts", err=True)
             print_notices(plan.notices, as_json, f"{as_of}: {len(plan.notices)} message(s) would go out (dry run)")
             if leaving > policy.flood_guard.max_per_run:
                 typer.echo(f"flood guard: {leaving} messages would leave, more than flood_guard.max_per_run "
@@ -43,6 +51,7 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
             return
         with session.installation(loaded, db, channel=True, outbox=outbox, guard=True, lease=True,
                                   state_dir=state_dir) as inst:
+            facts.require_fresh(inst.store, policy, sources, now_utc(), as_of, accept_stale=accept_stale_facts)
             try:
                 result = day.run_day(inst.store, policy, inst.templates, inst.channel, as_of, now=now_utc(),
                                      confirm=confirm)
@@ -173,6 +182,7 @@ def lint(rules: RulesOpt = Path("rules"),
             typer.echo(f"  {'ok  ' if check.ok else 'FAIL'} {check.target}: {check.detail}")
         typer.echo(report.policy)
         typer.echo(report.accounts)
+        typer.echo(report.sources)
         for warning in report.warnings:
             typer.echo(f"warning: {warning}", err=True)
         if report.failed:
@@ -180,11 +190,15 @@ def lint(rules: RulesOpt = Path("rules"),
 
 
 @app.command()
-def schema(accounts: Annotated[bool, typer.Option("--accounts", help="The schema of rules/accounts.yaml instead")] = False):
-    """Print the JSON Schema of rules/reminders.yaml, or of rules/accounts.yaml (for editors)."""
+def schema(accounts: Annotated[bool, typer.Option("--accounts", help="The schema of rules/accounts.yaml instead")] = False,
+           sources: Annotated[bool, typer.Option("--sources", help="The schema of rules/sources.yaml instead")] = False):
+    """Print the JSON Schema of rules/reminders.yaml, or of rules/accounts.yaml or rules/sources.yaml (for editors)."""
     from service import checks
 
-    typer.echo(json.dumps(checks.schema(accounts=accounts), indent=2, ensure_ascii=False))
+    with guarded():
+        if accounts and sources:
+            raise Failure("--accounts or --sources, not both", 2)
+        typer.echo(json.dumps(checks.schema(accounts=accounts, sources=sources), indent=2, ensure_ascii=False))
 
 
 @app.command()

@@ -224,6 +224,9 @@ class Schedule(_Strict):
     retry_minutes: int = Field(default=5, ge=1, le=1440,
                                description="How often the daemon looks for deliveries to retry between daily "
                                            "runs (each message's own wait is delivery.retry)")
+    pull_before: bool = Field(default=False, description="Pull from every source of rules/sources.yaml before "
+                                                         "each day's evaluation; a failed pull: nothing decided "
+                                                         "on stale facts, tried again after retry_minutes")
 
     @property
     def hour(self) -> int:
@@ -286,6 +289,10 @@ class Policy(_Strict):
     schedule: Schedule = Schedule()
     retention: Retention | None = Field(default=None, description="How long records are kept (absent: forever; "
                                                                   "`rappel lint` warns)")
+    max_facts_age_hours: float | None = Field(
+        default=None, gt=0, description="A run whose loans were imported longer ago than this refuses to decide "
+                                        "(for installations fed by CSV files; with rules/sources.yaml, set it "
+                                        "there: 26 by default)")
 
     @model_validator(mode="after")
     def _check(self):

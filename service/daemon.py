@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
 import threading
 import time
@@ -37,6 +38,7 @@ from pathlib import Path
 
 from service import day as pipeline
 from service import retention
+from service import facts
 from service.clock import Clock, FileClock  # noqa: F401 - FileClock: the clock of simulations
 from service.fence import LeaseLost, Stopping, _Fenced, leased  # noqa: F401 - leased: for callers of the daemon's API
 from service.rules import Loaded, load_rules, policy_fingerprint
@@ -262,13 +264,28 @@ class Daemon:
                    f"catch-up window")
             log.warning(why)
             self.history.note("day", last, "skipped", now, why)
-        if not days:
+        if not days or self._facts_refused(days[0]):
             return
         for day in days:
             if not self._run_day(day, day == today, now):
                 return
         if days[-1] != today:     # missed days only decided: deliver what is still inside its window
             self._deliver(self._now(), "catch-up")
+
+    def _facts_refused(self, day: dt.date) -> bool:
+        """Pull before deciding (schedule.pull_before), then refuse stale loans: nothing decided, the
+        day is noted as failed (an alert in `rappel status`) and tried again after retry_minutes."""
+        st = self.state
+        why = facts.before_deciding(self.store, st.policy, st.loaded.sources, self._now, self.history,
+                                    self.s.env if self.s.env is not None else os.environ)
+        if why is None:
+            return False
+        now = self._now()
+        self.history.note("day", day, "failed", now, why)
+        log.error("%s: %s (next attempt in %d min)", day, why, st.policy.schedule.retry_minutes)
+        st.day_backoff = now + dt.timedelta(minutes=st.policy.schedule.retry_minutes)
+        self.failed_days += 1
+        return True
 
     def _run_day(self, day: dt.date, deliver: bool, now: dt.datetime) -> bool:
         """Evaluate one day (and deliver when it is today). False when the loop must not go on."""

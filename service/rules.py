@@ -17,6 +17,7 @@ from adapters.render import Templates
 from engine.accounts import AccountsPolicy, audience_conflicts, parse_accounts, with_notice_audiences
 from engine.policy import Policy, parse_policy
 from engine.yamlsource import InputError, Problem, YamlDocument
+from service.sources import LoadedSources, load_sources
 
 __all__ = ["ACCOUNTS_FILE", "POLICY_FILE", "Loaded", "load_accounts", "load_checked", "load_policy", "load_rules",
            "policy_fingerprint"]
@@ -25,6 +26,7 @@ log = logging.getLogger("rappel.rules")
 
 POLICY_FILE = "reminders.yaml"
 ACCOUNTS_FILE = "accounts.yaml"
+SOURCES_FILE = "sources.yaml"
 
 
 def load_policy(rules_dir: Path) -> Policy:
@@ -91,11 +93,11 @@ def load_accounts(rules_dir: Path, *, missing_ok: bool = False) -> AccountsPolic
 
 def policy_fingerprint(rules_dir: Path) -> str:
     """What the policy is made of: reminders.yaml, accounts.yaml (which record types receive loan
-    notices) and every template file. An absent accounts.yaml counts too: adding or removing it
-    is an edit."""
+    notices), sources.yaml (where the facts come from) and every template file. An absent
+    accounts.yaml or sources.yaml counts too: adding or removing one is an edit."""
     digest = hashlib.sha256()
     rules_dir = Path(rules_dir)
-    files = [rules_dir / POLICY_FILE, rules_dir / ACCOUNTS_FILE]
+    files = [rules_dir / POLICY_FILE, rules_dir / ACCOUNTS_FILE, rules_dir / SOURCES_FILE]
     templates = rules_dir / "templates"
     if templates.is_dir():
         files += sorted(p for p in templates.rglob("*") if p.is_file())
@@ -120,6 +122,7 @@ class Loaded:
     channel: Channel
     fingerprint: str
     snapshot: Path
+    sources: LoadedSources | None = None     # rules/sources.yaml, when there is one
 
     def discard(self) -> None:
         _close(self.channel)
@@ -127,8 +130,9 @@ class Loaded:
 
 
 def load_rules(rules_dir: Path, channel_for: Callable[[Policy, object], Channel]) -> Loaded:
-    """Copy reminders.yaml, accounts.yaml (when there is one) and templates/ aside, lint the copy,
-    build its channel; or InputError (naming the files where the administrator edits them).
+    """Copy reminders.yaml, accounts.yaml and sources.yaml (when there are) and templates/ aside,
+    lint the copy, build its channel; or InputError (naming the files where the administrator
+    edits them).
 
     The copy is loaded as `rappel run` loads the rules (load_checked): stage audiences
     limited to the record types accounts.yaml says receive loan notices."""
@@ -140,21 +144,23 @@ def load_rules(rules_dir: Path, channel_for: Callable[[Policy, object], Channel]
         except OSError as exc:
             raise InputError([Problem(str(rules_dir / POLICY_FILE), None, "",
                                       f"cannot read the policy: {exc.strerror}")]) from None
-        try:
-            shutil.copy2(rules_dir / ACCOUNTS_FILE, snapshot / ACCOUNTS_FILE)
-        except FileNotFoundError:
-            pass                  # no account policy: the stages' own audiences apply
-        except OSError as exc:
-            raise InputError([Problem(str(rules_dir / ACCOUNTS_FILE), None, "",
-                                      f"cannot read the account policy: {exc.strerror}")]) from None
+        for name, what in ((ACCOUNTS_FILE, "the account policy"), (SOURCES_FILE, "the sources")):
+            try:
+                shutil.copy2(rules_dir / name, snapshot / name)
+            except FileNotFoundError:
+                pass              # no account policy: the stages' own audiences apply; no sources: CSV files
+            except OSError as exc:
+                raise InputError([Problem(str(rules_dir / name), None, "",
+                                          f"cannot read {what}: {exc.strerror}")]) from None
         if (rules_dir / "templates").is_dir():
             shutil.copytree(rules_dir / "templates", snapshot / "templates")
         fingerprint = policy_fingerprint(snapshot)
         try:
             policy, templates = load_checked(snapshot)
+            sources = load_sources(snapshot, policy, shown_as=rules_dir / SOURCES_FILE)
         except InputError as exc:
             raise InputError([_relocated(p, snapshot, rules_dir) for p in exc.problems]) from None
-        return Loaded(policy, templates, channel_for(policy, templates), fingerprint, snapshot)
+        return Loaded(policy, templates, channel_for(policy, templates), fingerprint, snapshot, sources)
     except BaseException:
         shutil.rmtree(snapshot, ignore_errors=True)
         raise

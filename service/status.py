@@ -1,16 +1,20 @@
 """`rappel status`: the last run and its outcome, the next one, the active daemon, the installation
-guard, the last purge, the ledger and the failures, as plain values (``status_report``) and as
-lines for a terminal (``status_lines``). ``alerts`` non-empty means an operator must look (exit 1)."""
+guard, the last purge, how old the facts are, the ledger and the failures, as plain values
+(``status_report``) and as lines for a terminal (``status_lines``). ``alerts`` non-empty means an
+operator must look (exit 1)."""
 from __future__ import annotations
 
 import datetime as dt
 
 from adapters.store.installation import Guard
+from adapters.store.freshness import last_imports
 from adapters.store.lease import read_lease
 from adapters.store.runs import failures, last_completed_day, latest_run, pending_count, unattempted_count
 from engine.schedule import next_moment, scheduled_day
 from engine.yamlsource import InputError
+from service.facts import age_of_loans
 from service.rules import load_policy
+from service.sources import facts_age_limit, load_sources
 
 __all__ = ["status_report", "status_lines"]
 
@@ -70,10 +74,12 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
     if lease is None or not lease.active:
         warnings.append("no daemon holds the lease (none running, or stopped)")
 
-    next_run = behind = None
+    next_run = behind = limit = None
     policy_problems: list[str] = []
+    imported = last_imports(engine)
     try:
         policy = load_policy(rules_dir)
+        sources = load_sources(rules_dir, policy)
     except InputError as exc:
         policy_problems = [str(p) for p in exc.problems]
         warnings.append(f"cannot read the policy, next run unknown: {policy_problems[0]}")
@@ -82,6 +88,10 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
         latest = scheduled_day(policy, now)
         done = last_completed_day(engine)
         behind = 0 if done is None else max(0, (latest - done).days)
+        limit = facts_age_limit(policy, sources)
+        age = age_of_loans(store, policy, sources, now)
+        if age.stale:
+            alerts.append(f"stale facts, runs decide nothing: {age.why(policy.tz)}")
         if policy.retention is None:
             warnings.append("no retention: section in the policy: personal data is kept forever (see the "
                             "README, \"Retention and erasure\")")
@@ -89,6 +99,11 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
     if purge and purge["outcome"] == "failed":
         alerts.append(f"the last purge ({purge['run_date']}) failed, data past its retention is kept: "
                       f"{purge['errors'].splitlines()[0] if purge['errors'] else 'no detail'}")
+    last_pull = latest_run(engine, ("pull",))
+    loans_at = imported.get("loans", {}).get("finished_at")
+    if last_pull and last_pull["outcome"] == "failed" and (loans_at is None or loans_at < last_pull["started_at"]):
+        alerts.append(f"the pull before deciding failed at {_iso(last_pull['started_at'])}: "
+                      f"{(last_pull['errors'].splitlines() or [''])[0]}")
     rejected = latest_run(engine, ("reload",))
     if rejected and rejected["outcome"] == "rejected":
         warnings.append(f"a policy edit was rejected at {_iso(rejected['started_at'])}; the daemon runs the "
@@ -109,6 +124,10 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
         "pending": pending_count(engine),
         "failures": {"count": failed_total, "threshold": max_failures,
                      "shown": [{**f, "updated_at": _iso(f["updated_at"])} for f in failed]},
+        "facts": {kind: {"finished_at": _iso(f["finished_at"]), "source": f["source"], "mode": f["mode"],
+                         "rows": f["rows"], "age_hours": round((now - f["finished_at"]).total_seconds() / 3600, 1)}
+                  for kind, f in sorted(imported.items())},
+        "max_facts_age_hours": limit,
         "policy_problems": policy_problems,
         "alerts": alerts,
         "warnings": warnings,
@@ -146,6 +165,11 @@ def status_lines(report: dict) -> list[str]:
     out.append(f"installation: {'ok, ' if inst['ok'] else ''}{inst['detail']}")
     counts = ", ".join(f"{k} {v}" for k, v in report["ledger"].items()) or "empty"
     out.append(f"ledger:       {counts}; {report['pending']} message(s) pending")
+    facts = report["facts"]
+    shown = "; ".join(f"{kind} {f['age_hours']:g} h ago ({f['mode']} from {f['source']}, {f['rows']} rows)"
+                      for kind, f in facts.items()) or "never imported"
+    limit = report["max_facts_age_hours"]
+    out.append(f"facts:        {shown}" + (f"; loans older than {limit:g} h are not decided on" if limit else ""))
     fails = report["failures"]
     out.append(f"failures:     {fails['count']} in the last day or retrying (threshold {fails['threshold']})")
     for f in fails["shown"]:
