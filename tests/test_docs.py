@@ -1,7 +1,8 @@
 """README.md is tested like the code (as datasette's tests/test_docs.py tests its documentation).
 
 - Every ```yaml block passes `rappel lint`: a whole policy (it has `stages:`) as reminders.yaml,
-  a fragment (`delivery:`, `schedule:`…) merged into the shipped policy; both with the shipped
+  a block opening with `# rules/sources.yaml` as sources.yaml, a fragment (`delivery:`,
+  `schedule:`…) merged into the shipped policy; both with the shipped
   templates and accounts.yaml (what `rappel init` writes), and a dummy value for each ${NAME}.
 - Every `rappel …` command line it shows, in a fenced block or inline, names a command that
   exists, with options that exist (and a value for each option that takes one); a command line of
@@ -52,7 +53,9 @@ def test_every_yaml_block_passes_lint(line, text, tmp_path, monkeypatch):
     init_rules(rules)                       # the shipped policy, accounts.yaml and templates
     block = yaml.safe_load(text)
     assert isinstance(block, dict) and block, f"README.md:{line}: not a YAML mapping"
-    if "stages" in block:                   # a whole policy, linted as written
+    if text.startswith("# rules/sources.yaml"):     # the sources, beside the shipped policy
+        (rules / "sources.yaml").write_text(text, encoding="utf-8")
+    elif "stages" in block:                 # a whole policy, linted as written
         (rules / "reminders.yaml").write_text(text, encoding="utf-8")
     else:                                   # a fragment: its sections replace the shipped policy's
         policy = yaml.safe_load((rules / "reminders.yaml").read_text(encoding="utf-8"))

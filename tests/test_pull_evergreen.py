@@ -137,8 +137,10 @@ def test_a_pull_then_a_dry_run_gives_the_notices_of_a_csv_import_of_the_same_fac
         rules = rules_for(tmp_path, eg.url)
         pulled = f"sqlite:///{tmp_path / 'pulled.db'}"
         lines = pulled_on(DAY, rules, pulled)
-        assert [line.split(":")[:2] for line in lines] == [["evergreen", " 5 patrons"], ["evergreen", " 14 loans"],
-                                                           ["evergreen", " 4 requests"]]
+        assert lines == [
+            "evergreen: 5 patrons pulled (5 new, 0 changed, 0 unchanged)",
+            "evergreen: 14 loans pulled (14 new, 0 changed, 0 unchanged; 0 closed, absent from the pull)",
+            "evergreen: 4 requests pulled (4 new, 0 changed, 0 unchanged; 0 closed, absent from the pull)"]
     imported = f"sqlite:///{tmp_path / 'imported.db'}"
     import_csv_files(tmp_path, rules, imported, patrons=PATRONS_CSV, loans=LOANS_CSV, requests=REQUESTS_CSV)
 

@@ -134,8 +134,10 @@ def test_a_pull_then_a_dry_run_gives_the_notices_of_a_csv_import_of_the_same_fac
         rules = rules_for(tmp_path, koha.url)
         pulled = f"sqlite:///{tmp_path / 'pulled.db'}"
         lines = pulled_on(DAY, rules, pulled)
-        assert [line.split(":")[:2] for line in lines] == [["koha", " 5 patrons"], ["koha", " 11 loans"],
-                                                           ["koha", " 3 requests"]]
+        assert lines == [
+            "koha: 5 patrons pulled (5 new, 0 changed, 0 unchanged)",
+            "koha: 11 loans pulled (11 new, 0 changed, 0 unchanged; 0 closed, absent from the pull)",
+            "koha: 3 requests pulled (3 new, 0 changed, 0 unchanged; 0 closed, absent from the pull)"]
 
     imported = f"sqlite:///{tmp_path / 'imported.db'}"
     import_csv_files(tmp_path, rules, imported, patrons=PATRONS_CSV, loans=LOANS_CSV, requests=REQUESTS_CSV)
@@ -158,7 +160,8 @@ def test_the_next_pull_follows_koha_renewal_check_in_and_a_vanished_checkout(tmp
         koha.renew(102, due="2026-12-07 23:59:00", at="2026-11-23 09:00:00")   # renewed at the desk
         koha.check_in(103, "2026-11-23 10:30:00")                              # brought back
         koha.sql("DELETE FROM issues WHERE issue_id = 105")                    # gone, with no trace
-        pulled_on(DAY, rules, db)
+        assert pulled_on(DAY, rules, db)[1] == (
+            "koha: 10 loans pulled (0 new, 2 changed, 8 unchanged; 1 closed, absent from the pull)")
     with Store(db) as store:
         assert (store.loan("102").due_date.isoformat(), store.loan("102").returned_on) == ("2026-12-07", None)
         assert store.loan("103").returned_on.isoformat() == "2026-11-23"
