@@ -15,6 +15,7 @@ What must hold:
 """
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -212,8 +213,12 @@ def test_a_user_with_only_select_on_the_preset_tables_can_pull(tmp_path):
             assert result.exit_code == 2
             assert "environment variable KOHA_DB_PASSWORD is not set" in result.output
             assert f"{rules / 'sources.yaml'}:4: sources.koha.url" in result.output
-            result = cli("pull", "--rules", str(rules), "--db", db, env={"KOHA_DB_PASSWORD": password})
+            result = cli("pull", "--json", "--rules", str(rules), "--db", db, env={"KOHA_DB_PASSWORD": password})
             assert result.exit_code == 0, result.output
+            pulled = [json.loads(line) for line in result.stdout.splitlines()]
+            assert [(p["source"], p["kind"], p["mode"], p["snapshot"]) for p in pulled] == [
+                ("koha", "patrons", "pull", True), ("koha", "loans", "pull", True), ("koha", "requests", "pull", True)]
+            assert (pulled[0]["inserted"], pulled[2]["inserted"]) == (5, 3)   # (the loans: as of today's clock)
             with koha.engine.connect() as conn:
                 grants = " ".join(r[0] for r in conn.exec_driver_sql(f"SHOW GRANTS FOR '{user}'@'%%'"))
             assert "INSERT" not in grants and "UPDATE" not in grants and "ALL PRIVILEGES" not in grants
