@@ -80,8 +80,8 @@ def _pull_one(store: Store, policy: Policy, sources: LoadedSources, name: str, u
     libraries = source.libraries or list(policy.libraries)
     params = {"returned_since": today - dt.timedelta(days=source.returned_days)}
     out = []
-    reader = SqlSource(url, name)
     try:
+        reader = SqlSource(url, name)
         with reader.reading() as reading:
             for kind in sources.kinds(name):
                 query, where = query_for(source, kind)

@@ -53,7 +53,7 @@ def load_library(koha: Koha) -> None:
     koha.patron(3, "2000000003", "Inès", "Martin", branch="DROIT", address="8 cours Pasteur")
     koha.patron(4, "2000000004", "Marc", "Petit", email="marc.petit@univ.example", category="PERS",
                 phone="05 56 00 00 04")
-    koha.patron(5, "2000000005", "Zoé", "Bernard", gonenoaddress=1)
+    koha.patron(5, None, "Zoé", "Bernard", gonenoaddress=1)               # no card, an address known wrong
     checkout = koha.checkout
     checkout(101, patron=1, barcode="3000000101", title="Introduction à l'algèbre linéaire /", branch="SCI",
              due="2026-11-26 23:59:00")                                      # courtesy today
@@ -91,7 +91,7 @@ patron_id,barcode,first_name,last_name,email,preferred_language,account_type,rec
 2,2000000002,Thomas,Lefèvre,thomas.lefevre@etu.univ.example,,internal,public,ETU,4 allée des Œillets Bâtiment B,,33400,Talence,France,
 3,2000000003,Inès,Martin,,,internal,public,ETU,8 cours Pasteur,,33000,Bordeaux,France,
 4,2000000004,Marc,Petit,marc.petit@univ.example,,internal,staff,PERS,12 rue des Facultés,,33000,Bordeaux,France,05 56 00 00 04
-5,2000000005,Zoé,Bernard,,,internal,public,ETU,,,,,,
+5,borrowernumber:5,Zoé,Bernard,,,internal,public,ETU,,,,,,
 """
 LOANS_CSV = """\
 loan_id,patron_id,item_barcode,title,library,due_date,returned_on,status

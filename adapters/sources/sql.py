@@ -117,7 +117,12 @@ class SqlSource:
             parsed = parsed.difference_update_query(["options"])
         elif parsed.get_driver_name() in ("pymysql", "mysqldb"):
             args["init_command"] = _MYSQL
-        self.engine = create_engine(parsed, poolclass=NullPool, connect_args=args)
+        try:
+            self.engine = create_engine(parsed, poolclass=NullPool, connect_args=args)
+        except ModuleNotFoundError as exc:
+            extra = "mariadb" if self.dialect in ("mysql", "mariadb") else "postgres"
+            raise SourceUnavailable(f"the driver of {self.shown} is not installed ({exc.name}): "
+                                    f"pip install 'rappel[{extra}]' (or '.[{extra}]' from the checkout)") from None
         event.listen(self.engine, "connect", self._read_only, insert=True)
 
     def _read_only(self, dbapi_conn, _record) -> None:

@@ -4,7 +4,7 @@ reporter-schema.sql (evergreen-library-system/Evergreen, commit
 921164cbfe938ca0ea3865f8cabaa4bc21a88e35).
 
 - patrons: ``actor.usr`` (not deleted); ``barcode`` the active card (``actor.card`` through
-  ``usr.card``, else the user name), the preferred names when set, ``preferred_language`` the
+  ``usr.card``; a user without one: ``usr:ID``), the preferred names when set, ``preferred_language`` the
   locale (fr-CA…), ``user_group`` the profile's name (``permission.grp_tree``); record type staff
   when the profile is the Staff group (application_perm group_application.user.staff) or below
   it, else public; internal accounts. The postal address is the mailing address (else the billing
@@ -46,7 +46,7 @@ WITH RECURSIVE staff_groups AS (
     SELECT g.id FROM permission.grp_tree g JOIN staff_groups s ON g.parent = s.id
 )
 SELECT u.id AS patron_id,
-       COALESCE(c.barcode, u.usrname) AS barcode,
+       COALESCE(c.barcode, 'usr:' || u.id) AS barcode,
        {one_line("COALESCE(NULLIF(u.pref_first_given_name, ''), u.first_given_name)")} AS first_name,
        {one_line("COALESCE(NULLIF(u.pref_family_name, ''), u.family_name)")} AS last_name,
        btrim(u.email) AS email,

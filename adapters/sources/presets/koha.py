@@ -1,8 +1,8 @@
 """Koha (MariaDB/MySQL), written against its published schema, installer/data/mysql/kohastructure.sql
 (Koha-Community/Koha, commit 00545f8780390d735dad664d76d09cc67f42fdaa).
 
-- patrons: ``borrowers``; ``patron_id`` is borrowernumber, ``barcode`` cardnumber, ``user_group``
-  categorycode; record type staff for categories of type S (``categories.category_type``), else
+- patrons: ``borrowers``; ``patron_id`` is borrowernumber, ``barcode`` cardnumber (a patron
+  without one: ``borrowernumber:N``, rappel needs a barcode), ``user_group`` categorycode; record type staff for categories of type S (``categories.category_type``), else
   public; every Koha patron is an internal account (Koha is where it is kept). ``lang`` 'default'
   is no preference. A patron flagged ``gonenoaddress`` has no postal address for rappel (letters
   to an address the library knows is wrong are not sent).
@@ -40,7 +40,7 @@ TITLE = f"REGEXP_REPLACE({one_line('bib.title')}, '[[:space:]]*[/:;=,][[:space:]
 
 PATRONS = f"""
 SELECT b.borrowernumber AS patron_id,
-       b.cardnumber AS barcode,
+       COALESCE(NULLIF(b.cardnumber, ''), CONCAT('borrowernumber:', b.borrowernumber)) AS barcode,
        {one_line('b.firstname')} AS first_name,
        {one_line('b.surname')} AS last_name,
        TRIM(b.email) AS email,
