@@ -28,8 +28,13 @@ def pull(source: Annotated[Optional[str], typer.Argument(help="A source of rules
         if sources is None:
             raise Failure(f"no {rules}/sources.yaml: nothing to pull from (see the README, \"Pulling from Koha "
                           f"or Evergreen\")", 2)
-        with session.store(db, writes=not dry_run) as store:
-            pulled = pulls.pull(store, loaded.policy, sources, source, env=os.environ, now=now_utc(),
-                                dry_run=dry_run, confirm=confirm)
+        if dry_run:     # nothing written to the database: a SQLite one is checked in a throwaway copy
+            with pulls.dry_run_store(db) as (store, scratch):
+                pulled = pulls.pull(store, loaded.policy, sources, source, env=os.environ, now=now_utc(),
+                                    dry_run=True, confirm=confirm, scratch=scratch)
+        else:
+            with session.store(db) as store:
+                pulled = pulls.pull(store, loaded.policy, sources, source, env=os.environ, now=now_utc(),
+                                    confirm=confirm)
         for item in pulled:
             typer.echo(json.dumps(item.as_dict(), ensure_ascii=False) if as_json else item.line())

@@ -10,11 +10,13 @@ guard's limits (``--confirm`` past them). Nothing is ever written to the library
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from adapters.sources.sql import ColumnsMismatch, QueryFailed, SourceUnavailable, SqlSource
 from adapters.store.database import Store
+from adapters.store.scratch import scratch_copy
 from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS
 from engine.policy import Policy
 from engine.yamlsource import InputError
@@ -22,7 +24,7 @@ from service.imports import ImportReport, import_records
 from service.session import Refused
 from service.sources import LoadedSources, query_for
 
-__all__ = ["FIELDS", "PullFailed", "Pulled", "pull"]
+__all__ = ["FIELDS", "PullFailed", "Pulled", "dry_run_store", "pull"]
 
 FIELDS = {"patrons": PATRON_FIELDS, "loans": LOAN_FIELDS, "requests": REQUEST_FIELDS}
 
@@ -54,10 +56,25 @@ class Pulled:
         return {"source": self.source, **self.report.as_dict()}
 
 
+@contextmanager
+def dry_run_store(db: str | None) -> Iterator[tuple[Store, bool]]:
+    """Where a dry run checks a pull: (a throwaway copy of a SQLite database, True), so that the
+    loans are checked against the patrons the same pull brings in; (any other database as it is,
+    False)."""
+    with scratch_copy(db) as copy:
+        if copy is not None:
+            yield copy, True
+            return
+    with Store.existing(db) as store:
+        yield store, False
+
+
 def pull(store: Store, policy: Policy, sources: LoadedSources, name: str | None, *, env: Mapping[str, str],
-         now: dt.datetime, dry_run: bool = False, confirm: bool = False) -> list[Pulled]:
+         now: dt.datetime, dry_run: bool = False, confirm: bool = False, scratch: bool = False) -> list[Pulled]:
     """Pull every kind of one source (``name``), or of every source; what each import did. ``now``:
     when (UTC), recorded with each import; the facts are dated its day in the policy's time zone.
+    ``scratch`` (a dry run in a throwaway copy, ``dry_run_store``): the patrons are written to it,
+    so that the dry run of the loans and requests sees them.
 
     InputError (exit 2) for a bad row, a query without rappel's columns, a missing ${NAME};
     PullFailed (exit 1) when the database cannot be reached or refuses a query."""
@@ -69,12 +86,13 @@ def pull(store: Store, policy: Policy, sources: LoadedSources, name: str | None,
     urls = {n: sources.url(n, env) for n in names}      # every ${NAME} checked before anything is read
     out: list[Pulled] = []
     for n in names:
-        out += _pull_one(store, policy, sources, n, urls[n], now=now, dry_run=dry_run, confirm=confirm)
+        out += _pull_one(store, policy, sources, n, urls[n], now=now, dry_run=dry_run, confirm=confirm,
+                         scratch=scratch and dry_run)
     return out
 
 
 def _pull_one(store: Store, policy: Policy, sources: LoadedSources, name: str, url: str, *, now: dt.datetime,
-              dry_run: bool, confirm: bool) -> list[Pulled]:
+              dry_run: bool, confirm: bool, scratch: bool) -> list[Pulled]:
     source = sources.sources.sources[name]
     today = now.astimezone(policy.tz).date()
     libraries = source.libraries or list(policy.libraries)
@@ -102,6 +120,9 @@ def _pull_one(store: Store, policy: Policy, sources: LoadedSources, name: str, u
                 except QueryFailed as exc:
                     raise PullFailed(f"{name}: reading {kind} failed in {reader.shown}: {exc}; nothing "
                                      f"imported from {kind} on") from None
+                if scratch and kind == "patrons":     # the same rows again (one transaction): into the copy
+                    import_records(store, policy, kind, reading.rows(query, FIELDS[kind], params), source=name,
+                                   mode="pull", confirm=True, facts_date=today, now=now)
                 out.append(Pulled(name, kind, report, dry_run))
     except SourceUnavailable as exc:
         raise PullFailed(f"{name}: {exc}; nothing pulled") from None

@@ -249,3 +249,29 @@ def test_an_unreachable_database_is_one_line_naming_the_source_without_its_passw
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: koha: cannot connect to mysql+pymysql://rappel:***@127.0.0.1:1/koha")
     assert "s3cret" not in result.output
+
+
+def test_a_dry_run_checks_everything_writes_nothing_and_sees_the_patrons_it_brings(tmp_path):
+    """On a first pull, the loans are checked against the patrons the same pull brings in (a SQLite
+    database is checked in a throwaway copy); the database is neither created nor changed."""
+    with koha_database() as koha:
+        load_library(koha)
+        rules = rules_for(tmp_path, koha.url)
+        path = tmp_path / "rappel.db"
+        result = cli("pull", "--dry-run", "--rules", str(rules), "--db", f"sqlite:///{path}")
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert lines[0] == "koha: 5 patrons checked (dry run: nothing written) (5 new, 0 changed, 0 unchanged)"
+        assert lines[1].startswith("koha: ") and " loans checked (dry run: nothing written) (" in lines[1]
+        assert lines[2] == ("koha: 3 requests checked (dry run: nothing written) (3 new, 0 changed, 0 unchanged; "
+                            "0 would be closed, absent from the pull)")
+        assert not path.exists() and list(tmp_path.glob(".rappel-dry-run-*")) == []
+
+        assert cli("pull", "--rules", str(rules), "--db", f"sqlite:///{path}").exit_code == 0
+        koha.renew(101, due="2026-12-10 23:59:00", at="2026-11-23 09:00:00")
+        before = facts(f"sqlite:///{path}")
+        result = cli("pull", "--dry-run", "--json", "--rules", str(rules), "--db", f"sqlite:///{path}")
+        assert result.exit_code == 0, result.output
+        loans = [json.loads(line) for line in result.stdout.splitlines()][1]
+        assert (loans["kind"], loans["changed"], loans["dry_run"]) == ("loans", 1, True)
+        assert facts(f"sqlite:///{path}") == before
