@@ -158,3 +158,23 @@ def test_each_preset_query_returns_exactly_rappels_columns_by_name(name):
         select_list = query.split("\nSELECT ", 1)[1].split("\n  FROM ", 1)[0]
         named = re.findall(r"\bAS (\w+),?\s*$", select_list, re.M)
         assert named == list(fields[kind]), (name, kind)
+
+
+def test_the_daemon_sees_an_edit_of_sources_yaml_and_reads_its_own_copy(tmp_path):
+    from adapters.channels.memory import MemoryChannel
+    from service.rules import load_rules, policy_fingerprint
+
+    rules = copy_rules(tmp_path)
+    before = policy_fingerprint(rules)
+    (rules / "sources.yaml").write_text(KOHA, encoding="utf-8")
+    assert policy_fingerprint(rules) != before                  # adding it is an edit the daemon picks up
+    loaded = load_rules(rules, lambda policy, templates: MemoryChannel())
+    try:
+        assert loaded.sources is not None and loaded.sources.path == rules / "sources.yaml"
+        assert (loaded.snapshot / "sources.yaml").read_text(encoding="utf-8") == KOHA
+    finally:
+        loaded.discard()
+    (rules / "sources.yaml").write_text(KOHA.replace("preset: koha", "preset: kooha"), encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load_rules(rules, lambda policy, templates: MemoryChannel())
+    assert str(caught.value.problems[0]).startswith(f"{rules}/sources.yaml:3: sources.koha.preset: unknown preset")

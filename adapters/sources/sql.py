@@ -142,12 +142,21 @@ class SqlSource:
                 read_only = conn.exec_driver_sql("SELECT current_setting('transaction_read_only')").scalar()
             else:
                 conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                read_only = "on" if conn.exec_driver_sql("SELECT @@session.tx_read_only").scalar() else "off"
+                read_only = "on" if self._mysql_read_only(conn) else "off"
         except DBAPIError as exc:
             raise SourceUnavailable(f"cannot open a read-only transaction on {self.shown}: "
                                     f"{_driver_message(exc)}") from None
         if read_only != "on":
             raise SourceUnavailable(f"{self.shown} did not open the transaction read-only: nothing read")
+
+    @staticmethod
+    def _mysql_read_only(conn: Connection) -> bool:
+        """The session's read-only flag: transaction_read_only (MySQL 8, MariaDB 11.1+), else
+        tx_read_only (MariaDB 10, MySQL 5.7)."""
+        try:
+            return bool(conn.exec_driver_sql("SELECT @@session.transaction_read_only").scalar())
+        except DBAPIError:
+            return bool(conn.exec_driver_sql("SELECT @@session.tx_read_only").scalar())
 
     @contextmanager
     def reading(self) -> Iterator[Reading]:
