@@ -120,6 +120,8 @@ def _pull_one(store: Store, policy: Policy, sources: LoadedSources, name: str, u
                 except QueryFailed as exc:
                     raise PullFailed(f"{name}: reading {kind} failed in {reader.shown}: {exc}; nothing "
                                      f"imported from {kind} on") from None
+                finally:
+                    rows.close()          # the server-side cursor, whatever the import did
                 if scratch and kind == "patrons":     # the same rows again (one transaction): into the copy
                     import_records(store, policy, kind, reading.rows(query, FIELDS[kind], params), source=name,
                                    mode="pull", confirm=True, facts_date=today, now=now)

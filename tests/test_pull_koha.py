@@ -275,3 +275,17 @@ def test_a_dry_run_checks_everything_writes_nothing_and_sees_the_patrons_it_brin
         loans = [json.loads(line) for line in result.stdout.splitlines()][1]
         assert (loans["kind"], loans["changed"], loans["dry_run"]) == ("loans", 1, True)
         assert facts(f"sqlite:///{path}") == before
+
+
+def test_a_bad_row_in_koha_stops_that_kind_whole_with_the_row_named(tmp_path):
+    import re
+
+    with koha_database() as koha:
+        load_library(koha)
+        koha.patron(6, "2000000006", "Jean", "Doe", email="jdoe@")           # typed in a hurry at the desk
+        rules = rules_for(tmp_path, koha.url)
+        db = f"sqlite:///{tmp_path / 'rappel.db'}"
+        result = cli("pull", "--rules", str(rules), "--db", db)
+    assert result.exit_code == 2
+    assert re.search(r"^error: koha: row \d+: email 'jdoe@' is not an email address$", result.stderr, re.M)
+    assert facts(db) == {"patrons": [], "loans": [], "requests": []}       # nothing half-imported
