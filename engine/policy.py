@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+                      WithJsonSchema, field_validator, model_validator)
 
 from engine.channels import DEFAULT, NAME_PATTERN, ChannelSpec, unknown_channel
 from engine.contact import is_email_address
@@ -250,7 +250,9 @@ def _share(value: Any) -> Any:
     return value
 
 
-Share = Annotated[float, BeforeValidator(_share), Field(ge=0, le=1)]
+Share = Annotated[float, Field(ge=0, le=1), BeforeValidator(_share), WithJsonSchema(
+    {"anyOf": [{"type": "number", "minimum": 0, "maximum": 1},
+               {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$"}]})]
 
 
 class Imports(_Strict):
