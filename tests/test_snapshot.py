@@ -292,3 +292,14 @@ def test_rows_are_stored_as_given(store, policy):
     with store.engine.connect() as conn:
         row = conn.execute(select(*(loans.c[f] for f in LOAN_FIELDS))).one()
     assert tuple(row) == ("L1", "P1", "B-L1", "Titre L1", "SCI", d("2026-11-21"), None, "")
+
+
+def test_values_a_driver_hands_over_are_taken_as_their_text(store, policy):
+    """A SQL pull that passes a date or a number as it came from the driver, not as text."""
+    values = {**loan("L1"), "due_date": d("2026-12-20"), "returned_on": None, "item_barcode": 3000001}
+    report = import_records(store, policy, "loans", [(1, values)], source="pull", mode="pull", now=NOW)
+    assert report.inserted == 1
+    assert stored(store)["L1"][:3] == (None, None, "2026-12-20")
+    with store.engine.connect() as conn:
+        assert conn.execute(select(loans.c.item_barcode)).scalar_one() == "3000001"
+        assert conn.execute(select(fact_imports.c.mode).order_by(fact_imports.c.id.desc())).first()[0] == "pull"

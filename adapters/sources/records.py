@@ -109,54 +109,88 @@ def _shown(status: str) -> str:
     return '"" (no status)' if status == "" else status
 
 
+_TEXT, _DATE, _CHOICE, _EMAIL, _LIBRARY, _STATUS = range(6)
+
+
 class RowChecker:
     """Checks one record on its own: every field of the kind, a value for each (None where bad)."""
 
     def __init__(self, kind: str, policy: Policy):
         self.kind = kind
         self.fields = FIELDS[kind]
-        self.required = REQUIRED[kind]
         self.tz = policy.tz
         self.libraries = set(policy.libraries)
+        self.known = ", ".join(sorted(self.libraries))
         declared = policy.declared_statuses if kind == "loans" else None
         self.statuses = None if declared is None else set(declared)
         self.declared = ", ".join(_shown(s) for s in declared or ())
+        self.plan = [(name, name in REQUIRED[kind], self._check_of(name)) for name in self.fields]
+
+    def _check_of(self, name: str) -> int:
+        if name in DATE_FIELDS:
+            return _DATE
+        if name in CHOICES:
+            return _CHOICE
+        if name == "email":
+            return _EMAIL
+        if name in ("library", "pickup_library"):
+            return _LIBRARY
+        if name == "status" and self.statuses is not None:
+            return _STATUS
+        return _TEXT
 
     def row(self, raw: dict) -> tuple[dict, list[str]]:
-        errors = []
+        values, errors = self.values(raw)
+        return dict(zip(self.fields, values)), errors
+
+    def values(self, raw: dict) -> tuple[list, list[str]]:
+        """The record's values in field order (dates as dates, None where bad), and its problems."""
+        errors: list[str] = []
         if None in raw:        # csv.DictReader's key for the values past the header's columns
             errors.append("more fields than columns")
-        row: dict = {}
-        for name in self.fields:
-            value = raw.get(name) or ""
-            row[name] = None
-            if isinstance(value, Undecodable):
-                errors.append(f"{name}: {value.message}")
-                continue
+        out: list = []
+        get = raw.get
+        for name, required, check in self.plan:
+            value = get(name)
+            if value.__class__ is not str:
+                if isinstance(value, Undecodable):
+                    errors.append(f"{name}: {value.message}")
+                    out.append(None)
+                    continue
+                if not isinstance(value, str):      # a driver's value, from a caller that did not convert it
+                    value = "" if value is None else value.isoformat() if hasattr(value, "isoformat") else str(value)
             value = value.strip()
-            if name in self.required and not value:
+            if required and not value:
                 errors.append(f"{name} is empty")
+                out.append(None)
                 continue
-            if name in DATE_FIELDS:
+            problem = None
+            if check == _DATE:
                 if value:
                     try:
-                        row[name] = local_date(value, self.tz)
+                        out.append(local_date(value, self.tz))
+                        continue
                     except ValueError:
-                        errors.append(f"{name} {value!r} is not a date (YYYY-MM-DD or an ISO 8601 timestamp)")
-                continue
-            if name in CHOICES and value not in CHOICES[name]:
-                errors.append(f"{name} {value!r} is not one of {', '.join(CHOICES[name])}")
-            elif name == "email" and value and not is_email_address(value):
-                errors.append(f"email {value!r} is not an email address")
-            elif name in ("library", "pickup_library") and value not in self.libraries:
-                errors.append(f"{name} {value!r} is not a library of the policy ({', '.join(sorted(self.libraries))})")
-            elif name == "status" and self.statuses is not None and value not in self.statuses:
-                errors.append(f"status {value!r} is not one of the statuses the policy declares ({self.declared})")
-            elif any(ch in value for ch in "\r\n"):
-                errors.append(f"{name} contains a line break")
+                        problem = f"{name} {value!r} is not a date (YYYY-MM-DD or an ISO 8601 timestamp)"
+                else:
+                    out.append(None)
+                    continue
+            elif check == _CHOICE and value not in CHOICES[name]:
+                problem = f"{name} {value!r} is not one of {', '.join(CHOICES[name])}"
+            elif check == _EMAIL and value and not is_email_address(value):
+                problem = f"email {value!r} is not an email address"
+            elif check == _LIBRARY and value not in self.libraries:
+                problem = f"{name} {value!r} is not a library of the policy ({self.known})"
+            elif check == _STATUS and value not in self.statuses:
+                problem = f"status {value!r} is not one of the statuses the policy declares ({self.declared})"
+            elif "\n" in value or "\r" in value:
+                problem = f"{name} contains a line break"
+            if problem is None:
+                out.append(value)
             else:
-                row[name] = value
-        return row, errors
+                errors.append(problem)
+                out.append(None)
+        return out, errors
 
 
 class _Problems:
@@ -212,6 +246,7 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
     report = ImportReport(kind, source, mode, facts_date=facts_date, snapshot=snapshot, dry_run=dry_run)
     problems = _Problems(source)
     erased = forgotten_ids(store.engine)      # never brought back by an import
+    whose = checker.fields.index("patron_id")
     with store.engine.connect() as conn:
         trans = conn.begin()
         staging = None
@@ -220,12 +255,13 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
             batch: list[dict] = []
             for seq, (number, values) in enumerate(records, start=1):
                 line = line_of(number) if line_of else None
-                row, errors = checker.row(values)
-                problems.add(number, line, errors)
-                if not errors and row["patron_id"] in erased:
-                    report.erased.append(row["patron_id"])
+                row, errors = checker.values(values)
+                if errors:
+                    problems.add(number, line, errors)
+                elif erased and row[whose] in erased:
+                    report.erased.append(row[whose])
                     continue
-                batch.append({"_seq": seq, "_row": number, "_line": line, **row})
+                batch.append((seq, number, line, *row))
                 if len(batch) >= CHUNK:
                     staging.add(batch)
                     batch = []
@@ -239,9 +275,11 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
             counts = SnapshotCounts(report.rows, 0, 0, ())
             if snapshot and closes(kind):
                 scope = tuple(sorted(libraries)) if libraries is not None else staging.libraries()
-                counts = SnapshotCounts(report.rows, staging.open_count(scope), staging.absent_count(scope), scope)
+                tally = staging.open_by_library(scope)
+                mine = [tally[code] for code in scope if code in tally]
+                counts = SnapshotCounts(report.rows, sum(n for n, _ in mine), sum(gone for _, gone in mine), scope)
                 report.libraries, report.closed = scope, counts.closing
-                report.outside = staging.open_elsewhere(scope)
+                report.outside = tuple(code for code in sorted(tally) if code not in scope)
             refusal = snapshot_refusal(policy, kind, counts, confirm) if snapshot else None
             if refusal and not dry_run:
                 raise SnapshotRefused(refusal)

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
-from sqlalchemy import (Column, Index, Integer, MetaData, Table, and_, case, exists, func, insert, literal, or_,
+from sqlalchemy import (Column, Date, Index, Integer, MetaData, Table, and_, case, exists, func, insert, literal, or_,
                         select, true, update)
 from sqlalchemy.engine import Connection
 
@@ -42,6 +42,14 @@ class Comparison(NamedTuple):
     reopened: int          # loans closed by an earlier snapshot that this export lists open again
 
 
+def _iso(row: tuple, dates: list[int]) -> tuple:
+    values = list(row)
+    for i in dates:
+        if values[i] is not None:
+            values[i] = values[i].isoformat()
+    return tuple(values)
+
+
 class Staging:
     """The temporary table of one import of ``kind``, bound to ``conn`` (its transaction)."""
 
@@ -60,10 +68,24 @@ class Staging:
         self.table.drop(conn, checkfirst=True)
         self.table.create(conn)
 
-    def add(self, rows: list[dict]) -> None:
-        """Rows of the file: ``_row``, ``_line`` and every field (None where a value was bad)."""
-        if rows:
-            self.conn.execute(insert(self.table), rows)
+    def add(self, rows: list[tuple]) -> None:
+        """Rows of the file: (_seq, _row, _line, every field in order, None where a value was bad).
+
+        Straight to the driver (the rows are plain values): COPY on PostgreSQL, executemany else."""
+        if not rows:
+            return
+        names = [c.name for c in self.table.columns]
+        raw = self.conn.connection.driver_connection
+        if self.conn.dialect.name == "postgresql":
+            with raw.cursor() as cursor, cursor.copy(f"COPY {self.table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        if self.conn.dialect.name == "sqlite":    # dates as SQLAlchemy writes them: ISO text
+            dates = [i for i, c in enumerate(self.table.columns) if isinstance(c.type, Date)]
+            rows = [_iso(row, dates) for row in rows] if dates else rows
+        marks = ", ".join(["?" if self.conn.dialect.paramstyle == "qmark" else "%s"] * len(names))
+        self.conn.exec_driver_sql(f"INSERT INTO {self.table.name} ({', '.join(names)}) VALUES ({marks})", rows)
 
     def indexed(self) -> None:
         """Index the loaded rows for the comparisons (faster built once, after loading)."""
@@ -157,19 +179,14 @@ class Staging:
     def _absent(self):
         return ~exists().where(self.table.c[self.key] == self.target.c[self.key])
 
-    def open_count(self, libraries: Collection[str]) -> int:
-        return self.conn.execute(select(func.count()).select_from(self.target)
-                                 .where(self._open(libraries))).scalar_one()
-
-    def open_elsewhere(self, libraries: Collection[str]) -> tuple[str, ...]:
-        """The libraries with open loans (active requests) that are not among ``libraries``."""
+    def open_by_library(self, libraries: Collection[str]) -> dict[str, tuple[int, int]]:
+        """For every library with open loans (active requests): how many, and how many of them are
+        absent from the file (counted only for ``libraries``, the snapshot's). One pass."""
         t = self.target
-        query = select(t.c.library).where(self._still_open(), t.c.library.not_in(sorted(libraries))).distinct()
-        return tuple(sorted(self.conn.scalars(query)))
-
-    def absent_count(self, libraries: Collection[str]) -> int:
-        return self.conn.execute(select(func.count()).select_from(self.target)
-                                 .where(self._open(libraries), self._absent())).scalar_one()
+        absent = case((and_(t.c.library.in_(sorted(libraries)), self._absent()), 1), else_=0)
+        query = (select(t.c.library, func.count(), func.coalesce(func.sum(absent), 0))
+                 .where(self._still_open()).group_by(t.c.library))
+        return {library: (n, gone) for library, n, gone in self.conn.execute(query)}
 
     # --- writing --------------------------------------------------------------------------------
     def close_absent(self, libraries: Collection[str], facts_date: dt.date, reason: str) -> int:
