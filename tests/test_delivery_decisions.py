@@ -37,6 +37,11 @@ CANCELLED, EXPIRED = Status.CANCELLED, Status.EXPIRED
 WIDE = (("max_delay_days: 2 ", "max_delay_days: 5 "),)
 
 
+def closed(due: str, on: str):
+    """A loan a snapshot closed: absent from the export of ``on``."""
+    return dataclasses.replace(loan(due, returned=on), closed_reason=f"absent from the export of {on}")
+
+
 def pending(stage: str, *entries: tuple[str, str], date: str = "2026-11-23") -> Notice:
     """A notice of the outbox for patron P1, with its ledger rows (loan id, due date written out)."""
     rows = tuple((loan_id, d(due)) for loan_id, due in entries)
@@ -56,6 +61,8 @@ def pending(stage: str, *entries: tuple[str, str], date: str = "2026-11-23") -> 
      Drop(CANCELLED, "renewed: now due on 2026-12-14")),
     ("first_reminder", "2026-11-16", loan("2026-12-14", returned="2026-11-20"), "2026-11-23", False,
      Drop(CANCELLED, "returned on 2026-11-20")),                     # returned wins over renewed
+    ("first_reminder", "2026-11-16", closed("2026-11-16", "2026-11-22"),        "2026-11-23", False,
+     Drop(CANCELLED, "closed on 2026-11-22: absent from the export of 2026-11-22")),   # by a snapshot
     ("first_reminder", "2026-11-16", loan("2026-11-16", status="lost"),         "2026-11-23", False,
      Drop(CANCELLED, "status 'lost' is excluded")),
     ("first_reminder", "2026-11-16", loan("2026-11-16", status="renewed_once"), "2026-11-23", False, None),
@@ -78,6 +85,16 @@ def test_recheck_drops_the_rows_that_must_not_be_sent(stage, due, loan_now, as_o
     now = {"L1": loan_now} if loan_now else {}
     dropped = recheck(policy, notice, now, d(as_of))
     assert dropped == ({} if expected is None else {("L1", d(due)): expected})
+
+
+def test_recheck_honours_the_statuses_the_policy_declares_excluded():
+    declared = policy_variant(("exclude_statuses: [lost, claimed_returned]",
+                               'statuses: {"": on_loan, lost: exclude, perdu: exclude, recalled: on_loan}'))
+    notice = pending("first_reminder", ("L1", "2026-11-16"))
+    assert recheck(declared, notice, {"L1": loan("2026-11-16", status="perdu")}, d("2026-11-23")) == {
+        ("L1", d("2026-11-16")): Drop(CANCELLED, "status 'perdu' is excluded")}
+    assert recheck(declared, notice, {"L1": loan("2026-11-16", status="recalled")}, d("2026-11-23")) == {}
+    assert recheck(default_policy(), notice, {"L1": loan("2026-11-16", status="perdu")}, d("2026-11-23")) == {}
 
 
 def test_recheck_keeps_the_other_rows_of_the_notice():
