@@ -50,7 +50,7 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
                            f"({policy.flood_guard.max_per_run}): a run would send nothing without --confirm", err=True)
             return
         with session.installation(loaded, db, channel=True, outbox=outbox, guard=True, lease=True,
-                                  state_dir=state_dir) as inst:
+                                  state_dir=state_dir, clock=now_utc) as inst:
             facts.require_fresh(inst.store, policy, sources, now_utc(), as_of, accept_stale=accept_stale_facts)
             try:
                 result = day.run_day(inst.store, policy, inst.templates, inst.channel, as_of, now=now_utc(),

@@ -51,10 +51,11 @@ def daemon(outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the 
     from service import session
     from service.daemon import Daemon, FileClock, Settings
 
-    channel_for = session.channel_factory(outbox, rules)
+    clock = FileClock(clock_file) if clock_file else SystemClock()
+    channel_for = session.channel_factory(outbox, rules, clock=clock.now)
     _logging()
     with guarded():
-        settings = Settings(rules_dir=rules, db_url=db, clock=FileClock(clock_file) if clock_file else SystemClock(),
+        settings = Settings(rules_dir=rules, db_url=db, clock=clock,
                             channel_for=channel_for, state_dir=state_dir, outbox=outbox,
                             lease_seconds=lease_seconds, poll_seconds=poll_seconds, once=once,
                             # durable-rules keeps memory of every event: months of them, in a child process

@@ -35,7 +35,7 @@ from email.utils import getaddresses
 
 from adapters.channels.base import Channel, Delivery
 from adapters.channels.registry import REGISTRY
-from adapters.render import NoticeContext, Templates, serialize, wire_bytes
+from adapters.render import NoticeContext, Templates, wire_bytes
 from adapters.store import notices as queue
 from adapters.store.database import Store
 from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENT, Attempt, Handover
@@ -82,11 +82,11 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
     budget = Budget.for_pass(policy, (p.key for p in due if not _is_local(channel, p)), confirm)
     held_letters: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead:
-        coming = ahead.submit(prepare, store, policy, templates, as_of, batches[0])
+        coming = ahead.submit(prepare, store, policy, templates, as_of, batches[0], now)
         for number in range(len(batches)):
             ready = coming.result()
             if number + 1 < len(batches):
-                coming = ahead.submit(prepare, store, policy, templates, as_of, batches[number + 1])
+                coming = ahead.submit(prepare, store, policy, templates, as_of, batches[number + 1], now)
             for item in ready:
                 outcome, replacements = _deliver(store, policy, channel, now, item)
                 budget.delivered(outcome.key, outcome.status, leaves=not _is_local(channel, item.pending))
@@ -100,7 +100,7 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
                         held_letters.append(Outcome(replacement.key, OutcomeStatus.HELD, ""))
                         outcomes.append(held_letters[-1])
                         continue
-                    [letter] = prepare(store, policy, templates, as_of, [replacement])
+                    [letter] = prepare(store, policy, templates, as_of, [replacement], now)
                     outcome, more = _deliver(store, policy, channel, now, letter)
                     budget.delivered(outcome.key, outcome.status, leaves=leaves)
                     outcomes.append(outcome)
@@ -142,8 +142,9 @@ class Ready:
 
 
 def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
-            batch: list[Notice]) -> list[Ready]:
-    """Read a batch of notices' facts at once (loans, patrons, recaps), re-check and render each."""
+            batch: list[Notice], now: dt.datetime | None = None) -> list[Ready]:
+    """Read a batch of notices' facts at once (loans, patrons, recaps), re-check and render each;
+    the messages are dated ``now``, the time of the pass."""
     loans = store.loans_by_id({loan_id for p in batch for loan_id, _ in p.entries})
     people = store.patrons_by_id({p.patron_id for p in batch})
     recaps = store.overdue_loans({p.patron_id for p in batch}, as_of)
@@ -165,15 +166,10 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
             continue
         if patron is None or _no_usable_email(notice, patron):
             continue       # settled by _deliver: never rendered, never handed to a server
-        overdue = [loan for loan in recaps.get(pending.patron_id, []) if loan.status not in policy.excluded_statuses]
-        ctx = NoticeContext(policy=policy, notice=notice, patron=patron, triggered=remaining, overdue=overdue,
-                            as_of=as_of)
+        ctx = NoticeContext.for_delivery(policy, notice, patron, remaining, recaps.get(pending.patron_id, []),
+                                         as_of, now)
         try:
-            if spec.renders == "email":
-                item.message = templates.email(ctx)
-                serialize(item.message)      # its bytes too, here rather than while sending
-            else:
-                item.message = templates.letter_pdf(ctx)
+            item.message = templates.message(ctx, spec.renders)
         except Exception as exc:  # noqa: BLE001 - a template fault: the notice fails visibly, nothing is lost
             item.error = f"{type(exc).__name__}: {exc}"
     return out
@@ -217,14 +213,15 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
     kept = _kept(notice, now, handed, delivery)
     if delivery.ok:
         store.settle_delivery(pending.key, Status.SENT, reference=delivery.reference, reply=reply,
-                              entry_status=dropped, kept=kept)
+                              entry_status=dropped, kept=kept, destination=delivery.destination or None)
         return Outcome(pending.key, OutcomeStatus.SENT, delivery.reference), []
     if not delivery.permanent:
         again = now + retry_wait(policy, pending.attempts)
         store.settle_delivery(pending.key, Status.PENDING, error=delivery.detail, reply=reply, next_attempt_at=again,
                               kept=kept)
+        shown = again.astimezone(policy.tz)
         return Outcome(pending.key, OutcomeStatus.PENDING,
-                       f"{delivery.detail} (next attempt after {again:%Y-%m-%d %H:%M %Z})"), []
+                       f"{delivery.detail} (next attempt after {shown:%Y-%m-%d %H:%M %Z})"), []
     return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery, kept)
 
 
@@ -232,8 +229,8 @@ def _kept(notice: Notice, now: dt.datetime, handed: tuple[bytes, str, str, str],
     """The attempt and the message handed over, to be recorded with the outcome."""
     outcome = SENT if delivery.ok else FAILED if delivery.permanent else RETRYING
     data, media_type, filename, destination = handed
-    attempt = Attempt(at=now, channel=notice.channel, destination=destination, outcome=outcome,
-                      reply=delivery.reply or delivery.detail, reference=delivery.reference)
+    attempt = Attempt(at=now, channel=notice.channel, destination=delivery.destination or destination,
+                      outcome=outcome, reply=delivery.reply or delivery.detail, reference=delivery.reference)
     return Handover(attempt, data, media_type, filename)
 
 

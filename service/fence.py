@@ -40,6 +40,9 @@ class _Fenced(BaseChannel):
     def is_local(self, notice) -> bool:
         return self.inner.is_local(notice)
 
+    def destination(self, notice) -> str:
+        return self.inner.destination(notice)
+
     def send_email(self, notice, message):
         self.before_send()
         return self.inner.send_email(notice, message)

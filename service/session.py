@@ -8,6 +8,7 @@
 - ``channel=True`` builds the policy's channels (the outbox for what is not configured);
 - ``guard=True`` checks the installation guard: a database that belongs to another installation
   (a restored copy of production) is refused before anything is decided or sent;
+- ``clock``: the time messages built while sending are dated with (see registry.build);
 - ``lease=True`` holds the daemon's lease for the whole block (renewed by its heartbeat and before
   every message: the channel is fenced), refused beside an active daemon, released at the end.
 
@@ -16,8 +17,9 @@ Everything opened is closed when the block ends, whatever happens in it. A refus
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,14 +129,16 @@ class Installation:
 def installation(rules: Rules, db: str | None, *, writes: bool = True, channel: bool = False,
                  outbox: Path = Path("outbox"), guard: bool = False, lease: bool = False,
                  state_dir: Path | None = None, env: Mapping[str, str] | None = None,
-                 nothing: str = "nothing decided or sent") -> Iterator[Installation]:
+                 nothing: str = "nothing decided or sent",
+                 clock: Callable[[], dt.datetime] | None = None) -> Iterator[Installation]:
     """Open what a use case needs, in the order errors are best reported (the policy's delivery
     settings, then the database, then the guard, then the lease), and close it all at the end."""
     env = os.environ if env is None else env
     with ExitStack() as stack:
         built = None
         if channel:
-            built = registry.build(rules.policy, rules.templates, env=env, outbox=outbox, rules_dir=rules.folder)
+            built = registry.build(rules.policy, rules.templates, env=env, outbox=outbox, rules_dir=rules.folder,
+                                   clock=clock)
             stack.callback(built.close)
         opened = stack.enter_context(store(db, writes=writes))
         if guard:
@@ -163,11 +167,13 @@ def confirm_installation(opened: Store, state_dir: Path | None, *, join: bool) -
     return Confirmed(before, guard.confirm(join=join), guard.id_file)
 
 
-def channel_factory(outbox: Path, rules_dir: Path, env: Mapping[str, str] | None = None):
-    """How a long-running front end (the daemon) builds the channels of each policy it loads."""
+def channel_factory(outbox: Path, rules_dir: Path, env: Mapping[str, str] | None = None,
+                    clock: Callable[[], dt.datetime] | None = None):
+    """How a long-running front end (the daemon) builds the channels of each policy it loads;
+    ``clock``: its time, for the messages dated when they are sent."""
     env = os.environ if env is None else env
 
     def build(policy: Policy, templates: Templates | None) -> Channel:
-        return registry.build(policy, templates, env=env, outbox=outbox, rules_dir=rules_dir)
+        return registry.build(policy, templates, env=env, outbox=outbox, rules_dir=rules_dir, clock=clock)
 
     return build

@@ -21,15 +21,17 @@ __all__ = ["status_report", "status_lines"]
 UTC = dt.timezone.utc
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
+def _local_iso(value: dt.datetime | None, tz: dt.tzinfo = UTC) -> str | None:
+    """A time as people read it: ISO 8601 in the policy's time zone, with its offset."""
+    return value.astimezone(tz).isoformat(timespec="seconds") if value else None
 
 
-def _run(row: dict | None) -> dict | None:
+def _run(row: dict | None, tz: dt.tzinfo) -> dict | None:
     if row is None:
         return None
     return {"kind": row["kind"], "date": row["run_date"].isoformat() if row["run_date"] else None,
-            "outcome": row["outcome"], "started": _iso(row["started_at"]), "finished": _iso(row["finished_at"]),
+            "outcome": row["outcome"], "started": _local_iso(row["started_at"], tz),
+            "finished": _local_iso(row["finished_at"], tz),
             "holder": row["holder"], "decided": row["decided"], "sent": row["sent"], "retrying": row["retrying"],
             "failed": row["failed"], "dropped": row["dropped"], "held": row["held"],
             "errors": [e for e in row["errors"].splitlines() if e]}
@@ -37,11 +39,22 @@ def _run(row: dict | None) -> dict | None:
 
 def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_failures: int = 0,
                   env: dict | None = None) -> dict:
-    """Everything `rappel status` says, as plain values; ``alerts`` non-empty means call someone."""
+    """Everything `rappel status` says, as plain values; ``alerts`` non-empty means call someone.
+    Times are in the policy's time zone (UTC when the policy cannot be read)."""
     engine = store.engine
     alerts: list[str] = []
     warnings: list[str] = []
     day_ago = now - dt.timedelta(days=1)
+    policy_problems: list[str] = []
+    try:
+        policy = load_policy(rules_dir)
+        sources = load_sources(rules_dir, policy)
+    except InputError as exc:
+        policy, sources, policy_problems = None, None, [str(p) for p in exc.problems]
+    tz = policy.tz if policy is not None else UTC
+
+    def _iso(value: dt.datetime | None) -> str | None:
+        return _local_iso(value, tz)
 
     last_day = latest_run(engine, ("day",), not_outcome="skipped")
     last_ok = latest_run(engine, ("day",), outcome="ok")
@@ -75,13 +88,8 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
         warnings.append("no daemon holds the lease (none running, or stopped)")
 
     next_run = behind = limit = None
-    policy_problems: list[str] = []
     imported = last_imports(engine)
-    try:
-        policy = load_policy(rules_dir)
-        sources = load_sources(rules_dir, policy)
-    except InputError as exc:
-        policy_problems = [str(p) for p in exc.problems]
+    if policy is None:
         warnings.append(f"cannot read the policy, next run unknown: {policy_problems[0]}")
     else:
         next_run = next_moment(policy, now)
@@ -111,15 +119,15 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
 
     return {
         "now": _iso(now),
-        "last_run": _run(last_day),
-        "last_completed": _run(last_ok),
+        "last_run": _run(last_day, tz),
+        "last_completed": _run(last_ok, tz),
         "next_run": _iso(next_run),
         "days_behind": behind,
         "daemon": None if lease is None else {"holder": lease.holder, "generation": lease.generation,
                                               "active": lease.active, "expires_in": round(lease.expires_in, 1)},
         "installation": {"ok": verdict.ok, "database_id": verdict.database_id, "local_id": verdict.local_id,
                          "detail": verdict.detail},
-        "last_purge": _run(purge),
+        "last_purge": _run(purge, tz),
         "ledger": dict(sorted(store.counts().items())),
         "pending": pending_count(engine),
         "failures": {"count": failed_total, "threshold": max_failures,

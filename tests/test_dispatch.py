@@ -407,3 +407,46 @@ def test_the_command_line_run_uses_the_policy_s_delivery(tmp_path, server, state
         assert down.exit_code == 1 and "FAIL delivery.email" in down.stdout and "Connection refused" in down.stdout
     finally:
         site.close()
+
+
+# -- what a delivery records: when the message is dated, where it went ----------------------------
+
+def test_messages_are_dated_when_sent_and_outbox_deliveries_are_recorded_as_the_outbox(tmp_path, server):
+    """Emails through SMTP, the DROIT library's letters to its mailbox through the same server, and no
+    printer configured: the SCI letter goes to the outbox and is recorded there, not at its printer.
+    The pass runs at 10:15:30 UTC on Monday 23 November 2026: 11:15:30 in Paris."""
+    from pypdf import PdfReader
+
+    sent_at = dt.datetime(2026, 11, 23, 10, 15, 30, tzinfo=dt.timezone.utc)
+    site = email_site(tmp_path, server)
+    try:
+        site.patron("P1", "p1@etu.example")
+        site.patron("P2")                                        # no email: letters
+        site.loan("L1", "P1", "2026-11-16")                      # first reminder, email
+        site.loan("L2", "P2", "2026-11-16", library="SCI")       # letter to bu-sciences: not configured
+        site.loan("L3", "P2", "2026-11-16", library="DROIT")     # letter to the DROIT mailbox
+        router = delivery.build(site.policy, site.templates, env={}, outbox=site.outbox, rules_dir=site.rules,
+                                clock=lambda: sent_at)
+        try:
+            result = site.run(now=sent_at, channel=router)
+        finally:
+            router.close()
+        assert sorted(o.status for o in result.outcomes) == ["sent"] * 3
+        by_to = {m.rcpt_tos[0]: m.message for m in server.messages}
+        assert set(by_to) == {"p1@etu.example", "droit-contentieux@univ.example"}
+        assert by_to["p1@etu.example"]["Date"] == "Mon, 23 Nov 2026 11:15:30 +0100"
+        assert by_to["droit-contentieux@univ.example"]["Date"] == "Mon, 23 Nov 2026 11:15:30 +0100"
+
+        (email_key,) = [n.key for n in result.plan.notices if n.channel == "email"]
+        (sci_key,) = [n.key for n in result.plan.notices if n.library == "SCI"]
+        (droit_key,) = [n.key for n in result.plan.notices if n.library == "DROIT"]
+        assert site.notice(email_key).destination == "p1@etu.example"
+        assert site.notice(droit_key).destination == "mailbox:droit-contentieux@univ.example"
+        sci = site.notice(sci_key)
+        assert sci.destination == f"outbox:{site.outbox}/"       # not "printer:bu-sciences"
+        (pdf,) = site.outbox_files()
+        assert sci.reference == str(pdf)
+        created = PdfReader(pdf).metadata["/CreationDate"]
+        assert created.startswith("D:20261123111530+01")          # the letter is dated like the emails
+    finally:
+        site.close()

@@ -53,10 +53,11 @@ def a_day_of_runs(store, db_url, tmp_path, channel=None):
 
 
 def test_a_database_that_never_ran_is_an_alert(store, tmp_path):
+    """Times are the policy's (Europe/Paris): the 02:00 run is at 02:00+01:00, not 01:00 UTC."""
     report = status_report(store, copy_rules(tmp_path), at("2026-03-02 09:00"), env=ENV)
     assert report["last_run"] is None
     assert report["alerts"] == ["no run has completed yet"]
-    assert report["next_run"] == "2026-03-03T01:00:00+00:00"
+    assert report["next_run"] == "2026-03-03T02:00:00+01:00"
     assert "no daemon holds the lease (none running, or stopped)" in report["warnings"]
 
 
@@ -65,9 +66,9 @@ def test_after_a_run_it_says_what_happened_and_what_failed(store, db_url, tmp_pa
     report = status_report(store, rules, at("2026-03-02 09:00"), env=ENV, max_failures=0)
     last = report["last_run"]
     assert (last["date"], last["outcome"], last["started"], last["finished"]) == (
-        "2026-03-02", "ok", "2026-03-02T01:00:00+00:00", "2026-03-02T01:00:00+00:00")
+        "2026-03-02", "ok", "2026-03-02T02:00:00+01:00", "2026-03-02T02:00:00+01:00")
     assert (last["decided"], last["sent"], last["failed"], last["retrying"], last["dropped"]) == (2, 1, 1, 0, 0)
-    assert report["next_run"] == "2026-03-03T01:00:00+00:00" and report["days_behind"] == 0
+    assert report["next_run"] == "2026-03-03T02:00:00+01:00" and report["days_behind"] == 0
     assert report["ledger"] == {"failed": 1, "sent": 1}
     (failure,) = report["failures"]["shown"]
     assert failure["recipient"] == "gone@etu.univ.example" and "550 5.1.1 no such user" in failure["last_error"]
@@ -83,7 +84,7 @@ def test_no_run_in_the_last_day_is_an_alert(store, db_url, tmp_path):
     late = status_report(store, rules, at("2026-03-03 03:30"), env=ENV)
     assert late["days_behind"] == 1
     assert late["alerts"] == ["no run completed in the last day (last: 2026-03-02, finished "
-                              "2026-03-02T01:00:00+00:00)"]
+                              "2026-03-02T02:00:00+01:00)"]
 
 
 def test_a_rejected_policy_edit_is_a_warning(store, db_url, tmp_path):
@@ -100,16 +101,16 @@ def test_a_rejected_policy_edit_is_a_warning(store, db_url, tmp_path):
     report = status_report(store, rules, at("2026-03-02 12:00"), env=ENV)
     assert report["alerts"] == []
     (warning,) = [w for w in report["warnings"] if "policy edit" in w]
-    assert "a policy edit was rejected at 2026-03-02T09:00:00+00:00" in warning and "shedule" in warning
+    assert "a policy edit was rejected at 2026-03-02T10:00:00+01:00" in warning and "shedule" in warning
 
 
 def test_the_report_reads_as_text(store, db_url, tmp_path):
     rules = a_day_of_runs(store, db_url, tmp_path)
     lines = status_lines(status_report(store, rules, at("2026-03-02 09:00"), env=ENV))
-    assert lines[0] == "rappel status: ALERT (at 2026-03-02T08:00:00+00:00)"
-    assert lines[1] == ("last run:     2026-03-02 ok, started 2026-03-02T01:00:00+00:00, finished "
-                        "2026-03-02T01:00:00+00:00: 2 decided, 1 sent, 0 to retry, 1 failed, 0 dropped")
-    assert "next run:     2026-03-03T01:00:00+00:00" in lines
+    assert lines[0] == "rappel status: ALERT (at 2026-03-02T09:00:00+01:00)"
+    assert lines[1] == ("last run:     2026-03-02 ok, started 2026-03-02T02:00:00+01:00, finished "
+                        "2026-03-02T02:00:00+01:00: 2 decided, 1 sent, 0 to retry, 1 failed, 0 dropped")
+    assert "next run:     2026-03-03T02:00:00+01:00" in lines
     assert "ledger:       failed 1, sent 1; 0 message(s) pending" in lines
     assert lines[-1] == "ALERT: 1 deliveries failed in the last day or are being retried (threshold 0)"
 
@@ -123,7 +124,7 @@ def test_messages_held_by_the_flood_guard_are_an_alert(store, db_url, tmp_path):
     assert channel.emails == []
     report = status_report(store, rules, at("2026-03-02 09:00"), env=ENV)
     assert report["last_run"]["held"] == 2 and report["pending"] == 2
-    assert report["alerts"] == ["the flood guard holds 2 message(s) since 2026-03-02T01:00:00+00:00: check them, "
+    assert report["alerts"] == ["the flood guard holds 2 message(s) since 2026-03-02T02:00:00+01:00: check them, "
                                 "then `rappel run --confirm`"]
 
 

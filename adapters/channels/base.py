@@ -11,7 +11,8 @@ what the server answered (the SMTP reply, lp's job line) for the ledger.
 = False`` (True for a channel whose messages stay on this machine: the flood guard does not count
 them), ``checks()`` returning a ``Check`` per server it would use (``rappel lint
 --check-delivery``; none by default), ``close()`` (nothing to close by default), a
-``description`` for ``rappel lint``, and the send methods refusing, for good and politely, what
+``description`` for ``rappel lint``, ``destination(notice)`` (where a notice goes, for the run's
+table: the notice's own destination unless the channel puts it elsewhere), and the send methods refusing, for good and politely, what
 the channel does not carry.
 
 Channels: outbox.py (the default), smtp.py, printer.py, mailbox.py; memory.py is the fake that
@@ -37,10 +38,11 @@ class Delivery:
     reference: str       # where it went: a file path, a queue id, a message id…
     detail: str = ""
     reply: str = ""      # the server's own words: "250 2.0.0 Ok: queued as 4F3A2", "550 5.1.1 …"
+    destination: str = ""   # where it went, when not the notice's destination: "outbox:outbox/"
 
     @classmethod
-    def sent(cls, reference: str, detail: str = "", reply: str = "") -> Delivery:
-        return cls(True, False, reference, detail, reply)
+    def sent(cls, reference: str, detail: str = "", reply: str = "", destination: str = "") -> Delivery:
+        return cls(True, False, reference, detail, reply, destination)
 
     @classmethod
     def failed(cls, detail: str, permanent: bool = False, reference: str = "", reply: str = "") -> Delivery:
@@ -71,6 +73,11 @@ class BaseChannel:
     def is_local(self, notice: Notice) -> bool:
         """Whether this notice stays on this machine (a router answers for the channel it picks)."""
         return self.local
+
+    def destination(self, notice: Notice) -> str:
+        """Where this channel delivers this notice, for people: the notice's destination (an email
+        address, printer:NAME, mailbox:ADDRESS) unless the channel puts it elsewhere (the outbox)."""
+        return notice.destination
 
     def send_email(self, notice: Notice, message: EmailMessage) -> Delivery:
         return self.refuse("email")

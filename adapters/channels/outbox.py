@@ -58,6 +58,10 @@ class OutboxChannel(BaseChannel):
     def description(self) -> str:
         return f"outbox ({self.root}/)"
 
+    def destination(self, notice: Notice) -> str:
+        """``outbox:<folder>/``: what the run's table shows, and what a delivery here records."""
+        return f"outbox:{self.root}/"
+
     def email_path(self, notice: Notice) -> Path:
         return email_file(self.root, notice.date, notice.key)
 
@@ -76,7 +80,7 @@ class OutboxChannel(BaseChannel):
             write_atomic(path, data())
         except OSError as exc:
             return Delivery.failed(f"cannot write {path}: {exc.strerror or exc}", reference=str(path))
-        return Delivery.sent(str(path), "written to the outbox")
+        return Delivery.sent(str(path), "written to the outbox", destination=f"outbox:{self.root}/")
 
     def checks(self) -> list[Check]:
         folder = self.root

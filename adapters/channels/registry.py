@@ -21,6 +21,7 @@ a setting that is only ``${NAME}`` takes the value as it is.
 """
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ class Site:
     source: str = POLICY_FILE
     document: YamlDocument | None = None
     problems: list[Problem] = field(default_factory=list)
+    clock: Callable[[], dt.datetime] | None = None    # the time a message is sent, for its Date
 
     def value(self, text: str | None, path: tuple, *, url: bool = False) -> str | None:
         """A setting with its ${NAME} taken from the environment; a missing one is a problem."""
@@ -217,10 +219,14 @@ def _mailbox(settings, site: Site) -> Channel | None:
     except ValueError as exc:
         site.invalid(path, str(exc).split(": ", 1)[-1])
         return None
-    return MailboxChannel(transport, site.templates.mailbox_email if site.templates else _no_cover)
+    cover = site.templates.mailbox_email if site.templates else _no_cover
+    if site.clock is not None:      # dated when it is sent
+        clock, dated = site.clock, cover
+        cover = lambda notice, pdf, filename: dated(notice, pdf, filename, clock())  # noqa: E731
+    return MailboxChannel(transport, cover)
 
 
-def _no_cover(notice, pdf, filename):
+def _no_cover(notice, pdf, filename, at=None):
     raise RuntimeError("channels built without templates only check their settings; they do not send")
 
 
@@ -291,6 +297,9 @@ class Router(BaseChannel):
     def is_local(self, notice) -> bool:
         return self.channel_for(notice).is_local(notice)
 
+    def destination(self, notice) -> str:
+        return self.channel_for(notice).destination(notice)
+
     def send_email(self, notice: Notice, message) -> Delivery:
         return self._paced(notice).send_email(notice, message)
 
@@ -325,7 +334,8 @@ class Router(BaseChannel):
             channel.close()
 
 
-def _site(policy: Policy, templates: Templates | None, env: Mapping[str, str], rules_dir: Path | None) -> Site:
+def _site(policy: Policy, templates: Templates | None, env: Mapping[str, str], rules_dir: Path | None,
+          clock: Callable[[], dt.datetime] | None = None) -> Site:
     source, document = POLICY_FILE, None
     if rules_dir is not None:
         path = Path(rules_dir) / POLICY_FILE
@@ -334,16 +344,18 @@ def _site(policy: Policy, templates: Templates | None, env: Mapping[str, str], r
             document = YamlDocument(path.read_text(encoding="utf-8"), source)
         except (OSError, InputError):
             document = None
-    return Site(policy, templates, env, source, document)
+    return Site(policy, templates, env, source, document, clock=clock)
 
 
 def build(policy: Policy, templates: Templates | None, *, env: Mapping[str, str], outbox: Path,
-          rules_dir: Path | None = None) -> Router:
+          rules_dir: Path | None = None, clock: Callable[[], dt.datetime] | None = None) -> Router:
     """The router for this policy: configured routes to their channels, the rest to the outbox.
+    ``clock``: the time messages built while sending are dated with (the email carrying a letter to
+    a mailbox); None: the start of the notice's day.
 
     Raises InputError (file, line, key) when a setting cannot be used, e.g. a missing ${NAME}.
     """
-    site = _site(policy, templates, env, rules_dir)
+    site = _site(policy, templates, env, rules_dir, clock)
     routes: dict[str, Channel] = {}
     for reg in REGISTRY:
         settings = reg.settings_of(policy, site)

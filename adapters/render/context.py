@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import parseaddr
 
-from adapters.render.formats import one_line
+from adapters.render.formats import midnight, one_line
 from adapters.render.letter import LETTER_TABLE
 from engine.decide import Notice
 from engine.facts import Loan, Patron
@@ -30,6 +30,23 @@ class NoticeContext:
     triggered: list[Loan]   # the loans in notice.loan_ids
     overdue: list[Loan]     # all the patron's open loans due before notice.date (the recap)
     as_of: dt.date          # the date the message carries
+    at: dt.datetime | None = None   # when it is made: an email's Date, a letter's creation date
+
+    @property
+    def sent_at(self) -> dt.datetime:
+        """The time the message carries, in the policy's time zone: ``at`` (a delivery passes the
+        time of its pass), else the start of ``as_of``."""
+        return self.at.astimezone(self.policy.tz) if self.at else midnight(self.as_of, self.policy)
+
+    @classmethod
+    def for_delivery(cls, policy: Policy, notice: Notice, patron: Patron, triggered: list[Loan],
+                     recap: Iterable[Loan], as_of: dt.date, at: dt.datetime | None = None) -> NoticeContext:
+        """The context a delivery renders a notice with (service/dispatch.py, and `rappel preview`):
+        ``triggered``, its loans still due; ``recap``, the patron's open loans due before ``as_of``
+        (Store.overdue_loans), less those with a status the policy excludes."""
+        overdue = [loan for loan in recap if loan.status not in policy.excluded_statuses]
+        return cls(policy=policy, notice=notice, patron=patron, triggered=list(triggered), overdue=overdue,
+                   as_of=as_of, at=at)
 
     @classmethod
     def build(cls, policy: Policy, notice: Notice, patron: Patron, loans: Iterable[Loan],

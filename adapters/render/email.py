@@ -7,6 +7,7 @@ is refused, so patrons' values cannot add a header.
 """
 from __future__ import annotations
 
+import datetime as dt
 import email.policy
 import hashlib
 import re
@@ -64,7 +65,7 @@ def notice_email(ctx: NoticeContext, parts: dict[str, str], language: str) -> Em
     _raw(msg, "Reply-To", _address_header(policy.sender.reply_to))
     _raw(msg, "To", formataddr((one_line(patron.full_name), to), charset="utf-8"))
     _raw(msg, "Subject", _text_header(parts["subject"]))
-    _raw(msg, "Date", format_datetime(midnight(ctx.as_of, policy)))
+    _raw(msg, "Date", format_datetime(ctx.sent_at))                # when it is sent (the pass's time)
     _raw(msg, "Message-ID", message_id(notice.key, policy.sender.from_))
     _raw(msg, "Auto-Submitted", "auto-generated")            # RFC 3834: no vacation replies
     _raw(msg, "MIME-Version", "1.0")
@@ -76,14 +77,15 @@ def notice_email(ctx: NoticeContext, parts: dict[str, str], language: str) -> Em
 
 
 def mailbox_message(policy: Policy, notice: Notice, mailbox: str, subject: str, text: str, pdf: bytes,
-                    filename: str) -> EmailMessage:
-    """The email that carries a letter to its library's mailbox, the PDF attached (policy's language)."""
+                    filename: str, at: dt.datetime | None = None) -> EmailMessage:
+    """The email that carries a letter to its library's mailbox, the PDF attached (policy's language);
+    dated ``at``, when it is sent (None: the start of the notice's day)."""
     msg = EmailMessage()
     msg["From"] = one_line(policy.sender.from_)
     msg["Reply-To"] = one_line(policy.sender.reply_to)
     msg["To"] = mailbox
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(midnight(notice.date, policy))
+    msg["Date"] = format_datetime(at.astimezone(policy.tz) if at else midnight(notice.date, policy))
     msg["Message-ID"] = message_id(notice.key, policy.sender.from_)
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")

@@ -7,6 +7,7 @@ and ``lint()`` (adapters/render/lint.py) renders every one before anything goes 
 """
 from __future__ import annotations
 
+import datetime as dt
 from email.message import EmailMessage
 from functools import partial
 from pathlib import Path
@@ -15,10 +16,9 @@ from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from adapters.render.context import KINDS, MAILBOX, NoticeContext, mailbox_variables, notice_variables
-from adapters.render.email import mailbox_message, notice_email
+from adapters.render.email import mailbox_message, notice_email, serialize
 from adapters.render.fonts import NO_FONT, MissingFont, find_font
-from adapters.render.formats import (format_day, format_money, format_number, midnight, one_line,
-                                     pick_language, tidy)
+from adapters.render.formats import format_day, format_money, format_number, one_line, pick_language, tidy
 from adapters.render.letter import LETTER_WORDING, Letter
 from adapters.render.lint import lint_templates
 from engine.contact import is_email_address
@@ -98,7 +98,7 @@ class Templates:
         font = find_font()
         if font is None:
             raise MissingFont(NO_FONT)
-        return Letter(font).build(values, wording, parts["txt"], midnight(ctx.as_of, ctx.policy))
+        return Letter(font).build(values, wording, parts["txt"], ctx.sent_at)
 
     def letter_wording(self, ctx: NoticeContext, subject: str, language: str) -> dict:
         """The letter's fixed parts in its language, from _letter.j2 (its {% set %} variables)."""
@@ -112,8 +112,18 @@ class Templates:
         wording["format_date"] = partial(format_day, language=language)
         return wording
 
-    def mailbox_email(self, notice: Notice, pdf: bytes, filename: str) -> EmailMessage:
-        """The email that carries a letter to its library's mailbox, the PDF attached (policy's language)."""
+    def message(self, ctx: NoticeContext, renders: str) -> EmailMessage | bytes:
+        """What a delivery sends for a notice: its email (``renders`` "email", the bytes for the wire
+        computed too) or its letter's PDF. The dispatch and `rappel preview` both render through here."""
+        if renders == "email":
+            message = self.email(ctx)
+            serialize(message)      # its bytes too, here rather than while sending
+            return message
+        return self.letter_pdf(ctx)
+
+    def mailbox_email(self, notice: Notice, pdf: bytes, filename: str, at: dt.datetime | None = None) -> EmailMessage:
+        """The email that carries a letter to its library's mailbox, the PDF attached (policy's language),
+        dated ``at`` (when it is sent)."""
         policy = self.policy
         mailbox = notice.destination.removeprefix("mailbox:")
         if not is_email_address(mailbox):
@@ -122,4 +132,4 @@ class Templates:
         env = self.environment(policy.language)
         subject = one_line(env.get_template(MAILBOX[0]).render(values))
         text = tidy(env.get_template(MAILBOX[1]).render(values))
-        return mailbox_message(policy, notice, mailbox, subject, text, pdf, filename)
+        return mailbox_message(policy, notice, mailbox, subject, text, pdf, filename, at)

@@ -273,19 +273,22 @@ class Store:
     def settle_delivery(self, key: str, status: Status, *, reference: str | None = None, error: str | None = None,
                         reply: str | None = None, next_attempt_at: dt.datetime | None = None,
                         entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None,
-                        kept: Handover | None = None) -> None:
+                        kept: Handover | None = None, destination: str | None = None) -> None:
         """Record a notice's outcome, what delivery keeps with it (the server's reply, when to try
-        again) and its ledger rows', in one transaction. ``entry_status`` overrides the status of
-        some ledger rows ((loan, due) → (status, reason)), e.g. a loan returned since the decision is
-        cancelled while the rest of the notice is sent. ``kept``: the attempt and the message handed
-        to the channel (adapters/store/sent.py), recorded in the same transaction."""
+        again, where it went when the channel put it elsewhere than decided: ``destination``, e.g. the
+        outbox for a letter whose printer is not configured) and its ledger rows', in one transaction.
+        ``entry_status`` overrides the status of some ledger rows ((loan, due) → (status, reason)), e.g.
+        a loan returned since the decision is cancelled while the rest of the notice is sent. ``kept``:
+        the attempt and the message handed to the channel (adapters/store/sent.py), recorded in the
+        same transaction."""
         now = func.now()
         if next_attempt_at is not None:     # in UTC, as every stored time (SQLite keeps no offset)
             next_attempt_at = next_attempt_at.astimezone(dt.timezone.utc)
         with self.engine.begin() as conn:
             values = {"status": status, "updated_at": now, "attempts": notices.c.attempts + 1,
                       "next_attempt_at": next_attempt_at}
-            for name, value in (("reference", reference), ("last_error", error), ("reply", reply)):
+            for name, value in (("reference", reference), ("last_error", error), ("reply", reply),
+                                ("destination", destination)):
                 if value is not None:
                     values[name] = value
             conn.execute(update(notices).where(notices.c.key == key).values(**values))
