@@ -8,6 +8,8 @@ service.session and print; the use cases themselves are in service/.
 """
 from __future__ import annotations
 
+import sys
+
 # each module registers its commands on the app, in the order `rappel --help` lists them
 from cli import day  # noqa: F401, I001
 from cli import patrons  # noqa: F401
@@ -16,13 +18,22 @@ from cli import pull  # noqa: F401
 from cli import retention  # noqa: F401
 from cli import operations  # noqa: F401
 from cli import starter  # noqa: F401
-from cli.common import app, print_notices
+from cli.common import app, print_notices, quiet_stdout
 
 __all__ = ["app", "main", "print_notices"]
 
 
 def main() -> None:
-    app()
+    """The `rappel` command. Output piped to a reader that stops early (`| head -1`) ends quietly:
+    a broken pipe left in stdout's buffer at exit is not an error (guarded() handles the one met
+    while printing)."""
+    try:
+        app()
+    finally:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            quiet_stdout()
 
 
 if __name__ == "__main__":

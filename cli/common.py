@@ -1,12 +1,17 @@
 """What every command shares: the typer app, the common options, dates, errors and exit codes.
 
 Exit codes: 0 success, 2 bad input or policy (file and line, or CSV row, on stderr, one line a
-problem), 1 anything else. ``--json`` prints one JSON object per line and nothing else.
+problem), 1 anything else. ``--json`` prints one JSON object per line and nothing else. A reader
+that stops reading (``rappel … | head -1``) ends the command quietly, exit 0.
 """
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import os
+import select
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -62,9 +67,40 @@ def guarded():
         raise typer.Exit(2) from None
     except typer.Exit:
         raise
+    except BrokenPipeError:
+        if not stdout_closed():
+            typer.echo("error: BrokenPipeError: a pipe closed while rappel was writing to it", err=True)
+            raise typer.Exit(1) from None
+        quiet_stdout()              # `rappel … | head -1`: the reader has what it wanted
+        raise typer.Exit(0) from None
     except Exception as exc:  # noqa: BLE001 - last resort: one line, exit 1
         typer.echo(f"error: {one_line(exc)}", err=True)
         raise typer.Exit(1) from None
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader went away (poll says POLLERR on its writing end), rather
+    than a broken pipe met elsewhere (that one is an error like any other)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):   # not a file: not what broke
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def quiet_stdout() -> None:
+    """stdout's reader went away: point stdout at the null device, so that nothing more is tried
+    there, not even the flush at exit (the recipe of Python's signal module documentation)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):   # not a file (a test runner's buffer)
+        pass
 
 
 def one_line(exc: BaseException) -> str:
