@@ -525,6 +525,7 @@ def child_inproc(url: str, repeat: int) -> int:
     import cli  # (what `rappel run` imports before working)
     from adapters.channels import registry  # noqa: F401  (the channels `rappel run` builds, dry run included)
     from service import day as pipeline
+    from service import dayview
     from service import rules as rules_
     from adapters.store.database import Store
     from engine import decide, reference, rules
@@ -561,7 +562,7 @@ def child_inproc(url: str, repeat: int) -> int:
         assert got == expected
         t = clock()
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            cli.print_notices(plan.notices, True, "")
+            cli.print_lines(dayview.messages(plan, lambda n: n.destination), True)
         parts["output"].append(since(t))
 
     med = statistics.median

@@ -18,9 +18,9 @@ from cli import pull  # noqa: F401
 from cli import retention  # noqa: F401
 from cli import operations  # noqa: F401
 from cli import starter  # noqa: F401
-from cli.common import app, print_notices, quiet_stdout
+from cli.common import app, print_lines, quiet_stdout
 
-__all__ = ["app", "main", "print_notices"]
+__all__ = ["app", "main", "print_lines"]
 
 
 def main() -> None:

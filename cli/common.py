@@ -113,7 +113,7 @@ def one_line(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {text}"
 
 
-def parse_date(text: str | None, policy) -> dt.date:
+def parse_date(text: str | None, policy, option: str = "--on") -> dt.date:
     """``--on``: a date, or today in the institution's time zone (the command line reads the clock)."""
     if text is None:
         return dt.datetime.now(policy.tz).date()
@@ -121,26 +121,66 @@ def parse_date(text: str | None, policy) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         from engine.yamlsource import InputError, Problem
-        raise InputError([Problem("--on", None, "", f"{text!r} is not a date (YYYY-MM-DD)")]) from None
+        raise InputError([Problem(option, None, "", f"{text!r} is not a date (YYYY-MM-DD)")]) from None
 
 
 def now_utc() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def print_notices(notices, as_json: bool, title: str) -> None:
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: str = "  ") -> None:
+    """Columns as wide as their longest cell: nothing is cut (a whole address, a whole destination)."""
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    typer.echo(indent + "  ".join(cell.ljust(w) for cell, w in zip(header, widths)).rstrip())
+    typer.echo(indent + "  ".join("-" * w for w in widths))
+    for row in rows:
+        typer.echo(indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def print_lines(lines, as_json: bool, full: bool = False) -> None:
+    """--json: one object per line (service.dayview.Line.as_dict)."""
+    for line in lines:
+        typer.echo(json.dumps(line.as_dict(full), ensure_ascii=False))
+
+
+def print_day(title: str, messages, others, summary: str, *, as_json: bool, full: bool = False,
+              delivered: bool = False) -> None:
+    """A day's table: its messages (with their delivery's status after a real run), then the notices
+    decided but not sent and why, then a summary by stage and channel. ``--json``: one object per
+    message; with ``full`` (--all), each with its status and reason, and the others after them."""
     if as_json:
-        for notice in notices:
-            typer.echo(json.dumps(notice.as_dict(), ensure_ascii=False))
+        print_lines(messages, True, full)
+        if full:
+            print_lines(others, True, True)
         return
     typer.echo(title)
-    if not notices:
+    if messages:
+        header = ("stage", "channel", "patron", "library", "loans", "recipient", "destination")
+        rows = [(m.stage, m.channel, m.patron_id, m.library or "-", ",".join(m.loan_ids), m.recipient or "-",
+                 m.destination or "-") for m in messages]
+        if delivered:
+            header, rows = header + ("status",), [row + (m.status,) for row, m in zip(rows, messages)]
+        print_table(header, rows)
+    else:
         typer.echo("  (no message)")
+    if others:
+        typer.echo(f"not sent: {len(others)} notice(s) decided and not sent")
+        print_table(("decided", "stage", "channel", "patron", "library", "loans", "status", "reason"),
+                    [(o.date.isoformat(), o.stage, o.channel, o.patron_id, o.library or "-",
+                      ",".join(o.loan_ids) or "-", o.status, o.reason or "-") for o in others])
+    typer.echo(summary)
+
+
+def print_diff(title: str, lines, as_json: bool) -> None:
+    """`rappel run --diff`: + what goes out on the day shown only, - on the day compared with only."""
+    if as_json:
+        print_lines(lines, True)
         return
-    rows = [("stage", "channel", "patron", "library", "loans", "recipient")]
-    rows += [(n.stage, n.channel, n.patron_id, n.library or "-", ",".join(n.loan_ids), n.recipient) for n in notices]
-    widths = [min(40, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        typer.echo("  " + "  ".join(cell[:40].ljust(w) for cell, w in zip(row, widths)).rstrip())
-        if i == 0:
-            typer.echo("  " + "  ".join("-" * w for w in widths))
+    typer.echo(title)
+    if not lines:
+        typer.echo("  (no difference)")
+        return
+    print_table(("diff", "date", "stage", "channel", "patron", "library", "loans", "recipient", "destination",
+                 "status", "reason"),
+                [(x.diff, x.date.isoformat(), x.stage, x.channel, x.patron_id, x.library or "-", ",".join(x.loan_ids),
+                  x.recipient or "-", x.destination or "-", x.status, x.reason or "-") for x in lines])

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import (DbOpt, Failure, JsonOpt, RulesOpt, StateOpt, app, guarded, now_utc, parse_date,
-                        print_notices)
+from cli.common import (DbOpt, Failure, JsonOpt, RulesOpt, StateOpt, app, guarded, now_utc, parse_date, print_day,
+                        print_diff)
 
 OutboxOpt = Annotated[Path, typer.Option("--outbox", help="Folder of the local outbox channel (what the policy's "
                                                           "delivery: section does not send elsewhere)")]
@@ -21,14 +21,22 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
         confirm: Annotated[bool, typer.Option("--confirm", help="Send even more than flood_guard.max_per_run messages")] = False,
         accept_stale_facts: Annotated[bool, typer.Option("--accept-stale-facts", help="Decide even on loans older "
                                                           "than max_facts_age_hours")] = False,
-        as_json: JsonOpt = False, outbox: OutboxOpt = Path("outbox"),
+        as_json: JsonOpt = False,
+        all_: Annotated[bool, typer.Option("--all", help="With --json, also the notices decided but not sent; every "
+                                                         "object with its status and reason")] = False,
+        diff: Annotated[Optional[str], typer.Option("--diff", metavar="D0", help="With --dry-run: what this day sends "
+                                                    "that day D0 does not (+), and the reverse (-)")] = None,
+        outbox: OutboxOpt = Path("outbox"),
         state_dir: StateOpt = None, rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Evaluate one day: decide, record in the ledger, deliver (or only show, with --dry-run).
 
-    A real run is guarded like the daemon: it refuses a database that belongs to another
-    installation (`rappel confirm-installation`), and holds the daemon's lease while it runs, so it
-    refuses to run beside an active daemon. It refuses loans older than max_facts_age_hours."""
-    from service import day, facts, session
+    The table lists the messages, then the notices decided but not sent and why, then a summary by
+    stage and channel. A real run is guarded like the daemon: it refuses a database that belongs to
+    another installation (`rappel confirm-installation`), holds the daemon's lease while it runs (so
+    it refuses to run beside an active daemon), refuses loans older than max_facts_age_hours, and is
+    written to the run history, like the daemon's runs, for `rappel status`."""
+    from engine.yamlsource import InputError, Problem
+    from service import day, dayview, facts, session
     from service.sources import load_sources
 
     with guarded():
@@ -36,15 +44,28 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
         policy = loaded.policy
         sources = load_sources(rules, policy)
         as_of = parse_date(on, policy)
+        other = parse_date(diff, policy, option="--diff") if diff is not None else None
+        if other is not None and not dry_run:
+            raise InputError([Problem("--diff", None, "", "only with --dry-run: compare first, then run")])
         if dry_run:     # a dry run neither creates nor upgrades, nor claims the database
             with session.installation(loaded, db, writes=False, channel=True, outbox=outbox) as inst:
                 age = facts.age_of_loans(inst.store, policy, sources, now_utc())
-                plan = day.plan_for(inst.store, policy, as_of)
-                leaving = sum(not inst.channel.is_local(n) for n in plan.notices)
+                where = inst.channel.destination
+                if other is not None:
+                    compared = day.compare(inst.store, policy, as_of, other, where)
+                else:
+                    plan = day.plan_for(inst.store, policy, as_of)
+                    leaving = sum(not inst.channel.is_local(n) for n in plan.notices)
             if age.stale:
                 typer.echo(f"stale facts: {age.why(policy.tz)}: a run would decide nothing without "
                            f"--accept-stale-facts", err=True)
-            print_notices(plan.notices, as_json, f"{as_of}: {len(plan.notices)} message(s) would go out (dry run)")
+            if other is not None:
+                _print_compared(compared, as_json)
+                return
+            sent = dayview.messages(plan, where)
+            others = dayview.not_sent(policy, plan)
+            print_day(f"{as_of}: {len(plan.notices)} message(s) would go out (dry run)", sent, others,
+                      dayview.summary(policy, [*sent, *others]), as_json=as_json, full=all_)
             if leaving > policy.flood_guard.max_per_run:
                 typer.echo(f"flood guard: {leaving} messages would leave, more than flood_guard.max_per_run "
                            f"({policy.flood_guard.max_per_run}): a run would send nothing without --confirm", err=True)
@@ -53,24 +74,41 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
                                   state_dir=state_dir, clock=now_utc) as inst:
             facts.require_fresh(inst.store, policy, sources, now_utc(), as_of, accept_stale=accept_stale_facts)
             try:
-                result = day.run_day(inst.store, policy, inst.templates, inst.channel, as_of, now=now_utc(),
-                                     confirm=confirm)
+                result = day.run_recorded(inst.store, policy, inst.templates, inst.channel, as_of, clock=now_utc,
+                                          holder=inst.lease.holder, confirm=confirm)
             except session.LeaseLost:
                 raise Failure(f"{as_of}: the lease was lost during the run (another instance took it over): "
                               f"what was not sent stays pending, for that instance to deliver", 1) from None
             local_only = not inst.channel.routes
-        print_notices(result.plan.notices, as_json, f"{as_of}: {len(result.plan.notices)} message(s) decided")
+            sent = dayview.messages(result.plan, inst.channel.destination, result.outcomes)
+            others = dayview.not_sent(policy, result.plan, result.outcomes, result.others, inst.channel.destination)
+        print_day(f"{as_of}: {len(result.plan.notices)} message(s) decided", sent, others,
+                  dayview.summary(policy, [*sent, *others], delivered=True), as_json=as_json, full=all_,
+                  delivered=True)
         if result.held:
             raise Failure(f"{as_of}: {result.held}", 1)
-        sent = sum(o.status == "sent" for o in result.outcomes)
+        delivered = sum(o.status == "sent" for o in result.outcomes)
         where = f" to {outbox}/" if local_only else ""
-        typer.echo(f"{as_of}: delivered {sent} of {len(result.outcomes)} pending message(s){where}", err=True)
+        typer.echo(f"{as_of}: delivered {delivered} of {len(result.outcomes)} pending message(s){where}", err=True)
         for o in result.outcomes:
             if o.status != "sent":
                 instead = f" -> {', '.join(o.replaced_by)}" if o.replaced_by else ""
                 typer.echo(f"  {o.key}: {o.status}: {o.detail}{instead}", err=True)
         if any(o.status == "failed" and not o.replaced_by for o in result.outcomes):
             raise Failure("some messages failed; see above", 1)
+
+
+def _print_compared(compared, as_json: bool) -> None:
+    day, other = compared.shown.day, compared.other.day
+    plus = len({(x.date, x.stage, x.channel, x.patron_id, x.library) for x in compared.lines if x.diff == "+"})
+    minus = len({(x.date, x.stage, x.channel, x.patron_id, x.library) for x in compared.lines if x.diff == "-"})
+    title = (f"{day} against {other}: {plus} message(s) only on {day} (+), {minus} only on {other} (-); "
+             f"{compared.common} loan(s) at the same stage on both")
+    print_diff(title, compared.lines, as_json)
+    if not as_json:
+        for side in (compared.shown, compared.other):
+            typer.echo(f"{side.day}: {side.recorded} loan notice(s) as recorded in the ledger, "
+                       f"{len(side.rows) - side.recorded} more that a dry run decides now")
 
 
 @app.command()

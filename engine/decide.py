@@ -33,6 +33,8 @@ class Decision:
     status: Status           # pending | superseded | cancelled
     notice_key: str | None
     reason: str
+    patron_id: str = ""      # whose loan (for people: the run's table of what is not sent)
+    library: str | None = None   # the loan's library, for a channel that goes one per library
 
 
 Entry = tuple[str, dt.date]    # a ledger row of a notice: (loan_id, due_date)
@@ -125,15 +127,17 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
     for ci, si in sorted(due):
         loan = candidates[ci].loan
         stage = policy.stages[si]
+        own = loan.library if _spec(channels, stage.channel).per_library else None
         if si != latest[ci]:
             later = policy.stages[latest[ci]].id
             plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.SUPERSEDED, None,
-                                           f"superseded by {later} on the same run"))
+                                           f"superseded by {later} on the same run", loan.patron_id, own))
             continue
         patron = patrons[loan.patron_id]
         channel, why = route(policy, si, patron, channels)
         if channel is None:
-            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.CANCELLED, None, why))
+            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.CANCELLED, None, why,
+                                           loan.patron_id, own))
             continue
         library = loan.library if _spec(channels, channel).per_library else None
         groups[(stage.id, channel, patron.patron_id, library)].append(loan.loan_id)
@@ -150,7 +154,8 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
         note = notes.get((stage_id, channel, patron_id, library))
         for loan_id in loan_ids:
             plan.decisions.append(Decision(loan_id, stage_id, by_id[loan_id].due_date, Status.PENDING, notice.key,
-                                           f"due on {as_of}, {channel}" + (f" ({note})" if note else "")))
+                                           f"due on {as_of}, {channel}" + (f" ({note})" if note else ""),
+                                           patron_id, library))
     return plan
 
 

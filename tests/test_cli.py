@@ -186,17 +186,22 @@ def test_dry_run_shows_a_readable_table_and_writes_nothing(site):
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "2026-11-23: 3 message(s) would go out (dry run)"
-    assert lines[1].split() == ["stage", "channel", "patron", "library", "loans", "recipient"]
+    assert lines[1].split() == ["stage", "channel", "patron", "library", "loans", "recipient", "destination"]
     assert set(lines[2].replace(" ", "")) == {"-"}
-    rows = [line.split(None, 5) for line in lines[3:]]
+    rows = [line.split(None, 5) for line in lines[3:6]]
     assert [row[:5] for row in rows] == [
         ["courtesy", "email", "P1", "-", "L4"],
         ["first_reminder", "email", "P1", "-", "L1,L2"],
         ["first_reminder", "letter", "P2", "SCI", "L3"],
     ]
-    assert [row[5] for row in rows[:2]] == ["camille.durand@etu.univ.example"] * 2
-    address = "Jeanne Moreau, 8 place Gambetta, 33000 Bordeaux, France"
-    assert address.startswith(rows[2][5]) and len(rows[2][5]) >= 30   # long cells are cut to fit
+    outbox = f"outbox:{site.outbox}/"        # nothing configured: everything goes to the outbox folder
+    assert [row[5].rsplit(None, 1) for row in rows] == [   # the whole address, then where it goes
+        ["camille.durand@etu.univ.example", outbox],
+        ["camille.durand@etu.univ.example", outbox],
+        ["Jeanne Moreau, 8 place Gambetta, 33000 Bordeaux, France", outbox],
+    ]
+    assert lines[6:] == ["summary: courtesy (email): 1 to send; first_reminder (email): 1 to send; "
+                         "first_reminder (letter): 1 to send"]
     assert site.ledger_count() == 0
     assert site.files() == {} and not site.outbox.exists()
 
