@@ -1,4 +1,5 @@
-"""The day's commands: run (and its dry run), explain, import, lint, schema, demo."""
+"""The day's commands: run (and its dry run, its difference with another day), preview, explain, import,
+lint, schema, demo."""
 from __future__ import annotations
 
 import json
@@ -109,6 +110,51 @@ def _print_compared(compared, as_json: bool) -> None:
         for side in (compared.shown, compared.other):
             typer.echo(f"{side.day}: {side.recorded} loan notice(s) as recorded in the ledger, "
                        f"{len(side.rows) - side.recorded} more that a dry run decides now")
+
+
+@app.command()
+def preview(stage: Annotated[str, typer.Option("--stage", help="The stage whose messages to render (its id)")],
+            out: Annotated[Path, typer.Option("--out", help="Folder to write the .eml, .html and .pdf files to")],
+            patron: Annotated[Optional[str], typer.Option("--patron", help="A patron of the database (id): their "
+                                                          "loans at that stage on that date")] = None,
+            sample: Annotated[bool, typer.Option("--sample", help="A made-up patron and loans; no database")] = False,
+            on: Annotated[Optional[str], typer.Option("--on", help="Date (default: today, policy time zone)")] = None,
+            lang: Annotated[Optional[str], typer.Option("--lang", help="Templates' language instead of the "
+                                                        "patron's (one of the policy's languages)")] = None,
+            rules: RulesOpt = Path("rules"), db: DbOpt = None):
+    """Render a stage's email (.eml, .html) and letter (.pdf) exactly as a run would send them,
+    recording nothing: the way to check a template edit.
+
+    --patron takes the patron's loans as a run on that date selects them (the ledger aside); when the
+    stage is due for none that day, the nearest date it is, said on stderr. Exit 1 when the patron
+    gets nothing at that stage (why, on stderr); 2 for an unknown stage, patron or language."""
+    from engine.yamlsource import InputError, Problem
+    from service import preview as previews
+    from service import session
+
+    with guarded():
+        if (patron is None) == (not sample):
+            raise InputError([Problem("--patron", None, "", "give either --patron ID or --sample")])
+        loaded = session.load_rules(rules, templates=True)
+        as_of = parse_date(on, loaded.policy)
+        try:
+            if sample:
+                done = previews.preview(loaded.policy, loaded.templates, stage, as_of, now_utc(), out, language=lang)
+            else:
+                with session.store(db, writes=False) as store:
+                    done = previews.preview(loaded.policy, loaded.templates, stage, as_of, now_utc(), out,
+                                            store=store, patron_id=patron, language=lang)
+        except previews.NothingToPreview as exc:
+            raise Failure(f"{exc}: nothing written (--sample previews the templates with a made-up patron)",
+                          1) from None
+        if done.note:
+            typer.echo(f"note: {done.note}", err=True)
+        for notice in done.notices:
+            typer.echo(f"{done.on}: {notice.stage} by {notice.channel} for {notice.patron_id}"
+                       f"{' (' + notice.library + ')' if notice.library else ''}, loans {','.join(notice.loan_ids)}"
+                       f" -> {notice.recipient}")
+        for path in done.files:
+            typer.echo(f"  {path}")
 
 
 @app.command()

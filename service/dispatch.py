@@ -45,7 +45,7 @@ from engine.delivery import Budget, Drop, fallback, hold_pass, recheck, retry_wa
 from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
 
-__all__ = ["BATCH", "Outcome", "dispatch", "flood_guard", "prepare"]
+__all__ = ["BATCH", "Outcome", "dispatch", "flood_guard", "letter_name", "prepare"]
 
 BATCH = 25          # notices read and rendered at a time, the next batch while this one is sent
 
@@ -202,8 +202,8 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
                       _to(item.message) or notice.destination)                          # to the To it names
             delivery = channel.send_email(notice, item.message)
         else:
-            handed = (item.message, PDF_TYPE, _letter_name(notice), notice.destination)
-            delivery = channel.send_letter(notice, item.message, _letter_name(notice))
+            handed = (item.message, PDF_TYPE, letter_name(notice), notice.destination)
+            delivery = channel.send_letter(notice, item.message, letter_name(notice))
     except Exception as exc:  # a rendering or channel fault: keep the notice visible, never lose it
         error = item.error or f"{type(exc).__name__}: {exc}"
         kept = _kept(notice, now, handed, Delivery.failed(error)) if handed else None
@@ -268,7 +268,8 @@ def _fall_back(store: Store, policy: Policy, notice: Notice, patron: Patron, rem
     return Outcome(notice.key, OutcomeStatus.FAILED, detail), []
 
 
-def _letter_name(notice: Notice) -> str:
+def letter_name(notice: Notice) -> str:
+    """The file name of a letter's PDF where it is attached (a library's mailbox) or kept."""
     return _file_name(notice, ".pdf", library=True)
 
 

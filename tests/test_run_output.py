@@ -35,7 +35,8 @@ def test_output_piped_to_a_reader_that_stops_early_ends_quietly(tmp_path):
     site = Install(tmp_path)
     count = 3000
     site("import", "patrons", site.csv("many-patrons.csv", [",".join(PATRON_FIELDS)] + [
-        f"M{n},29{n:08d},Camille,Lecteur{n},p{n}@etu.univ.example,fr,internal,public,reader,,,,,," for n in range(count)]))
+        f"M{n},29{n:08d},Camille,Lecteur{n},p{n}@etu.univ.example,fr,internal,public,reader,,,,,,"
+        for n in range(count)]))
     site("import", "loans", site.csv("many-loans.csv", [",".join(LOAN_FIELDS)] + [
         f"ML{n},M{n},39{n:08d},Livre {n},SCI,2026-11-16,," for n in range(count)]))
     rappel = f"{sys.executable} -m cli"

@@ -12,8 +12,8 @@ what the server answered (the SMTP reply, lp's job line) for the ledger.
 them), ``checks()`` returning a ``Check`` per server it would use (``rappel lint
 --check-delivery``; none by default), ``close()`` (nothing to close by default), a
 ``description`` for ``rappel lint``, ``destination(notice)`` (where a notice goes, for the run's
-table: the notice's own destination unless the channel puts it elsewhere), and the send methods refusing, for good and politely, what
-the channel does not carry.
+table: the notice's own destination unless the channel puts it elsewhere), and the send methods
+refusing, for good and politely, what the channel does not carry.
 
 Channels: outbox.py (the default), smtp.py, printer.py, mailbox.py; memory.py is the fake that
 ships with the product for tests. They are registered in one place, registry.py.
