@@ -52,7 +52,7 @@ def run_demo(workdir: Path, echo: Callable[[str], None] = print) -> dict[dt.date
         echo("")
         echo(f"== run for {day} ({day:%A}){again}{skipped}: {len(result.plan.notices)} message(s)")
         for n in result.plan.notices:
-            where = n.recipient if n.channel == "email" else f"{n.destination} for {n.recipient}"
+            where = n.recipient if n.channel == "email" else f"{channel.destination(n)} ({n.library}) for {n.recipient}"
             echo(f"   {n.stage:<16} {n.channel:<6} {n.patron_id}  loans {', '.join(n.loan_ids):<9} → {where}")
         for d in result.plan.decisions:
             if d.status != "pending":

@@ -69,8 +69,6 @@ LEDGER = {
     ("L06", "courtesy"): "cancelled",
 }
 
-DESTINATIONS = {"printer:bu-sciences": "SCI", "mailbox:droit-contentieux@univ.example": "DROIT",
-                "printer:bu-lettres": "LETTRES"}
 RUN = re.compile(r"^== run for (\d{4}-\d\d-\d\d)\b.*: (\d+) message\(s\)$")
 # Each email of the outbox: (date, recipient) -> (Content-Language, Subject). P04 prefers es.
 EMAILS = {
@@ -82,7 +80,7 @@ EMAILS = {
     ("2026-11-23", "elodie.roux@etu.univ.example"):    ("fr", "Premier rappel : documents en retard"),
     ("2026-11-25", "lucia.garcia@univ.example"):       ("es", "Segundo aviso: ejemplares con retraso"),
 }
-MESSAGE = re.compile(r"^\s+(\w+)\s+(email|letter)\s+(P\d+)\s+loans (.+?)\s+→ (\S+)")
+MESSAGE = re.compile(r"^\s+(\w+)\s+(email|letter)\s+(P\d+)\s+loans (.+?)\s+→ (\S+)(?: \((\w+)\) for .*)?$")
 
 
 def parse(output: str) -> dict[str, list[tuple]]:
@@ -98,8 +96,7 @@ def parse(output: str) -> dict[str, list[tuple]]:
             continue
         msg = MESSAGE.match(line)
         if msg and current:
-            stage, channel, patron, loans, where = msg.groups()
-            library = DESTINATIONS[where] if channel == "letter" else None
+            stage, channel, patron, loans, where, library = msg.groups()
             days[current].append((stage, channel, patron, library, tuple(x.strip() for x in loans.split(","))))
         elif not line.startswith(" "):
             current = None
@@ -120,6 +117,7 @@ def test_the_demo_runs_and_sends_what_the_sample_calls_for(tmp_path):
     assert printed == EXPECTED
     assert result.stdout.count("== run for 2026-11-26") == 2   # the second run of a day sends nothing
     assert "(L06 courtesy: cancelled: no email address" in result.stdout
+    assert f"loans L05       → outbox:{workdir / 'outbox'}/ (SCI) for Jeanne Moreau" in result.stdout
     assert "[no] restart: trigger 2026-11-11 is before the restart on 2026-11-22: never sent" in result.stdout
 
     # 2. what the database says went out
@@ -134,6 +132,7 @@ def test_the_demo_runs_and_sends_what_the_sample_calls_for(tmp_path):
     from_db: dict[str, list[tuple]] = {day: [] for day in EXPECTED}
     for n in rows:
         assert n.status == "sent", (n.key, n.status, n.last_error)
+        assert n.destination == f"outbox:{workdir / 'outbox'}/"      # recorded where it went: the outbox
         loans = tuple(sorted(e.loan_id for e in entries if e.notice_key == n.key))
         from_db[n.run_date.isoformat()].append((n.stage, n.channel, n.patron_id, n.library, loans))
     assert {day: sorted(ms) for day, ms in from_db.items()} == {day: sorted(ms) for day, ms in EXPECTED.items()}
