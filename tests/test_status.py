@@ -54,11 +54,14 @@ def a_day_of_runs(store, db_url, tmp_path, channel=None):
 
 def test_a_database_that_never_ran_is_an_alert(store, tmp_path):
     """Times are the policy's (Europe/Paris): the 02:00 run is at 02:00+01:00, not 01:00 UTC."""
-    report = status_report(store, copy_rules(tmp_path), at("2026-03-02 09:00"), env=ENV)
+    rules = copy_rules(tmp_path)
+    report = status_report(store, rules, at("2026-03-02 09:00"), env=ENV)
     assert report["last_run"] is None
     assert report["alerts"] == ["no run has completed yet"]
     assert report["next_run"] == "2026-03-03T02:00:00+01:00"
     assert "no daemon holds the lease (none running, or stopped)" in report["warnings"]
+    summer = status_report(store, rules, at("2026-07-01 09:00"), env=ENV)
+    assert (summer["now"], summer["next_run"]) == ("2026-07-01T09:00:00+02:00", "2026-07-02T02:00:00+02:00")
 
 
 def test_after_a_run_it_says_what_happened_and_what_failed(store, db_url, tmp_path):
