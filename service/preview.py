@@ -145,7 +145,7 @@ def _dates(policy: Policy, stage: Stage, loans: list[Loan], on: dt.date) -> list
     """The date asked, then each open loan's trigger date for the stage, nearest first (the later of
     two as near), a few of them."""
     triggers = {reference.trigger_date(stage, loan.due_date) for loan in loans
-                if loan.status not in policy.exclude_statuses}
+                if loan.status not in policy.excluded_statuses}
     triggers.discard(on)
     return [on, *sorted(triggers, key=lambda d: (abs((d - on).days), d < on))][:TRIES]
 

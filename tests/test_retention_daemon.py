@@ -89,7 +89,7 @@ def test_a_purge_that_fails_is_shown_and_delivery_goes_on(db_url, tmp_path):
         report = status_report(store, rules, at("2026-12-01 12:00"), env=ENV)
         assert report["alerts"] == [f"the last purge (2026-12-01) failed, data past its retention is kept: {problem}"]
         lines = status_lines(report)
-        assert lines[lines.index("last purge:   2026-12-01 failed, finished 2026-12-01T01:00:00+00:00") + 1] == \
+        assert lines[lines.index("last purge:   2026-12-01 failed, finished 2026-12-01T02:00:00+01:00") + 1] == \
             f"              {problem}"
         # the next day, the outbox set right: the purge succeeds and the alert is gone
         run_daemon(db_url, rules, SimClock(at("2026-12-02 02:00"), at("2026-12-02 12:00")), channel, outbox=outbox)
