@@ -215,6 +215,9 @@ class Unrendered:
     def letter_pdf(self, ctx):
         return b"%PDF-1.4"
 
+    def message(self, ctx, renders):
+        return self.email(ctx) if renders == "email" else self.letter_pdf(ctx)
+
 
 def oracle(tmp_path: Path, rules: Path, facts, days: list[dt.date], changes=None) -> tuple[set[str], dict]:
     """The notice keys, and the ledger's statuses, of an uninterrupted run of those days, in this

@@ -219,10 +219,13 @@ def _mailbox(settings, site: Site) -> Channel | None:
     except ValueError as exc:
         site.invalid(path, str(exc).split(": ", 1)[-1])
         return None
-    cover = site.templates.mailbox_email if site.templates else _no_cover
-    if site.clock is not None:      # dated when it is sent
-        clock, dated = site.clock, cover
-        cover = lambda notice, pdf, filename: dated(notice, pdf, filename, clock())  # noqa: E731
+    undated = site.templates.mailbox_email if site.templates else _no_cover
+    clock = site.clock
+
+    def cover(notice, pdf, filename):
+        """The covering email, dated when it is sent (when the site gives a clock)."""
+        return undated(notice, pdf, filename, clock() if clock is not None else None)
+
     return MailboxChannel(transport, cover)
 
 
