@@ -317,7 +317,7 @@ def resend(store: Store, policy: Policy, channel: Channel, key: str, *, actor: s
     number = ledger.resends(store, view.key) + 1
     base = Notice(key=resend_key(view.key, number), date=row["run_date"], stage=row["stage"], channel=row["channel"],
                   patron_id=row["patron_id"], library=row["library"], loan_ids=tuple(view.loan_ids),
-                  recipient=row["recipient"], destination=row["destination"])
+                  recipient=row["recipient"], destination=_routed(policy, spec, row))
     if spec.renders == "email":
         notice, delivery = _resend_email(policy, channel, base, detail.data, at, to)
         destination = notice.destination
@@ -325,6 +325,7 @@ def resend(store: Store, policy: Policy, channel: Channel, key: str, *, actor: s
         notice = replace(base, destination=_letter_destination(to)) if to else base
         delivery = _send(lambda: channel.send_letter(notice, detail.data, view.message["filename"]))
         destination = notice.destination
+    destination = delivery.destination or destination          # where it went: the outbox, when it is there
     attempt = Attempt(at=at, channel=row["channel"], destination=destination, outcome=SENT if delivery.ok else FAILED,
                       reply=delivery.reply or delivery.detail, reference=delivery.reference, kind="resend",
                       actor=actor)
@@ -346,6 +347,19 @@ def _resend_email(policy: Policy, channel: Channel, base: Notice, data: bytes, a
         raise _refuse(base.key, str(exc)) from None
     notice = replace(base, recipient=to, destination=to) if to else base
     return notice, _send(lambda: channel.send_email(notice, prepared(again)))
+
+
+def _routed(policy: Policy, spec, row) -> str:
+    """Where a resend goes: the notice's destination, unless it was delivered to the outbox (nothing
+    configured for it then): then where the policy routes it now (the library's printer or mailbox,
+    the patron's address), as a run would."""
+    destination = row["destination"]
+    if not destination.startswith("outbox:"):
+        return destination
+    if not spec.via_library:
+        return row["recipient"]
+    library = policy.libraries.get(row["library"])
+    return library.letters.destination if library else "unconfigured"
 
 
 def _letter_destination(to: str) -> str:

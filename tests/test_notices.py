@@ -536,12 +536,39 @@ def test_a_letter_kept_is_the_pdf_the_printer_or_the_outbox_was_given(tmp_path, 
         assert (tmp_path / "desk" / "2026-11-23_first_reminder_P1_SCI.pdf").read_bytes() == given.read_bytes()
         [shown] = desk.json_lines("notices", "--patron", "P1")
         [attempt] = shown["attempts"]
-        assert (attempt["destination"], attempt["outcome"]) == ("printer:bu-sciences", "sent")
+        went = "printer:bu-sciences" if route == "printer" else f"outbox:{desk.site.outbox}/"   # where it went
+        assert (attempt["destination"], attempt["outcome"]) == (went, "sent")
+        assert shown["destination"] == went
         if route == "printer":
             assert attempt["reference"] == "cups:bu-sciences/bu-sciences-42"
             assert attempt["reply"] == "request id is bu-sciences-42 (1 file(s))"
         else:
             assert attempt["reference"] == str(given) and attempt["reply"] == "written to the outbox"
+    finally:
+        desk.close()
+
+
+def test_a_letter_put_in_the_outbox_is_resent_where_the_policy_routes_it_now(tmp_path, smtp_server, db_url):
+    """No printer configured on 2026-11-23: the letter went to the outbox, and is recorded there. The
+    printer is configured since: a resend prints it (the outbox was where it went, not where it goes)."""
+    lp = tmp_path / "lp"
+    lp.write_text(LP.format(folder=tmp_path))
+    lp.chmod(0o755)
+    desk = Desk(tmp_path, smtp_server, db_url)
+    try:
+        desk.site.patron("P1", "")
+        desk.site.loan("L1", "P1", "2026-11-16", "SCI")
+        desk.run("2026-11-23")
+        letter = key("2026-11-23", "first_reminder", channel="letter", library="SCI")
+        policy = desk.site.rules / "reminders.yaml"
+        policy.write_text(policy.read_text(encoding="utf-8").replace(
+            "delivery:\n", f'delivery:\n  print: {{command: "{lp}"}}\n', 1), encoding="utf-8")
+        resent = desk("notices", "resend", letter, "--by", "paul", "--why", "printed at last", outbox=True)
+        assert resent.exit_code == 0, resent.output
+        [shown] = desk.json_lines("notices", "--patron", "P1")
+        assert [(a["destination"], a["outcome"]) for a in shown["attempts"]] == [
+            (f"outbox:{desk.site.outbox}/", "sent"), ("printer:bu-sciences", "sent")]
+        assert (tmp_path / "document").read_bytes() == next(desk.site.outbox.rglob("*.pdf")).read_bytes()
     finally:
         desk.close()
 
