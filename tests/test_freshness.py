@@ -166,5 +166,5 @@ def test_a_failed_pull_means_nothing_decided_that_day_and_an_alert(tmp_path):
         errors = conn.execute(select(runs.c.errors).where(runs.c.kind == "day")).scalars().first()
     assert errors.startswith("the pull before deciding failed, nothing decided on stale facts: koha: cannot connect "
                              "to mysql+pymysql://rappel@127.0.0.1:1/koha")
-    assert any(a.startswith("the pull before deciding failed at 2026-11-23T01:2") for a in report["alerts"])
+    assert any(a.startswith("the pull before deciding failed at 2026-11-23T02:2") for a in report["alerts"])
     assert any(a.startswith("the last run (2026-11-23) failed: the pull before deciding failed") for a in report["alerts"])
