@@ -16,6 +16,7 @@ from engine.contact import is_email_address
 from engine.facts import RecordType
 from engine.retention import Retention, check_retention
 from engine.yamlsource import InputError, YamlDocument, validation_problems
+from engine.environ import Templated, _no_literal_secret, _templated, environment_names  # noqa: F401 - public names
 
 Channel = Annotated[str, Field(pattern=NAME_PATTERN)]    # a registered channel's name: email, letter, …
 CATCH_UP_DAYS = 31     # the daemon's missed days: evaluated this far back at most (or the longest window)
@@ -105,43 +106,6 @@ class NoEmail(_Strict):
 
     letters_after_due: bool = Field(default=True, description="Send email stages after the due date as letters")
     courtesy_by_letter: bool = Field(default=False, description="Send stages before the due date as letters too")
-
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def environment_names(value: str) -> list[str]:
-    """The ${NAME} references of a delivery setting, in order."""
-    return _VAR.findall(value)
-
-
-def _templated(value: str) -> str:
-    """A setting that may take ${NAME} from the environment (secrets live there, not in YAML)."""
-    if "\n" in value or "\r" in value:
-        raise ValueError("must be on one line")
-    rest = _VAR.sub("", value)
-    if "${" in rest:
-        raise ValueError("a ${...} reference must be ${NAME}: letters, digits and _, not starting with a digit")
-    return value
-
-
-Templated = Annotated[str, AfterValidator(_templated)]
-
-
-def _no_literal_secret(url: str) -> str:
-    """A URL's password is given as ${NAME} (taken from the environment), never written in the policy."""
-    netloc = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
-    userinfo, at, _ = netloc.rpartition("@")
-    password = userinfo.partition(":")[2] if at else ""
-    query = url.partition("?")[2]
-    for pair in query.split("&"):
-        name, _, value = pair.partition("=")
-        if name.lower() in ("pass", "password", "pwd") and value:
-            password = value
-    if password and not _VAR.fullmatch(password):
-        raise ValueError("the password must come from the environment, e.g. "
-                         "mailtos://user:${SMTP_PASSWORD}@smtp.example.org; secrets are never written here")
-    return url
 
 
 def _mail_url(url: str) -> str:

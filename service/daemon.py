@@ -1,22 +1,19 @@
 """`rappel daemon`: every day at the policy's time, evaluate and deliver; unattended, for months.
 
-One loop, driven by a clock it is given (cli.py passes the system clock; tests and simulations pass
-one whose time they set):
+One loop, driven by a clock it is given (the command line's is the system clock; simulations set theirs):
 
-- it holds the database lease (adapters/lease.py) or waits as a standby;
+- it holds the database lease (adapters/store/lease.py) or waits as a standby;
 - it picks up an edited policy (reminders.yaml, accounts.yaml, templates) only when it passes lint,
   else keeps the old one and says why (it runs from a private copy of the rules, so a half-edited
   template is never used); accounts.yaml limits who receives loan notices, as for `rappel run`;
-- it refuses to do anything while the database belongs to another installation
-  (adapters/installation.py);
+- it refuses to do anything while the database belongs to another installation (installation.py);
 - it evaluates every day whose scheduled time has come and that no run has completed, in order:
   the days missed during an outage first (decisions only), then today (decide and deliver), then
   delivers what is pending as of today, so a missed notice goes out only while it is inside its
   catch-up window; days too old for any window are recorded as skipped, not evaluated;
 - between runs it retries pending deliveries every ``schedule.retry_minutes``;
-- once a day, after the day's run, it purges what the policy's ``retention:`` says is past its time
-  (service/retention.py); a failed purge is logged and in the run history (`rappel status`), and
-  never holds up a delivery;
+- once a day, after the day's run, it purges what ``retention:`` says is past its time (service/
+  retention.py); a failed purge is logged, in the run history (`rappel status`), never holds up delivery;
 - SIGTERM/SIGINT: the message being sent finishes and is recorded, the rest stay pending for the
   next start; the lease is released so a standby takes over at once. SIGHUP: look at the policy now.
 
@@ -36,9 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service import day as pipeline
-from service import retention
-from service import facts
+from service import day as pipeline, facts, retention
 from service.clock import Clock, FileClock  # noqa: F401 - FileClock: the clock of simulations
 from service.fence import LeaseLost, Stopping, _Fenced, leased  # noqa: F401 - leased: for callers of the daemon's API
 from service.rules import Loaded, load_rules, policy_fingerprint
@@ -280,12 +275,16 @@ class Daemon:
                                     self.s.env if self.s.env is not None else os.environ)
         if why is None:
             return False
-        now = self._now()
-        self.history.note("day", day, "failed", now, why)
-        log.error("%s: %s (next attempt in %d min)", day, why, st.policy.schedule.retry_minutes)
-        st.day_backoff = now + dt.timedelta(minutes=st.policy.schedule.retry_minutes)
-        self.failed_days += 1
+        self.history.note("day", day, "failed", self._now(), why)
+        self._day_failed(day, why)
         return True
+
+    def _day_failed(self, day: dt.date, why: str) -> None:
+        """A day not decided: logged, tried again after schedule.retry_minutes."""
+        minutes = self.state.policy.schedule.retry_minutes
+        log.error("%s: %s (next attempt in %d min)", day, why, minutes)
+        self.state.day_backoff = self._now() + dt.timedelta(minutes=minutes)
+        self.failed_days += 1
 
     def _run_day(self, day: dt.date, deliver: bool, now: dt.datetime) -> bool:
         """Evaluate one day (and deliver when it is today). False when the loop must not go on."""
@@ -314,10 +313,7 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - recorded and retried later; the daemon keeps running
             counts.errors.append(f"{type(exc).__name__}: {exc}")
             self.history.finish(run_id, "failed", self._now(), counts)
-            log.error("%s: run failed: %s: %s (next attempt in %d min)", day, type(exc).__name__, exc,
-                      st.policy.schedule.retry_minutes)
-            st.day_backoff = self._now() + dt.timedelta(minutes=st.policy.schedule.retry_minutes)
-            self.failed_days += 1
+            self._day_failed(day, f"run failed: {type(exc).__name__}: {exc}")
             return False
         st.day_backoff = None
         self.history.finish(run_id, "ok", self._now(), counts)
@@ -343,16 +339,7 @@ class Daemon:
         if st.purged_on == today or last_completed_day(self.store.engine) != today:
             return
         st.purged_on = today
-        if not retention.purge_due(self.store, st.policy, today):
-            return
-        try:
-            report = retention.run_purge(self.store, st.policy, today, now, actor="daemon", outbox=self.s.outbox,
-                                         holder=self.lease.holder)
-        except Exception as exc:  # noqa: BLE001 - recorded by run_purge; tried again tomorrow
-            log.error("purge of %s failed: %s: %s (tried again tomorrow)", today, type(exc).__name__, exc)
-            return
-        log.log(logging.ERROR if report.problems else logging.INFO, "purge of %s: %s%s", today, report.summary(),
-                f"; not deleted: {'; '.join(report.problems[:3])}" if report.problems else "")
+        retention.daily_purge(self.store, st.policy, today, now, outbox=self.s.outbox, holder=self.lease.holder)
 
     # --- deliveries between runs -----------------------------------------------------------------
     def _deliver_if_due(self, now: dt.datetime) -> None:

@@ -13,6 +13,7 @@ day's run, and `rappel patron forget`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,22 @@ def purge_due(store: Store, policy: Policy, today: dt.date) -> bool:
         return False
     last = latest_run(store.engine, ("purge",))
     return last is None or last["run_date"] is None or last["run_date"] < today
+
+
+def daily_purge(store: Store, policy: Policy, today: dt.date, now: dt.datetime, *, outbox: Path | None,
+                holder: str) -> None:
+    """The daemon's purge of ``today``, when due: logged; a failure is recorded by run_purge and tried
+    again tomorrow, never raised (delivery goes on)."""
+    log = logging.getLogger("rappel.daemon")
+    if not purge_due(store, policy, today):
+        return
+    try:
+        report = run_purge(store, policy, today, now, actor="daemon", outbox=outbox, holder=holder)
+    except Exception as exc:  # noqa: BLE001 - recorded by run_purge; tried again tomorrow
+        log.error("purge of %s failed: %s: %s (tried again tomorrow)", today, type(exc).__name__, exc)
+        return
+    log.log(logging.ERROR if report.problems else logging.INFO, "purge of %s: %s%s", today, report.summary(),
+            f"; not deleted: {'; '.join(report.problems[:3])}" if report.problems else "")
 
 
 # -- forget ------------------------------------------------------------------------------------------
