@@ -37,6 +37,10 @@ loans = Table(
     Column("status", String(64), nullable=False, server_default=""),
     # facts (migration 0005): why rappel closed the loan itself, e.g. "absent from the export of 2026-12-01"
     Column("closed_reason", Text, nullable=True),
+    # policy (migration 0007): the item's type and the loan rule of the library system, for
+    # audiences and per-library timelines; "" when the source does not give them
+    Column("item_type", String(64), nullable=False, server_default=""),
+    Column("loan_policy", String(64), nullable=False, server_default=""),
 )
 # The daily pre-filter: open loans by due date.
 Index("ix_loans_open_due", loans.c.due_date,
@@ -218,4 +222,55 @@ staff_actions = Table(
     Column("patron_id", String(64), nullable=True, index=True),
     Column("why", Text, nullable=False, server_default=""),
     Column("detail", Text, nullable=False, server_default=""),
+)
+
+# --- staff interface (migration 0008): staff accounts, web sessions, login failures, API clients -----
+
+# A member of staff who may sign in to `rappel serve` with a password (argon2 hash) or through the
+# reverse proxy's single sign-on. The role is one of accounts.yaml's roles.
+staff = Table(
+    "staff", metadata,
+    Column("name", String(255), primary_key=True),
+    Column("role", String(64), nullable=False),
+    Column("password_hash", Text, nullable=False, server_default=""),   # "" = single sign-on only
+    Column("disabled", Integer, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("password_changed_at", DateTime(timezone=True), nullable=True),
+    Column("last_login_at", DateTime(timezone=True), nullable=True),
+)
+
+# A signed-in browser. Only a hash of the cookie's token is stored; the CSRF token goes with it.
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("token_hash", String(128), primary_key=True),
+    Column("staff_name", String(255), nullable=False, index=True),
+    Column("role", String(64), nullable=False),
+    Column("csrf_token", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("address", String(64), nullable=False, server_default=""),
+    Column("via", String(16), nullable=False, server_default="password"),   # password | header
+)
+
+# Failed sign-ins, for the rate limit (by name and by address); purged as they age.
+login_failures = Table(
+    "login_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, server_default=""),
+    Column("address", String(64), nullable=False, server_default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_login_failures_at", login_failures.c.at)
+
+# A client of the JSON API (the library system pushing facts, a discovery layer reading): a token
+# shown once at creation, stored as a hash, with the role it acts as.
+api_clients = Table(
+    "api_clients", metadata,
+    Column("name", String(255), primary_key=True),
+    Column("token_hash", String(128), nullable=False, unique=True),
+    Column("role", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("disabled", Integer, nullable=False, server_default="0"),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
 )
