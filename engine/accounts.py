@@ -27,6 +27,19 @@ FieldName = Literal["barcode", "first_name", "last_name", "email", "preferred_la
                     "user_group", "address_line1", "address_line2", "postal_code", "city", "country", "phone"]
 assert set(FieldName.__args__) == set(EDITABLE_FIELDS), "FieldName must list the patron's editable fields"
 
+# What a role may do beyond editing fields: in the staff interface (`rappel serve`) and its JSON API.
+# patrons.view: look patrons up, see their loans and requests; patrons.edit: edit (field by field as
+# may_edit and the account allow); requests.report: send a patron the requests report; notices.view:
+# a patron's notices and the day's; notices.act: resend, cancel, retry a notice; day.view: the
+# overdue service's day (runs, failures, held notices, letters to print, dry runs, the timeline);
+# day.act: confirm what the flood guard held; facts.push: push loans, returns, renewals and patrons
+# through the API (the library system's client).
+Action = Literal["patrons.view", "patrons.edit", "requests.report", "notices.view", "notices.act",
+                 "day.view", "day.act", "facts.push"]
+ACTIONS: tuple[str, ...] = Action.__args__
+# a role that does not say (an accounts.yaml written before the staff interface): patron services
+DEFAULT_ACTIONS = ("patrons.view", "patrons.edit", "requests.report", "notices.view")
+
 # the verdicts of the edit decision, in the order they are checked
 VERDICTS = ("identity", "owned", "record_type", "allowed", "not_permitted")
 
@@ -100,8 +113,11 @@ class Role(_Strict):
     record_types: list[RecordType] = Field(default=list(RECORD_TYPES),
                                            description="Record types this role may edit (default: all)")
     may_edit: list[FieldName] = Field(description="Fields this role may edit, where the account allows it")
+    may: list[Action] = Field(default=list(DEFAULT_ACTIONS),
+                              description="What this role may do in the staff interface and the API "
+                                          f"(default: {', '.join(DEFAULT_ACTIONS)})")
 
-    @field_validator("record_types", "may_edit")
+    @field_validator("record_types", "may_edit", "may")
     @classmethod
     def _no_repeats(cls, values):
         return _unique(values, "value")
@@ -154,6 +170,13 @@ class AccountsPolicy(_Strict):
     @property
     def notice_record_types(self) -> list[str]:
         return [rt for rt in RECORD_TYPES if getattr(self.record_types, rt).receives_loan_notices]
+
+    def may(self, role: str | None, action: str) -> bool:
+        """Whether ``role`` may do ``action`` (one of ACTIONS); an unknown role may do nothing."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        spec = self.roles.get(role or "")
+        return spec is not None and action in spec.may
 
     def ownership(self, account_type: str, field: str) -> str:
         """identity | owned | protected | local: who has the last word on a field of this account type."""

@@ -75,6 +75,36 @@ acquisitions     country            R R Y  O O O
 acquisitions     preferred_language R R N  R R N
 acquisitions     user_group         R R N  R R N
 acquisitions     record_type        R R N  R R N
+overdue_service  patron_id          I I I  I I I
+overdue_service  account_type       I I I  I I I
+overdue_service  barcode            N N N  O O O
+overdue_service  first_name         N N N  O O O
+overdue_service  last_name          N N N  O O O
+overdue_service  email              N N N  O O O
+overdue_service  phone              N N N  O O O
+overdue_service  address_line1      N N N  O O O
+overdue_service  address_line2      N N N  O O O
+overdue_service  postal_code        N N N  O O O
+overdue_service  city               N N N  O O O
+overdue_service  country            N N N  O O O
+overdue_service  preferred_language N N N  N N N
+overdue_service  user_group         N N N  N N N
+overdue_service  record_type        N N N  N N N
+library_system   patron_id          I I I  I I I
+library_system   account_type       I I I  I I I
+library_system   barcode            N N N  O O O
+library_system   first_name         N N N  O O O
+library_system   last_name          N N N  O O O
+library_system   email              N N N  O O O
+library_system   phone              N N N  O O O
+library_system   address_line1      N N N  O O O
+library_system   address_line2      N N N  O O O
+library_system   postal_code        N N N  O O O
+library_system   city               N N N  O O O
+library_system   country            N N N  O O O
+library_system   preferred_language N N N  N N N
+library_system   user_group         N N N  N N N
+library_system   record_type        N N N  N N N
 stranger         email              N N N  O O O
 stranger         preferred_language N N N  N N N
 stranger         patron_id          I I I  I I I
@@ -172,9 +202,9 @@ GOOD = (RULES / "accounts.yaml").read_text(encoding="utf-8")
     ("    hint: update through", "    hnt: update through", "accounts.yaml:10: account_types.external.hnt: unknown key"),
     ("    receives_loan_notices: false", "    receives_loan_notices: maybe", "accounts.yaml:28: record_types.contact.receives_loan_notices: Input should be a valid boolean"),
     ("  user_manager:", "  User-Manager:", "accounts.yaml:30: roles: role names are lower-case letters, digits and _: User-Manager"),
-    ("    record_types: [contact]", "    record_types: [vendor]", "accounts.yaml:41: roles.acquisitions.record_types[0]: Input should be 'staff', 'public' or 'contact'"),
-    ("    France: '^[0-9]{5}$'", "    France: '^[0-9]{5$('", "accounts.yaml:47: validation.postal_code.France: '^[0-9]{5$(' is not a regular expression"),
-    ("  acquisitions:", "  circulation_desk:", "accounts.yaml:39: roles.circulation_desk: key given twice"),
+    ("    record_types: [contact]", "    record_types: [vendor]", "accounts.yaml:44: roles.acquisitions.record_types[0]: Input should be 'staff', 'public' or 'contact'"),
+    ("    France: '^[0-9]{5}$'", "    France: '^[0-9]{5$('", "accounts.yaml:59: validation.postal_code.France: '^[0-9]{5$(' is not a regular expression"),
+    ("  acquisitions:", "  circulation_desk:", "accounts.yaml:42: roles.circulation_desk: key given twice"),
     ("    source: the student information system\n", "", "accounts.yaml:7: account_types.external.source: required key is missing"),
 ])
 def test_policy_errors_name_file_line_key(old, new, expected):
