@@ -80,7 +80,7 @@ def test_the_starter_folder_passes_lint(tmp_path):
     linted = rappel("lint", "--rules", folder, "--outbox", tmp_path / "outbox")
     assert linted.exit_code == 0, linted.output
     assert f"{folder}/reminders.yaml: ok (4 stages, 2 libraries)" in linted.stdout
-    assert f"{folder}/accounts.yaml: ok (3 roles;" in linted.stdout
+    assert f"{folder}/accounts.yaml: ok (5 roles;" in linted.stdout
 
 
 def test_init_writes_into_rules_of_the_current_folder_by_default(tmp_path, monkeypatch):
