@@ -2,8 +2,8 @@
 
 The commands live by theme: cli/day.py (run, explain, import, lint, schema, demo), cli/patrons.py
 (patron show/edit/requests-report, sync), cli/notices.py (notices, notices show/resend/cancel/retry),
-cli/pull.py (pull), cli/retention.py (purge, patron forget), cli/operations.py (daemon, status,
-confirm-installation). They read the clock and the environment, open what they need through
+cli/letters.py (letters), cli/pull.py (pull), cli/retention.py (purge, patron forget),
+cli/operations.py (daemon, status, confirm-installation). They read the clock and the environment, open what they need through
 service.session and print; the use cases themselves are in service/.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from cli import day  # noqa: F401, I001
 from cli import patrons  # noqa: F401
 from cli import notices  # noqa: F401
+from cli import letters  # noqa: F401
 from cli import pull  # noqa: F401
 from cli import retention  # noqa: F401
 from cli import operations  # noqa: F401
