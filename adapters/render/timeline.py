@@ -1,4 +1,4 @@
-"""The policy's time line drawn as SVG (engine/timeline.py gives the points): a horizontal axis of
+"""The policy's time line drawn as SVG (engine/axis.py gives the points): a horizontal axis of
 days relative to the due date, one row a stage with its day, its catch-up window as a bar, its
 channel and the channels it may go out on instead; the restart day under the axis.
 
@@ -12,7 +12,7 @@ from html import escape
 from babel.dates import format_date
 
 from engine.policy import Policy
-from engine.timeline import Point, timeline
+from engine.axis import Point, timeline
 
 __all__ = ["LABELS", "timeline_svg"]
 

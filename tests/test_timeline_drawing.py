@@ -1,4 +1,4 @@
-"""The policy's time line (engine/timeline.py) and its drawing (adapters/render/timeline.py).
+"""The policy's time line (engine/axis.py) and its drawing (adapters/render/timeline.py).
 
 The shipped policy: courtesy 3 days before the due date, first reminder on day 7, second on day 21
 (all by email), a letter on day 35, each caught up within 2 days; an email stage after the due date
@@ -14,7 +14,7 @@ import pytest
 
 from adapters.render.timeline import LABELS, timeline_svg
 from engine.policy import parse_policy
-from engine.timeline import Alternative, timeline
+from engine.axis import Alternative, timeline
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 SHIPPED = (RULES / "reminders.yaml").read_text(encoding="utf-8")
