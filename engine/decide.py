@@ -21,6 +21,7 @@ from engine.channels import DEFAULT, LETTER, ChannelSpec
 from engine.contact import is_email_address
 from engine.facts import Candidate, Loan, Patron, Status
 from engine.policy import Policy
+from engine.timeline import timeline
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def notice_key(as_of: dt.date, stage: str, channel: str, patron_id: str, library
 def evaluation_pairs(policy: Policy, candidates: list[Candidate], as_of: dt.date) -> list[tuple[int, int]]:
     """The (candidate, stage) pairs worth asking the engine about: due date in the stage's range."""
     return [(ci, si) for ci, cand in enumerate(candidates) for si in range(len(policy.stages))
-            if reference.stage_window_contains(policy, si, cand.loan.due_date, as_of)]
+            if reference.stage_window_contains(policy, si, cand.loan, as_of)]
 
 
 def due_stages(policy: Policy, candidates: list[Candidate], as_of: dt.date,
@@ -126,7 +127,7 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
     notes: dict[tuple, str] = {}                         # why a group goes out on another channel
     for ci, si in sorted(due):
         loan = candidates[ci].loan
-        stage = policy.stages[si]
+        stage = timeline(policy).stage(si, loan.library)
         own = loan.library if _spec(channels, stage.channel).per_library else None
         if si != latest[ci]:
             later = policy.stages[latest[ci]].id
@@ -134,7 +135,7 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
                                            f"superseded by {later} on the same run", loan.patron_id, own))
             continue
         patron = patrons[loan.patron_id]
-        channel, why = route(policy, si, patron, channels)
+        channel, why = route(policy, si, patron, channels, loan.library)
         if channel is None:
             plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.CANCELLED, None, why,
                                            loan.patron_id, own))
@@ -194,14 +195,15 @@ def _spec(channels: Mapping[str, ChannelSpec], name: str) -> ChannelSpec:
 
 
 def route(policy: Policy, stage_index: int, patron: Patron,
-          channels: Mapping[str, ChannelSpec] = DEFAULT) -> tuple[str | None, str]:
+          channels: Mapping[str, ChannelSpec] = DEFAULT, library: str | None = None) -> tuple[str | None, str]:
     """The channel a due stage goes out on for this patron, and why when it is not the stage's own;
     or None and why not.
 
     A channel that needs an email address takes exactly one valid address (engine.contact, the one
     test): a patron without one gets what the policy says for a patron without email (``no_email``:
-    a letter, or nothing), and the reason names the address that was not usable."""
-    stage = policy.stages[stage_index]
+    a letter, or nothing), and the reason names the address that was not usable. ``library``: the
+    loan's, whose own timeline may send the stage on another channel."""
+    stage = timeline(policy).stage(stage_index, library) if library is not None else policy.stages[stage_index]
     spec = _spec(channels, stage.channel)
     if spec.contact == "email":
         if is_email_address(patron.email):

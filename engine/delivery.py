@@ -23,7 +23,7 @@ from engine.channels import DEFAULT, LETTER, ChannelSpec
 from engine.decide import Entry, Notice, make_notice
 from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
-from engine.reference import trigger_date
+from engine.timeline import timeline
 
 __all__ = ["Budget", "Drop", "Fallback", "Requeue", "fallback", "fallback_letters", "hold_pass", "recheck", "requeue",
            "retry_wait", "settled"]
@@ -58,12 +58,28 @@ def recheck(policy: Policy, notice: Notice, loans: Mapping[str, Loan], as_of: dt
             dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"renewed: now due on {loan.due_date}")
         elif loan.status in policy.excluded_statuses:
             dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"status {loan.status!r} is excluded")
-        elif window and (as_of - trigger_date(stage, due)).days > policy.window(stage):
-            dropped[(loan_id, due)] = Drop(Status.EXPIRED, f"not sent within the {policy.window(stage)}-day "
-                                                           f"window after {trigger_date(stage, due)}")
-        elif stage.offset_days < 0 and as_of >= due:
+        elif window and _late(policy, stage, loan, as_of):
+            own = _own(policy, stage, loan)
+            dropped[(loan_id, due)] = Drop(Status.EXPIRED, f"not sent within the {policy.window(own)}-day "
+                                                           f"window after {_trigger(policy, stage, loan)}")
+        elif _own(policy, stage, loan).offset_days < 0 and as_of >= due:
             dropped[(loan_id, due)] = Drop(Status.EXPIRED, f"the due date {due} has come")
     return dropped
+
+
+def _own(policy: Policy, stage, loan: Loan):
+    """The stage as the loan's library runs it (its own timeline, when it has one)."""
+    return timeline(policy).stage(policy.stages.index(stage), loan.library)
+
+
+def _trigger(policy: Policy, stage, loan: Loan) -> dt.date | None:
+    return timeline(policy).trigger(policy.stages.index(stage), loan.library, loan.due_date).on
+
+
+def _late(policy: Policy, stage, loan: Loan, as_of: dt.date) -> bool:
+    """Past the catch-up window after the day the stage went out for this loan (its calendar counted)."""
+    on = _trigger(policy, stage, loan)
+    return on is None or (as_of - on).days > policy.window(_own(policy, stage, loan))
 
 
 def settled(dropped: Mapping[Entry, Drop]) -> Drop:

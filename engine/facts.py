@@ -86,6 +86,8 @@ class Loan:
     returned_on: dt.date | None = None
     status: str = ""
     closed_reason: str | None = None      # why rappel closed it itself, e.g. "absent from the export of …"
+    item_type: str = ""                   # the item's type in the library system (Koha itype, Evergreen circ_modifier)
+    loan_policy: str = ""                 # the circulation rule it was lent under, as the library system names it
 
     @property
     def is_open(self) -> bool:

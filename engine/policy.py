@@ -8,15 +8,16 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
-                      WithJsonSchema, field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
+                      ValidationInfo, WithJsonSchema, field_validator, model_validator)
 
 from engine.channels import DEFAULT, NAME_PATTERN, ChannelSpec, unknown_channel
 from engine.contact import is_email_address
-from engine.facts import RecordType
+from engine.calendar import CalendarSpec, ClosedDays
 from engine.retention import Retention, check_retention
 from engine.yamlsource import InputError, YamlDocument, validation_problems
 from engine.environ import Templated, _no_literal_secret, _templated, environment_names  # noqa: F401 - public names
+from engine.timeline import MAX_OFFSET, Audience, Count, StageOverride, check_timelines  # noqa: F401 - Audience
 
 Channel = Annotated[str, Field(pattern=NAME_PATTERN)]    # a registered channel's name: email, letter, …
 CATCH_UP_DAYS = 31     # the daemon's missed days: evaluated this far back at most (or the longest window)
@@ -56,16 +57,11 @@ class Restart(_Strict):
     resumed_on: dt.date = Field(description="No notice whose trigger date is before this day is ever sent")
 
 
-class Audience(_Strict):
-    record_types: list[RecordType] = Field(
-        default=["staff", "public"], description="Record types that receive this stage (contacts never by default)")
-    user_groups: list[str] | None = Field(
-        default=None, description="User groups that receive this stage; all groups when absent")
-
-
 class Stage(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Stage name, used in the ledger and template names")
     offset_days: int = Field(description="Days after the due date (negative: before it)")
+    count: Count = Field(default="days", description="How offset_days counts: days, or open_days of the loan's "
+                                                     "library (its calendar's closed days skipped)")
     channel: Channel = Field(description="The channel it goes out on: email, letter, or one added in "
                                          "adapters/channels/")
     max_delay_days: int | None = Field(default=None, ge=0, description="Catch-up window; the policy's default when absent")
@@ -99,6 +95,9 @@ class Library(_Strict):
     name: str
     letters: LetterRoute
     address: list[str] = Field(default=[], description="Letterhead lines under the library's name")
+    calendar: ClosedDays | None = Field(default=None, description="Days this library is closed, besides the "
+                                                                  "institution's calendar")
+    stages: list[StageOverride] = Field(default=[], description="Stages this library runs its own way (by id)")
 
 
 class NoEmail(_Strict):
@@ -239,6 +238,8 @@ class Policy(_Strict):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of amounts in notices")
     max_delay_days: int = Field(default=2, ge=0, description="Default catch-up window for every stage, in days")
     restart: Restart | None = None
+    calendar: CalendarSpec | None = Field(default=None, description="The institution's closed days (each library's "
+                                                                    "calendar adds its own)")
     exclude_statuses: list[str] = Field(default=[], description="Loan statuses that never get notices")
     statuses: dict[str, StatusMeaning] | None = Field(
         default=None, description="Every loan status the library system exports, and what it means: on_loan "
@@ -259,6 +260,7 @@ class Policy(_Strict):
         default=None, gt=0, description="A run whose loans were imported longer ago than this refuses to decide "
                                         "(for installations fed by CSV files; with rules/sources.yaml, set it "
                                         "there: 26 by default)")
+    _derived: dict = PrivateAttr(default_factory=dict)    # engine.timeline's cache, per policy object
 
     @model_validator(mode="after")
     def _check(self):
@@ -287,6 +289,7 @@ class Policy(_Strict):
                                  f"not {', '.join(map(repr, bad))}")
             if self.language not in self.languages:
                 raise ValueError(f"languages: the default language {self.language!r} must be one of them")
+        check_timelines(self)
         if self.retention is not None:
             check_retention(self.retention, max(self.window(s) for s in self.stages), CATCH_UP_DAYS)
         return self
@@ -359,7 +362,7 @@ def parse_policy(text: str, source: str = "reminders.yaml", channels: Mapping[st
 
 def _path(dotted: str) -> tuple | None:
     """("stages", 2, "id") for "stages[2].id"; None for anything that is not such a path."""
-    if not re.fullmatch(r"[a-z_]+(\[\d+\])?(\.[a-z_]+)*", dotted):
+    if not re.fullmatch(r"[a-z_]+(\[\d+\])?(\.[A-Za-z0-9_-]+(\[\d+\])?)*", dotted):
         return None
     out: list = []
     for part in dotted.split("."):

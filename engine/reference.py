@@ -8,27 +8,49 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from engine.facts import Candidate
+from engine.calendar import HORIZON_DAYS
+from engine.facts import Candidate, Loan
 from engine.policy import Policy, Stage
+from engine.timeline import timeline
 
 
 @dataclass(frozen=True)
 class Check:
-    name: str     # status, window, restart, ledger, before_due, audience
+    name: str     # status, window, open_day, restart, ledger, before_due, audience
     ok: bool
     detail: str
 
 
 def trigger_date(stage: Stage, due: dt.date) -> dt.date:
+    """due + offset_days in calendar days (a stage as written, without its library or calendar)."""
     return due + dt.timedelta(days=stage.offset_days)
+
+
+def trigger_of(policy: Policy, stage_index: int, loan: Loan) -> dt.date | None:
+    """The day stage ``stage_index`` goes out for ``loan``: its library's rule, open days counted,
+    a closed day moved off for a channel that does not send on closed days."""
+    return timeline(policy).trigger(stage_index, loan.library, loan.due_date).on
+
+
+def _trigger_detail(line, stage: Stage, stage_index: int, loan: Loan) -> str:
+    trig = line.trigger(stage_index, loan.library, loan.due_date)
+    if stage.count == "open_days" and stage.offset_days:
+        how = f"{abs(stage.offset_days)} open day(s) {'after' if stage.offset_days > 0 else 'before'} the due date"
+        text = f"{trig.counted} is {how}"
+    else:
+        text = ""
+    if trig.on != trig.counted and trig.on is not None:
+        text += ("; " if text else "") + f"{trig.counted} is a closed day of {loan.library}: moved to {trig.on}"
+    return f" ({text})" if text else ""
 
 
 def checks(policy: Policy, stage_index: int, cand: Candidate, as_of: dt.date) -> list[Check]:
     """Every condition of 'stage is due for this loan on as_of', each with its reason."""
-    stage = policy.stages[stage_index]
+    line = timeline(policy)
     loan = cand.loan
+    stage = line.stage(stage_index, loan.library)
     due = loan.due_date
-    t = trigger_date(stage, due)
+    t = line.trigger(stage_index, loan.library, due).on
     window = policy.window(stage)
     out = []
 
@@ -40,14 +62,26 @@ def checks(policy: Policy, stage_index: int, cand: Candidate, as_of: dt.date) ->
     else:
         out.append(Check("status", True, "open" + (f", status {loan.status!r}" if loan.status else "")))
 
+    if t is None:
+        out.append(Check("window", False, f"no open day of {loan.library} within {HORIZON_DAYS} days to send it on"))
+        return out + [Check("audience", True, "not reached")]
     late = (as_of - t).days
+    why = _trigger_detail(line, stage, stage_index, loan)
     if late < 0:
-        out.append(Check("window", False, f"triggers on {t}, {-late} day(s) after {as_of}"))
+        out.append(Check("window", False, f"triggers on {t}{why}, {-late} day(s) after {as_of}"))
     elif late > window:
-        out.append(Check("window", False, f"triggered on {t}, {late} days before {as_of}: "
+        out.append(Check("window", False, f"triggered on {t}{why}, {late} days before {as_of}: "
                                           f"past the {window}-day catch-up window (stale)"))
     else:
-        out.append(Check("window", True, f"triggered on {t}" + (f", caught up {late} day(s) late" if late else "")))
+        out.append(Check("window", True, f"triggered on {t}{why}"
+                                         + (f", caught up {late} day(s) late" if late else "")))
+
+    if line.waits_for_open_day(stage_index, loan.library):
+        if line.calendar.is_open(loan.library, as_of):
+            out.append(Check("open_day", True, f"{loan.library} is open on {as_of}"))
+        else:
+            out.append(Check("open_day", False, f"{loan.library} is closed on {as_of}: {stage.channel} notices wait "
+                                                f"for its next open day"))
 
     resumed = policy.resumed_on
     if resumed is not None:
@@ -70,15 +104,26 @@ def checks(policy: Policy, stage_index: int, cand: Candidate, as_of: dt.date) ->
         else:
             out.append(Check("before_due", False, f"{as_of} is not before the due date {due}"))
 
-    aud = stage.audience
-    if cand.record_type not in aud.record_types:
-        out.append(Check("audience", False, f"record type {cand.record_type!r} does not receive this stage"))
-    elif aud.user_groups is not None and cand.user_group not in aud.user_groups:
-        out.append(Check("audience", False, f"user group {cand.user_group!r} does not receive this stage"))
-    else:
-        out.append(Check("audience", True, f"record type {cand.record_type!r}"
-                                           + (f", group {cand.user_group!r}" if cand.user_group else "")))
+    out.append(_audience(stage.audience, cand))
     return out
+
+
+def _audience(aud, cand: Candidate) -> Check:
+    loan = cand.loan
+    if cand.record_type not in aud.record_types:
+        return Check("audience", False, f"record type {cand.record_type!r} does not receive this stage")
+    if aud.user_groups is not None and cand.user_group not in aud.user_groups:
+        return Check("audience", False, f"user group {cand.user_group!r} does not receive this stage")
+    if aud.item_types is not None and loan.item_type not in aud.item_types:
+        return Check("audience", False, f"item type {loan.item_type!r} is not among this stage's "
+                                        f"({', '.join(aud.item_types) or 'none'})")
+    if aud.libraries is not None and loan.library not in aud.libraries:
+        return Check("audience", False, f"library {loan.library} is not among this stage's "
+                                        f"({', '.join(aud.libraries) or 'none'})")
+    return Check("audience", True, f"record type {cand.record_type!r}"
+                                   + (f", group {cand.user_group!r}" if cand.user_group else "")
+                                   + (f", item type {loan.item_type!r}" if aud.item_types is not None else "")
+                                   + (f", library {loan.library}" if aud.libraries is not None else ""))
 
 
 def is_due(policy: Policy, stage_index: int, cand: Candidate, as_of: dt.date) -> bool:
@@ -92,20 +137,58 @@ def due_pairs(policy: Policy, candidates: list[Candidate], as_of: dt.date) -> se
 
 
 def due_ranges(policy: Policy, as_of: dt.date) -> list[tuple[dt.date, dt.date]]:
-    """Due-date ranges (inclusive) in which a loan can have a stage due on as_of: the SQL pre-filter."""
+    """Due-date ranges (inclusive) in which a loan can have a stage due on as_of: the SQL pre-filter,
+    over every library's timeline and calendar (a stage's trigger never comes earlier for a later
+    due date, so each range is found by bisection)."""
+    line = timeline(policy)
+    libraries = [""] + list(policy.libraries)
     ranges = []
-    for stage in policy.stages:
-        hi = as_of - dt.timedelta(days=stage.offset_days)
-        lo = hi - dt.timedelta(days=policy.window(stage))
-        if policy.resumed_on is not None:
-            lo = max(lo, policy.resumed_on - dt.timedelta(days=stage.offset_days))
-        if lo <= hi:
-            ranges.append((lo, hi))
-    return ranges
+    for si in range(len(policy.stages)):
+        for library in libraries:
+            stage = line.stage(si, library)
+            first = as_of - dt.timedelta(days=policy.window(stage))
+            if policy.resumed_on is not None:
+                first = max(first, policy.resumed_on)
+            if first > as_of:
+                continue
+            lo = _first_due(lambda due: _on(line, si, library, due) >= first, as_of, stage)
+            hi = _first_due(lambda due: _on(line, si, library, due) > as_of, as_of, stage) - dt.timedelta(days=1)
+            if lo <= hi:
+                ranges.append((lo, hi))
+    return _merged(ranges)
 
 
-def stage_window_contains(policy: Policy, stage_index: int, due: dt.date, as_of: dt.date) -> bool:
-    """Whether a due date lies in the stage's pre-filter range (the engine is only asked about those)."""
-    stage = policy.stages[stage_index]
-    late = (as_of - trigger_date(stage, due)).days
-    return 0 <= late <= policy.window(stage)
+def _on(line, si: int, library: str, due: dt.date) -> dt.date:
+    on = line.trigger(si, library, due).on
+    return on if on is not None else dt.date.max
+
+
+def _first_due(pred, as_of: dt.date, stage: Stage) -> dt.date:
+    """The first due date for which ``pred`` (monotone: false, then true) holds, by bisection over
+    every due date whose trigger could fall near as_of."""
+    span = 2 * HORIZON_DAYS + abs(stage.offset_days)
+    lo, hi = as_of.toordinal() - span, as_of.toordinal() + span
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(dt.date.fromordinal(mid)):
+            hi = mid
+        else:
+            lo = mid + 1
+    return dt.date.fromordinal(lo)
+
+
+def _merged(ranges: list[tuple[dt.date, dt.date]]) -> list[tuple[dt.date, dt.date]]:
+    out: list[tuple[dt.date, dt.date]] = []
+    for lo, hi in sorted(set(ranges)):
+        if out and lo <= out[-1][1] + dt.timedelta(days=1):
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def stage_window_contains(policy: Policy, stage_index: int, loan: Loan, as_of: dt.date) -> bool:
+    """Whether a loan lies in the stage's pre-filter range (the engine is only asked about those)."""
+    line = timeline(policy)
+    t = line.trigger(stage_index, loan.library, loan.due_date).on
+    return t is not None and 0 <= (as_of - t).days <= policy.window(line.stage(stage_index, loan.library))

@@ -20,6 +20,7 @@ from durable.engine import Host
 
 from engine.facts import IDENTITY_FIELDS, Candidate
 from engine.policy import Policy
+from engine.timeline import timeline
 
 RULESET = "reminders"
 BATCH = 500
@@ -36,24 +37,38 @@ class _SyncHost(Host):
         pass
 
 
-def _stage_condition(policy: Policy, index: int) -> dict:
-    stage = policy.stages[index]
-    offset, window = stage.offset_days, policy.window(stage)
+NEVER = -10 ** 6       # "days late" of a stage that finds no open day to go out on: never in a window
+
+
+def _stage_condition(policy: Policy, index: int, library: str | None) -> dict:
+    """Stage ``index`` as the institution runs it (``library`` None: for every library that does
+    not override it) or as ``library`` does."""
+    line = timeline(policy)
+    stage = line.stage(index, library) if library is not None else policy.stages[index]
+    window = policy.window(stage)
     conds: list[dict] = [
         {"s": index},
         {"open": 1},
-        {"$gte": {"el": offset}},            # trigger date on or before as_of
-        {"$lte": {"el": offset + window}},   # ... and within the catch-up window
+        {"$gte": {"lt": 0}},                 # trigger date on or before as_of
+        {"$lte": {"lt": window}},            # ... and within the catch-up window
         {"$lt": {"lr": index}},              # neither this stage nor a later one in the ledger
     ]
+    if library is not None:                 # this library's own rule
+        conds.append({"lib": library})
+    else:                                   # the institution's, for the libraries that keep it
+        conds.extend({"$neq": {"lib": code}} for code, _ in line.variants(index) if code is not None)
     if policy.resumed_on is not None:       # trigger on or after the restart day
-        conds.append({"$gte": {"due": policy.resumed_on.toordinal() - offset}})
-    if offset < 0:                          # a stage before the due date only before it
+        conds.append({"$gte": {"tr": policy.resumed_on.toordinal()}})
+    if stage.offset_days < 0:               # a stage before the due date only before it
         conds.append({"$lt": {"el": 0}})
+    if not line.calendar.empty and not line.sends_on_closed_days(stage.channel):
+        conds.append({"od": 1})             # letters go out on the library's open days only
     conds.extend({"$neq": {"st": status}} for status in sorted(policy.excluded_statuses))
-    conds.append(_one_of("rt", stage.audience.record_types))
-    if stage.audience.user_groups is not None:
-        conds.append(_one_of("ug", stage.audience.user_groups))
+    aud = stage.audience
+    conds.append(_one_of("rt", aud.record_types))
+    for field, values in (("ug", aud.user_groups), ("it", aud.item_types), ("lib", aud.libraries)):
+        if values is not None:
+            conds.append(_one_of(field, values))
     return {"$and": conds}
 
 
@@ -65,15 +80,21 @@ def _one_of(field: str, values: list[str]) -> dict:
 
 def _event(seq: int, ci: int, si: int, cand: Candidate, policy: Policy, as_of: dt.date) -> dict:
     loan = cand.loan
+    line = timeline(policy)
+    on = line.trigger(si, loan.library, loan.due_date).on
     recorded = [i for i, s in enumerate(policy.stages) if s.id in cand.recorded]
     return {
         "id": seq, "c": ci, "s": si,
         "el": (as_of - loan.due_date).days,
-        "due": loan.due_date.toordinal(),
+        "lt": (as_of - on).days if on is not None else NEVER,
+        "tr": on.toordinal() if on is not None else 0,
+        "od": 1 if line.calendar.is_open(loan.library, as_of) else 0,
         "open": 1 if loan.returned_on is None else 0,
         "st": loan.status,
         "rt": cand.record_type,
         "ug": cand.user_group,
+        "it": loan.item_type,
+        "lib": loan.library,
         "lr": max(recorded, default=-1),
     }
 
@@ -104,9 +125,10 @@ def evaluate_here(policy: Policy, candidates: list[Candidate], as_of: dt.date,
                 raise
         return action
 
+    line = timeline(policy)
     rules: dict = {
-        f"stage_{i}": {"pri": 1, "all": [{"m": _stage_condition(policy, i)}], "run": recorder(True)}
-        for i in range(len(policy.stages))
+        f"stage_{i}_{code or ''}": {"pri": 1, "all": [{"m": _stage_condition(policy, i, code)}], "run": recorder(True)}
+        for i in range(len(policy.stages)) for code, _ in line.variants(i)
     }
     rules["not_due"] = {"pri": 9, "all": [{"m": {"$gte": {"s": 0}}}], "run": recorder(False)}
 

@@ -76,7 +76,7 @@ def _require_current_schema(engine: Engine, url: str) -> None:
 def _loan(row) -> Loan:
     return Loan(loan_id=row.loan_id, patron_id=row.patron_id, library=row.library, due_date=row.due_date,
                 item_barcode=row.item_barcode, title=row.title, returned_on=row.returned_on, status=row.status,
-                closed_reason=row.closed_reason)
+                closed_reason=row.closed_reason, item_type=row.item_type or "", loan_policy=row.loan_policy or "")
 
 
 def _patron(row) -> Patron:
