@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -21,8 +21,8 @@ from engine.calendar import Calendar, build_calendar
 from engine.channels import DEFAULT, NAME_PATTERN, unknown_channel
 from engine.facts import RecordType
 
-if TYPE_CHECKING:
-    from engine.policy import Policy, Stage
+Policy = Any    # engine.policy.Policy, which imports this module (its stages are engine.policy.Stage)
+Stage = Any
 
 __all__ = ["MAX_OFFSET", "Audience", "Count", "StageOverride", "Timeline", "Trigger", "check_timelines",
            "known_channel", "timeline"]
