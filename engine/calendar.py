@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 __all__ = ["HORIZON_DAYS", "WEEKDAYS", "Calendar", "CalendarSpec", "ClosedDays", "ClosedRange", "build_calendar"]
 
@@ -44,11 +44,16 @@ class ClosedRange(_Strict):
             yield self.from_ + dt.timedelta(days=i)
 
 
+def _closed_kind(value) -> str:
+    return "function-range" if isinstance(value, (dict, ClosedRange)) else "function-date"   # not in loc
+
+
 class ClosedDays(_Strict):
     """When one library (or the whole institution) is closed."""
 
     closed_weekdays: list[Weekday] = Field(default=[], description="Weekly closing days, e.g. [saturday, sunday]")
-    closed: list[dt.date | ClosedRange] = Field(
+    closed: list[Annotated[Annotated[dt.date, Tag("function-date")] | Annotated[ClosedRange, Tag("function-range")],
+                           Discriminator(_closed_kind)]] = Field(
         default=[], description="Closed dates (2026-12-25) and ranges ({from: 2026-07-25, to: 2026-08-23})")
     ical: str | None = Field(default=None, pattern=r"^[^\n]+\.(ics|ical|ifb)$",
                              description="An iCalendar file (relative to the rules folder): every day one of "
