@@ -129,6 +129,7 @@ CREATE TABLE asset.copy (
 	barcode		TEXT				NOT NULL,
 	dummy_title	TEXT,
 	dummy_author	TEXT,
+	circ_modifier	TEXT,
 	deleted		BOOL				NOT NULL DEFAULT FALSE
 );
 
@@ -264,7 +265,8 @@ class Evergreen:
                      pc=post_code)
             self.sql("UPDATE actor.usr SET mailing_address = :a WHERE id = :u", a=address, u=usr)
 
-    def copy(self, barcode: str, title: str | None, circ_lib: int, *, dummy_title: str | None = None) -> int:
+    def copy(self, barcode: str, title: str | None, circ_lib: int, *, dummy_title: str | None = None,
+             circ_modifier: str | None = None) -> int:
         copy = self._id()
         if title is None:      # a pre-catalogued item: the -1 call number, its own title
             call_number = -1
@@ -274,18 +276,19 @@ class Evergreen:
             self.sql("INSERT INTO asset.call_number (id, creator, editor, record, owning_lib, label, label_class) "
                      "VALUES (:c, 1, 1, :r, :o, 'QA 1', 1)", c=call_number, r=record, o=circ_lib)
         self.sql("INSERT INTO asset.copy (id, circ_lib, creator, call_number, editor, loan_duration, fine_level, "
-                 "barcode, dummy_title) VALUES (:i, :lib, 1, :cn, 1, 2, 2, :b, :dt)", i=copy, lib=circ_lib,
-                 cn=call_number, b=barcode, dt=dummy_title)
+                 "barcode, dummy_title, circ_modifier) VALUES (:i, :lib, 1, :cn, 1, 2, 2, :b, :dt, :cm)", i=copy,
+                 lib=circ_lib, cn=call_number, b=barcode, dt=dummy_title, cm=circ_modifier)
         return copy
 
     def checkout(self, circ: int, *, usr: int, barcode: str, title: str | None, circ_lib: int, due: str,
-                 dummy_title: str | None = None, parent: int | None = None) -> int:
-        copy = self.copy(barcode, title, circ_lib, dummy_title=dummy_title)
+                 dummy_title: str | None = None, parent: int | None = None, circ_modifier: str | None = None,
+                 rule: str = "default") -> int:
+        copy = self.copy(barcode, title, circ_lib, dummy_title=dummy_title, circ_modifier=circ_modifier)
         self.sql("INSERT INTO action.circulation (id, usr, xact_start, target_copy, circ_lib, circ_staff, "
                  "renewal_remaining, grace_period, due_date, duration, duration_rule, recurring_fine_rule, "
                  "max_fine_rule, parent_circ) VALUES (:i, :u, '2026-10-01 10:00+02', :c, :lib, 1, 2, '1 day', "
-                 ":due, '21 days', 'default', 'default', 'default', :parent)", i=circ, u=usr, c=copy, lib=circ_lib,
-                 due=due, parent=parent)
+                 ":due, '21 days', :rule, 'default', 'default', :parent)", i=circ, u=usr, c=copy, lib=circ_lib,
+                 due=due, parent=parent, rule=rule)
         return copy
 
     def check_in(self, circ: int, at: str, stop_fines: str = "CHECKIN") -> None:

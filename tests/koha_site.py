@@ -81,6 +81,7 @@ DDL = [
   `itemlost_on` datetime DEFAULT NULL,
   `holdingbranch` varchar(10) DEFAULT NULL,
   `onloan` date DEFAULT NULL,
+  `itype` varchar(10) DEFAULT NULL,
   PRIMARY KEY (`itemnumber`),
   UNIQUE KEY `itembarcodeidx` (`barcode`),
   KEY `itembibnoidx` (`biblionumber`),
@@ -199,18 +200,19 @@ class Koha:
                  cat=category, branch=branch, lang=lang, sn=streetnumber, addr=address, zip=zipcode, city=city,
                  country=country, phone=phone, gone=gonenoaddress)
 
-    def item(self, barcode: str, title: str, branch: str) -> int:
+    def item(self, barcode: str, title: str, branch: str, itype: str | None = None) -> int:
         self._item += 1
         number = self._item
         self.sql("INSERT INTO biblio (biblionumber, title, datecreated) VALUES (:n, :t, '2020-01-01')",
                  n=number, t=title)
         self.sql("INSERT INTO items (itemnumber, biblionumber, biblioitemnumber, barcode, homebranch, "
-                 "holdingbranch) VALUES (:n, :n, :n, :b, :br, :br)", n=number, b=barcode, br=branch)
+                 "holdingbranch, itype) VALUES (:n, :n, :n, :b, :br, :br, :ty)", n=number, b=barcode, br=branch,
+                 ty=itype)
         return number
 
     def checkout(self, issue_id: int, *, patron: int, barcode: str, title: str, branch: str, due: str,
-                 issued: str = "2026-10-01 10:00:00") -> int:
-        item = self.item(barcode, title, branch)
+                 issued: str = "2026-10-01 10:00:00", itype: str | None = None) -> int:
+        item = self.item(barcode, title, branch, itype)
         self.sql("INSERT INTO issues (issue_id, borrowernumber, itemnumber, date_due, branchcode, issuedate) "
                  "VALUES (:i, :p, :it, :due, :br, :issued)", i=issue_id, p=patron, it=item, due=due, br=branch,
                  issued=issued)

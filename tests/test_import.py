@@ -42,7 +42,7 @@ def loan_line(loan_id, patron_id, library, due, *, returned="", status="", title
     values = {"loan_id": loan_id, "patron_id": patron_id, "item_barcode": f"B-{loan_id}",
               "title": title if title is not None else f"Title {loan_id}", "library": library,
               "due_date": due, "returned_on": returned, "status": status}
-    return ",".join(values[name] for name in LOAN_FIELDS)
+    return ",".join(values.get(name, "") for name in LOAN_FIELDS)
 
 
 def write(path: Path, header: tuple[str, ...] | str, lines: list[str]) -> Path:

@@ -58,7 +58,7 @@ def load_library(eg: Evergreen) -> None:
     out(112, usr=2, barcode="3000000112", title=None, dummy_title="Thèse de M. Dupont", circ_lib=SCI,
         due="2026-11-16 23:59:59+01")                                        # pre-catalogued, same reminder
     out(103, usr=1, barcode="3000000103", title="Droit constitutionnel", circ_lib=DROIT,
-        due="2026-11-02 23:59:59+01")                                        # second reminder today
+        due="2026-11-02 23:59:59+01", circ_modifier="PRET_COURT", rule="7_days_0_renew")                                        # second reminder today
     out(104, usr=3, barcode="3000000104", title="Chimie organique", circ_lib=SCI,
         due="2026-10-19 23:59:59+02")                                        # letter today
     out(105, usr=3, barcode="3000000105", title="Droit des contrats", circ_lib=DROIT,
@@ -93,21 +93,21 @@ patron_id,barcode,first_name,last_name,email,preferred_language,account_type,rec
 5,2000000005,Zoé,Bernard,,,internal,public,Patrons,,,,,,
 """
 LOANS_CSV = """\
-loan_id,patron_id,item_barcode,title,library,due_date,returned_on,status
-101,1,3000000101,Introduction à l'algèbre linéaire,SCI,2026-11-26,,
-102,2,3000000102,Thermodynamique,SCI,2026-11-16,,
-112,2,3000000112,Thèse de M. Dupont,SCI,2026-11-16,,
-103,1,3000000103,Droit constitutionnel,DROIT,2026-11-02,,
-104,3,3000000104,Chimie organique,SCI,2026-10-19,,
-105,3,3000000105,Droit des contrats,DROIT,2026-11-16,,
-106,2,3000000106,Ouvrage 106,SCI,2026-11-16,,lost
-107,2,3000000107,Ouvrage 107,SCI,2026-11-16,,claimed_returned
-108,2,3000000108,Ouvrage 108,SCI,2026-11-16,,lost
-113,4,3000000113,Analyse,SCI,2026-11-16,,
-109,1,3000000109,Géologie,SCI,2026-11-16,2026-11-16,
-1109,1,3000000109,Géologie,SCI,2026-12-14,,
-110,2,3000000110,Procédure civile,DROIT,2026-11-16,2026-11-20,
-111,5,3000000111,Botanique,SCI,2026-11-16,,
+loan_id,patron_id,item_barcode,title,library,due_date,returned_on,status,item_type,loan_policy
+101,1,3000000101,Introduction à l'algèbre linéaire,SCI,2026-11-26,,,,default
+102,2,3000000102,Thermodynamique,SCI,2026-11-16,,,,default
+112,2,3000000112,Thèse de M. Dupont,SCI,2026-11-16,,,,default
+103,1,3000000103,Droit constitutionnel,DROIT,2026-11-02,,,PRET_COURT,7_days_0_renew
+104,3,3000000104,Chimie organique,SCI,2026-10-19,,,,default
+105,3,3000000105,Droit des contrats,DROIT,2026-11-16,,,,default
+106,2,3000000106,Ouvrage 106,SCI,2026-11-16,,lost,,default
+107,2,3000000107,Ouvrage 107,SCI,2026-11-16,,claimed_returned,,default
+108,2,3000000108,Ouvrage 108,SCI,2026-11-16,,lost,,default
+113,4,3000000113,Analyse,SCI,2026-11-16,,,,default
+109,1,3000000109,Géologie,SCI,2026-11-16,2026-11-16,,,default
+1109,1,3000000109,Géologie,SCI,2026-12-14,,,,default
+110,2,3000000110,Procédure civile,DROIT,2026-11-16,2026-11-20,,,default
+111,5,3000000111,Botanique,SCI,2026-11-16,,,,default
 """
 REQUESTS_CSV = """\
 request_id,patron_id,title,library,pickup_library,placed_on,status,expires_on

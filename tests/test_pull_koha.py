@@ -58,9 +58,9 @@ def load_library(koha: Koha) -> None:
     checkout(101, patron=1, barcode="3000000101", title="Introduction à l'algèbre linéaire /", branch="SCI",
              due="2026-11-26 23:59:00")                                      # courtesy today
     checkout(102, patron=2, barcode="3000000102", title="Thermodynamique :", branch="SCI",
-             due="2026-11-16 23:59:00")                                      # first reminder today
+             due="2026-11-16 23:59:00", itype="BK")                                      # first reminder today
     checkout(103, patron=1, barcode="3000000103", title="Droit constitutionnel", branch="DROIT",
-             due="2026-11-02 23:59:00")                                      # second reminder today
+             due="2026-11-02 23:59:00", itype="PRET_COURT")                                      # second reminder today
     checkout(104, patron=3, barcode="3000000104", title="Chimie organique", branch="SCI",
              due="2026-10-19 23:59:00")                                      # letter today
     checkout(105, patron=3, barcode="3000000105", title="Droit des contrats", branch="DROIT",
@@ -94,18 +94,18 @@ patron_id,barcode,first_name,last_name,email,preferred_language,account_type,rec
 5,borrowernumber:5,Zoé,Bernard,,,internal,public,ETU,,,,,,
 """
 LOANS_CSV = """\
-loan_id,patron_id,item_barcode,title,library,due_date,returned_on,status
-101,1,3000000101,Introduction à l'algèbre linéaire,SCI,2026-11-26,,
-102,2,3000000102,Thermodynamique,SCI,2026-11-16,,
-103,1,3000000103,Droit constitutionnel,DROIT,2026-11-02,,
-104,3,3000000104,Chimie organique,SCI,2026-10-19,,
-105,3,3000000105,Droit des contrats,DROIT,2026-11-16,,
-106,2,3000000106,Optique,SCI,2026-11-16,,lost
-107,2,3000000107,Mécanique,SCI,2026-11-16,,claimed_returned
-108,4,3000000108,Analyse,SCI,2026-11-16,,
-109,1,3000000109,Géologie,SCI,2026-12-14,,
-110,2,3000000110,Procédure civile,DROIT,2026-11-16,2026-11-20,
-111,5,3000000111,Botanique,SCI,2026-11-16,,
+loan_id,patron_id,item_barcode,title,library,due_date,returned_on,status,item_type
+101,1,3000000101,Introduction à l'algèbre linéaire,SCI,2026-11-26,,,
+102,2,3000000102,Thermodynamique,SCI,2026-11-16,,,BK
+103,1,3000000103,Droit constitutionnel,DROIT,2026-11-02,,,PRET_COURT
+104,3,3000000104,Chimie organique,SCI,2026-10-19,,,
+105,3,3000000105,Droit des contrats,DROIT,2026-11-16,,,
+106,2,3000000106,Optique,SCI,2026-11-16,,lost,
+107,2,3000000107,Mécanique,SCI,2026-11-16,,claimed_returned,
+108,4,3000000108,Analyse,SCI,2026-11-16,,,
+109,1,3000000109,Géologie,SCI,2026-12-14,,,
+110,2,3000000110,Procédure civile,DROIT,2026-11-16,2026-11-20,,
+111,5,3000000111,Botanique,SCI,2026-11-16,,,
 """
 REQUESTS_CSV = """\
 request_id,patron_id,title,library,pickup_library,placed_on,status,expires_on

@@ -291,7 +291,21 @@ def test_rows_are_stored_as_given(store, policy):
                    now=NOW)
     with store.engine.connect() as conn:
         row = conn.execute(select(*(loans.c[f] for f in LOAN_FIELDS))).one()
-    assert tuple(row) == ("L1", "P1", "B-L1", "Titre L1", "SCI", d("2026-11-21"), None, "")
+    assert tuple(row) == ("L1", "P1", "B-L1", "Titre L1", "SCI", d("2026-11-21"), None, "", "", "")
+
+
+def test_item_type_and_loan_policy_are_stored_and_compared(store, policy):
+    """Optional columns: stored as given, "" when absent; a change of item type is a change."""
+    first = {**loan("L1"), "item_type": "PRET_COURT", "loan_policy": "3 jours"}
+    report = import_records(store, policy, "loans", [(1, first)], source="l.csv", now=NOW)
+    assert report.inserted == 1
+    again = import_records(store, policy, "loans", [(1, first)], source="l.csv", now=NOW)
+    assert (again.changed, again.unchanged) == (0, 1)
+    changed = import_records(store, policy, "loans", [(1, {**first, "item_type": "LIVRE"})], source="l.csv", now=NOW)
+    assert changed.changed == 1
+    with store.engine.connect() as conn:
+        assert tuple(conn.execute(select(loans.c.item_type, loans.c.loan_policy)).one()) == ("LIVRE", "3 jours")
+    assert store.loan("L1").item_type == "LIVRE" and store.loan("L1").loan_policy == "3 jours"
 
 
 def test_values_a_driver_hands_over_are_taken_as_their_text(store, policy):

@@ -157,7 +157,7 @@ def test_each_preset_query_returns_exactly_rappels_columns_by_name(name):
     for kind, query in PRESETS[name].queries.items():
         select_list = query.split("\nSELECT ", 1)[1].split("\n  FROM ", 1)[0]
         named = re.findall(r"\bAS (\w+),?\s*$", select_list, re.M)
-        assert named == list(fields[kind]), (name, kind)
+        assert named == list(fields[kind]), (name, kind)     # item_type and loan_policy included
 
 
 def test_the_daemon_sees_an_edit_of_sources_yaml_and_reads_its_own_copy(tmp_path):

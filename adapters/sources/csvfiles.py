@@ -24,7 +24,7 @@ from pathlib import Path
 from adapters.sources.records import FIELDS, ImportReport, RowChecker, Undecodable, load
 from adapters.store.database import Store
 from adapters.store.retention import forgotten_ids
-from adapters.store.schema import patrons
+from adapters.store.schema import OPTIONAL_FIELDS, patrons
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
 
@@ -127,7 +127,7 @@ class CsvRecords:
 
         def missing(delimiter: str) -> list[str]:
             found = set(columns(delimiter))
-            return [f for f in fields if f not in found]
+            return [f for f in fields if f not in found and f not in OPTIONAL_FIELDS]
 
         given = self.reading.delimiter
         delimiter = given or min(DELIMITERS, key=lambda d: len(missing(d)))   # ties: , then ; then tab

@@ -28,6 +28,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from adapters.store.schema import OPTIONAL_FIELDS
+
 __all__ = ["ColumnsMismatch", "QueryFailed", "Reading", "SourceUnavailable", "SqlSource", "as_text", "safe_url"]
 
 STREAM_ROWS = 2000          # rows fetched from the server at a time
@@ -198,7 +200,7 @@ class Reading:
         except SQLAlchemyError as exc:
             raise QueryFailed(_driver_message(exc)) from None
         names = list(result.keys())
-        missing = [c for c in columns if c not in names]
+        missing = [c for c in columns if c not in names and c not in OPTIONAL_FIELDS]
         extra = [n for n in names if n not in columns] or sorted({n for n in names if names.count(n) > 1})
         if missing or extra:
             result.close()

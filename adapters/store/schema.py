@@ -13,7 +13,9 @@ metadata = MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
-LOAN_FIELDS = ("loan_id", "patron_id", "item_barcode", "title", "library", "due_date", "returned_on", "status")
+LOAN_FIELDS = ("loan_id", "patron_id", "item_barcode", "title", "library", "due_date", "returned_on", "status",
+               "item_type", "loan_policy")
+OPTIONAL_FIELDS = frozenset({"item_type", "loan_policy"})   # columns an export may leave out: "" then
 REQUEST_FIELDS = ("request_id", "patron_id", "title", "library", "pickup_library", "placed_on", "status",
                   "expires_on")
 

@@ -84,7 +84,9 @@ SELECT circ.id AS loan_id,
                             WHEN 'CLAIMSRETURNED' THEN 'claimed_returned'
                             WHEN 'LONGOVERDUE' THEN 'lost'
                             WHEN 'CLAIMSNEVERCHECKEDOUT' THEN 'claimed_returned'
-                            ELSE '' END AS status
+                            ELSE '' END AS status,
+       COALESCE(acp.circ_modifier, '') AS item_type,
+       circ.duration_rule AS loan_policy
   FROM circ
   JOIN actor.usr u ON u.id = circ.usr AND NOT u.deleted
   JOIN asset.copy acp ON acp.id = circ.target_copy

@@ -70,13 +70,15 @@ SELECT i.issue_id AS loan_id,
                           WHERE rc.itemnumber = i.itemnumber AND rc.issue_id = i.issue_id
                             AND rc.resolution IS NULL) THEN 'claimed_returned'
             WHEN it.itemlost <> 0 THEN 'lost'
-            ELSE '' END AS status
+            ELSE '' END AS status,
+       COALESCE(it.itype, '') AS item_type,
+       '' AS loan_policy
   FROM issues i
   JOIN items it ON it.itemnumber = i.itemnumber
   LEFT JOIN biblio bib ON bib.biblionumber = it.biblionumber
 UNION ALL
 SELECT o.issue_id, o.borrowernumber, it.barcode, {TITLE}, COALESCE(o.branchcode, it.homebranch),
-       o.date_due, o.returndate, ''
+       o.date_due, o.returndate, '', COALESCE(it.itype, ''), ''
   FROM old_issues o
   JOIN borrowers b ON b.borrowernumber = o.borrowernumber
   LEFT JOIN items it ON it.itemnumber = o.itemnumber
