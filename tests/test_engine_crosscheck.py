@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 
 from adapters import isolation
 from engine import decide, reference, rules
+from engine.calendar import WEEKDAYS
 from engine.facts import Candidate, Loan
 from engine.policy import Policy
+from engine.timeline import timeline
 
 try:
     from tests.engine_cases import cand, d, default_policy
@@ -50,9 +52,15 @@ def _subset(mask: int, values: list) -> list:
     return [v for i, v in enumerate(values) if mask >> i & 1]
 
 
-STAGE_RADICES = (2, 9, 32, 128)              # channel, window, record types, user groups
+STAGE_RADICES = (2, 9, 32, 128, 2, 8, 4)     # channel, window, record types, user groups, count, item types, libraries
 LOAN_RADICES = ((4, 5, 10, 86),          # aimed at a trigger?, which stage, how late, or as_of - due
-                (11, 10, 3, 5, 128, 4))  # returned, status, record type, user group, recorded (<64: none), patron
+                (2, 4, 11, 10, 3, 5, 128, 4))  # library, item type, returned, status, record type, user group,
+#                                                recorded (<64: none), patron
+CALENDAR_RADICES = (4, 128, 41, 10, 3, 3)    # none?, closed weekdays, closure start - BASE, its length,
+#                                              SCI's own closed day (none, BASE, BASE+1), email on closed days
+OVERRIDE_RADICES = (6, 11, 3, 3, 4)          # DROIT's stage (0: none), offset change, count, channel, window
+ITEM_TYPES = ["", "LIVRE", "PRET_COURT"]
+LIBRARIES = ["SCI", "DROIT"]
 _POLICY = st.tuples(
     st.integers(1, 5),                                                         # how many stages
     st.tuples(*[st.integers(-10, 60)] * 5),                                    # offsets (sorted, unique)
@@ -61,6 +69,8 @@ _POLICY = st.tuples(
     st.integers(0, 2 ** (len(STATUSES) - 1) - 1),                              # excluded statuses
     st.integers(0, 9),                                                         # 0: excludes "" too
     st.none() | st.integers(-75, 15),                                          # restart day - BASE
+    st.integers(0, math.prod(CALENDAR_RADICES) - 1),                           # the calendar
+    st.integers(0, math.prod(OVERRIDE_RADICES) - 1),                           # DROIT's own timeline
 )
 _AS_OF = st.integers(-10, 10)                                                  # as_of - BASE
 _HOW_MANY = st.integers(1, 12)
@@ -77,11 +87,14 @@ _SCENARIO = _scenario()
 
 
 def build_policy(raw) -> Policy:
-    how_many, offsets, stage_codes, window, excluded, exclude_blank, restart = raw
+    how_many, offsets, stage_codes, window, excluded, exclude_blank, restart, calendar_code, override_code = raw
     stages = []
     for i, offset in enumerate(sorted(set(offsets))[:how_many]):
-        channel, stage_window, record_types, groups = _digits(stage_codes[i], *STAGE_RADICES)
+        channel, stage_window, record_types, groups, count, item_types, libraries = _digits(
+            stage_codes[i], *STAGE_RADICES)
         stage = {"id": f"s{i}_{offset + 10}", "offset_days": offset, "channel": ["email", "letter"][channel]}
+        if count:
+            stage["count"] = "open_days"
         if stage_window <= 5:                           # 6, 7, 8: the policy's default window
             stage["max_delay_days"] = stage_window
         audience = {}
@@ -89,6 +102,10 @@ def build_policy(raw) -> Policy:
             audience["record_types"] = _subset(record_types - 24, RECORD_TYPES)
         if groups >= 96:                                # else every group
             audience["user_groups"] = _subset(groups - 96, GROUPS)
+        if item_types:                                  # 0: every item type
+            audience["item_types"] = _subset(item_types - 1, ITEM_TYPES)
+        if libraries >= 2:                              # else every library
+            audience["libraries"] = [LIBRARIES[libraries - 2]]
         if audience:
             stage["audience"] = audience
         stages.append(stage)
@@ -98,11 +115,50 @@ def build_policy(raw) -> Policy:
         "max_delay_days": window,
         "exclude_statuses": _subset(excluded, STATUSES[1:]) + ([""] if exclude_blank == 0 else []),
         "stages": stages,
-        "libraries": {"SCI": {"name": "Sciences", "letters": {"printer": "p"}}},
+        "libraries": {"SCI": {"name": "Sciences", "letters": {"printer": "p"}},
+                      "DROIT": {"name": "Droit", "letters": {"printer": "q"}}},
     }
     if restart is not None:
         data["restart"] = {"resumed_on": BASE + dt.timedelta(days=restart)}
+    _calendar(data, calendar_code)
+    _override(data, override_code)
     return Policy.model_validate(data)
+
+
+def _calendar(data: dict, code: int) -> None:
+    none, weekdays, start, length, own, email = _digits(code, *CALENDAR_RADICES)
+    if none == 0:                                       # a quarter of the policies: no calendar
+        return
+    closed_weekdays = _subset(weekdays if weekdays != 127 else 0, list(WEEKDAYS))
+    first = BASE + dt.timedelta(days=start - 20)
+    calendar: dict = {"closed_weekdays": closed_weekdays,
+                      "closed": [{"from": first, "to": first + dt.timedelta(days=length)}, BASE + dt.timedelta(days=3)]}
+    if email:
+        calendar["send_on_closed_days"] = {"email": email == 1}
+    data["calendar"] = calendar
+    if own:
+        data["libraries"]["SCI"]["calendar"] = {"closed": [BASE + dt.timedelta(days=own - 1)]}
+
+
+def _override(data: dict, code: int) -> None:
+    which, change, count, channel, window = _digits(code, *OVERRIDE_RADICES)
+    stages = data["stages"]
+    if not which or which > len(stages):
+        return
+    i = which - 1
+    offset = stages[i]["offset_days"] + change - 5
+    low = stages[i - 1]["offset_days"] if i else -10 ** 6
+    high = stages[i + 1]["offset_days"] if i + 1 < len(stages) else 10 ** 6
+    override: dict = {"id": stages[i]["id"]}
+    if low < offset < high:
+        override["offset_days"] = offset
+    if count:
+        override["count"] = ["days", "open_days"][count - 1]
+    if channel:
+        override["channel"] = ["email", "letter"][channel - 1]
+    if window:
+        override["max_delay_days"] = window - 1
+    data["libraries"]["DROIT"]["stages"] = [override]
 
 
 RETURNED = [None] * 7 + [-3, 0, 9, 40]                  # days after the due date, or still open
@@ -113,7 +169,7 @@ def build_candidates(policy: Policy, as_of: dt.date, codes: list[tuple[int, int]
     out = []
     for i, code in enumerate(codes):
         aimed, stage, late, elapsed = _digits(code[0], *LOAN_RADICES[0])
-        returned, status, record_type, group, recorded, who = _digits(code[1], *LOAN_RADICES[1])
+        library, item_type, returned, status, record_type, group, recorded, who = _digits(code[1], *LOAN_RADICES[1])
         if aimed < 3:   # due date aimed at a stage's trigger: -2..7 days late on as_of
             elapsed = policy.stages[stage % n].offset_days + late - 2
         else:           # anywhere: as_of - due in -15..70
@@ -121,7 +177,8 @@ def build_candidates(policy: Policy, as_of: dt.date, codes: list[tuple[int, int]
         due = as_of - dt.timedelta(days=elapsed)
         ids = [s.id for s in policy.stages] + ["retired_stage"] * (6 - n)
         out.append(Candidate(
-            loan=Loan(loan_id=f"L{i}", patron_id=f"P{who}", library="SCI", due_date=due,
+            loan=Loan(loan_id=f"L{i}", patron_id=f"P{who}", library=LIBRARIES[library], due_date=due,
+                      item_type=ITEM_TYPES[item_type % 3],
                       returned_on=None if RETURNED[returned] is None else due + dt.timedelta(days=RETURNED[returned]),
                       status="" if status < 5 else STATUSES[status - 4]),
             record_type=RECORD_TYPES[record_type],
@@ -162,6 +219,15 @@ def test_rules_equal_reference_on_all_pairs():
                 failed = [c.name for c in reference.checks(policy, si, cand_, as_of) if not c.ok]
                 if len(failed) == 1:
                     stats["only " + failed[0]] += 1
+        # calendars, item types and library overrides are exercised, not only drawn
+        line = timeline(policy)
+        for ci, si in expected:
+            ln = cands[ci].loan
+            trig = line.trigger(si, ln.library, ln.due_date)
+            stats["due on DROIT's own rule"] += line.override(si, ln.library) is not None
+            stats["due after a move off a closed day"] += trig.on != trig.counted
+            stats["due counted in open days"] += line.stage(si, ln.library).count == "open_days"
+            stats["due for an item-type audience"] += line.stage(si, ln.library).audience.item_types is not None
         stats["examples"] += 1
         stats["pairs"] += len(all_pairs)
         stats["due"] += len(expected)
@@ -172,11 +238,14 @@ def test_rules_equal_reference_on_all_pairs():
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"\ncross-check: {stats['examples']} examples ({stats['examples with a due pair']} with a due pair), "
           f"{stats['pairs']} pairs, {stats['due']} due, {elapsed:.1f}s ({cpu:.1f}s CPU); "
-          + ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if k.startswith("only ")))
+          + ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if k.startswith(("only ", "due "))))
     # not vacuous: a fair share of the examples have something due
     assert stats["examples"] == MAX_EXAMPLES
     assert stats["examples with a due pair"] > MAX_EXAMPLES // 10
-    for check_name in ("status", "window", "restart", "ledger", "before_due", "audience"):
+    for kind in ("on DROIT's own rule", "after a move off a closed day", "counted in open days",
+                 "for an item-type audience"):
+        assert stats["due " + kind] >= 20, (kind, stats)
+    for check_name in ("status", "window", "open_day", "restart", "ledger", "before_due", "audience"):
         assert stats["only " + check_name] >= 20, (check_name, stats)
 
 
