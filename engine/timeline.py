@@ -134,7 +134,8 @@ class Timeline:
             found = self.policy.stages[index]
             override = self.override(index, library)
             if override is not None:
-                update = {k: getattr(override, k) for k in override.model_fields_set if k not in ("id", "audience")}
+                update = {k: getattr(override, k) for k in override.model_fields_set
+                          if k not in ("id", "audience") and getattr(override, k) is not None}
                 if override.audience is not None:
                     update["audience"] = found.audience.model_copy(
                         update={k: getattr(override.audience, k) for k in override.audience.model_fields_set})

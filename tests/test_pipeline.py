@@ -65,10 +65,10 @@ class World:
             "city": "Bordeaux", "country": "France"}
 
     def loan(self, loan_id: str, patron_id: str, due: str, library: str = "SCI", *, returned: str | None = None,
-             status: str = "") -> None:
+             status: str = "", item_type: str = "") -> None:
         self.loans[loan_id] = {"loan_id": loan_id, "patron_id": patron_id, "item_barcode": f"3000{loan_id}",
                                "title": f"Livre {loan_id}", "library": library, "due_date": due,
-                               "returned_on": returned or "", "status": status}
+                               "returned_on": returned or "", "status": status, "item_type": item_type}
 
     def change(self, loan_id: str, **values) -> None:
         """A change in the library system (return, renewal, status), imported at once."""

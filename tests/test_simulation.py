@@ -213,3 +213,100 @@ def test_forty_days(tmp_path, db_url):
         assert len(world.channel.letters) == sum(m[1] == "letter" for ms in EXPECTED.values() for m in ms)
     finally:
         world.close()
+
+
+# --- the same forty days, by library and item type ------------------------------------------------
+#
+# The shipped policy again, restarted on 2026-11-22, and:
+#   libraries.DROIT.stages: [{id: first_reminder, offset_days: 1}]   DROIT reminds a day after the due date
+#   second_reminder audience: {item_types: [LIVRE]}                    short loans get no second reminder
+#   letter audience: {libraries: [SCI]}                                only SCI sends the final letter
+# Same runs and outages as above (no run on 12-05, 12-06, 12-24, 12-25, 12-26).
+
+BY_LIBRARY_LOANS = [
+    # loan  patron library  item type     due           timeline (C courtesy, F first, S second, L letter)
+    ("M01", "P21", "SCI",   "LIVRE",      "2026-11-24"),  # C 11-21 < R; F 12-01; S 12-15; L 12-29
+    ("M02", "P22", "DROIT", "LIVRE",      "2026-11-24"),  # F 11-25 (DROIT: +1); S 12-15; no L at DROIT
+    ("M03", "P23", "DROIT", "PRET_COURT", "2026-12-01"),  # C 11-28; F 12-02; a short loan: no S
+    ("M04", "P24", "SCI",   "PRET_COURT", "2026-11-20"),  # F 11-27; no S; L 12-25 (outage) -> 12-27
+    ("M05", "P25", "DROIT", "LIVRE",      "2026-12-04"),  # C 12-01; F 12-05 (outage) -> 12-07; S 12-25 -> 12-27
+    ("M06", "P26", "SCI",   "LIVRE",      "2026-12-20"),  # C 12-17; F 12-27
+    ("M07", "P27", "DROIT", "LIVRE",      "2026-11-21"),  # F 11-22 = R (DROIT: +1); S 12-12
+]
+
+BY_LIBRARY_EXPECTED = {
+    "2026-11-22": [email("first_reminder", "P27", "M07")],
+    "2026-11-25": [email("first_reminder", "P22", "M02")],
+    "2026-11-27": [email("first_reminder", "P24", "M04")],
+    "2026-11-28": [email("courtesy", "P23", "M03")],
+    "2026-12-01": [email("courtesy", "P25", "M05"), email("first_reminder", "P21", "M01")],
+    "2026-12-02": [email("first_reminder", "P23", "M03")],
+    "2026-12-07": [email("first_reminder", "P25", "M05")],          # 2 days late
+    "2026-12-12": [email("second_reminder", "P27", "M07")],
+    "2026-12-15": [email("second_reminder", "P21", "M01"), email("second_reminder", "P22", "M02")],
+    "2026-12-17": [email("courtesy", "P26", "M06")],
+    "2026-12-27": [email("first_reminder", "P26", "M06"),
+                   email("second_reminder", "P25", "M05"),          # 2 days late
+                   letter("letter", "P24", "SCI", "M04")],          # 2 days late
+    "2026-12-29": [letter("letter", "P21", "SCI", "M01")],
+}
+
+
+def by_library_policy():
+    from tests.engine_cases import policy_variant
+
+    return policy_variant(
+        ("# restart: {resumed_on: 2026-11-22}", "restart: {resumed_on: 2026-11-22}"),
+        ("  - {id: second_reminder, offset_days: 21, channel: email}",
+         "  - {id: second_reminder, offset_days: 21, channel: email, audience: {item_types: [LIVRE]}}"),
+        ("  - {id: letter, offset_days: 35, channel: letter}",
+         "  - {id: letter, offset_days: 35, channel: letter, audience: {libraries: [SCI]}}"),
+        ("    letters: {mailbox: droit-contentieux@univ.example}\n",
+         "    letters: {mailbox: droit-contentieux@univ.example}\n    stages: [{id: first_reminder, offset_days: 1}]\n"))
+
+
+def test_forty_days_by_library_and_item_type(tmp_path, db_url):
+    from service.checks import explain_loan
+
+    policy = by_library_policy()
+    world = World(tmp_path, db_url, "memory", policy=policy)
+    try:
+        for _, patron_id, *_ in BY_LIBRARY_LOANS:
+            world.patron(patron_id, record_type="public", group="undergraduate")
+        for loan_id, patron_id, library, item_type, due in BY_LIBRARY_LOANS:
+            world.loan(loan_id, patron_id, due, library, item_type=item_type)
+        world.sync()
+
+        def explained(loan_id: str, on: str, stage: str) -> list[str]:
+            lines = explain_loan(world.store, policy, loan_id, d(on))
+            start = next(i for i, line in enumerate(lines) if line.startswith(f"- {stage} "))
+            end = next((i for i in range(start + 1, len(lines)) if not lines[i].startswith("    ")), len(lines))
+            return lines[start:end]
+
+        # before the runs: DROIT's own first reminder, said as the rule that applied
+        first = explained("M02", "2026-11-25", "first_reminder")
+        assert first[0] == "- first_reminder (offset +1 days, window 2 days, email): DUE → email"
+        assert first[1] == "    rule: libraries.DROIT.stages (offset_days 1)"
+        assert "    [ok] window: triggered on 2026-11-25" in first
+        got = {}
+        day = d(START)
+        while day <= d(END):
+            today = day.isoformat()
+            day += dt.timedelta(days=1)
+            if today not in OUTAGE:
+                got[today] = sorted(world.run(today))
+        assert {k: v for k, v in got.items() if v} == {k: sorted(v) for k, v in BY_LIBRARY_EXPECTED.items()}
+
+        # SCI keeps the institution's
+        assert explained("M01", "2026-12-01", "first_reminder")[1] == "    rule: the institution's timeline"
+        # a short loan is not in the second reminder's audience
+        second = explained("M04", "2026-12-11", "second_reminder")
+        assert second[0].endswith(": not due")
+        assert "    [no] audience: item type 'PRET_COURT' is not among this stage's (LIVRE)" in second
+        # nor DROIT in the letter's
+        assert "    [no] audience: library DROIT is not among this stage's (SCI)" in explained(
+            "M02", "2026-12-29", "letter")
+        head = explain_loan(world.store, policy, "M03", d("2026-12-02"))[0]
+        assert head.startswith("loan M03 (Livre M03), library DROIT, item type PRET_COURT, due 2026-12-01, open")
+    finally:
+        world.close()
