@@ -17,6 +17,7 @@ from adapters.render import Templates
 from engine.accounts import AccountsPolicy, audience_conflicts, parse_accounts, with_notice_audiences
 from engine.policy import Policy, parse_policy
 from engine.yamlsource import InputError, Problem, YamlDocument
+from service.calendars import ical_files, with_ical_dates
 from service.sources import LoadedSources, load_sources
 
 __all__ = ["ACCOUNTS_FILE", "POLICY_FILE", "Loaded", "load_accounts", "load_checked", "load_policy", "load_rules",
@@ -38,6 +39,7 @@ def load_policy(rules_dir: Path) -> Policy:
     except OSError as exc:
         raise InputError([Problem(str(path), None, "", f"cannot read the policy: {exc.strerror}")]) from None
     policy, accounts = parse_with_registry(text, str(path)), load_accounts(rules_dir, missing_ok=True)
+    policy = with_ical_dates(policy, Path(rules_dir), YamlDocument(text, str(path)))
     conflicts = audience_conflicts(policy, accounts)
     if conflicts:
         doc = YamlDocument(text, str(path))
@@ -97,7 +99,7 @@ def policy_fingerprint(rules_dir: Path) -> str:
     accounts.yaml or sources.yaml counts too: adding or removing one is an edit."""
     digest = hashlib.sha256()
     rules_dir = Path(rules_dir)
-    files = [rules_dir / POLICY_FILE, rules_dir / ACCOUNTS_FILE, rules_dir / SOURCES_FILE]
+    files = [rules_dir / POLICY_FILE, rules_dir / ACCOUNTS_FILE, rules_dir / SOURCES_FILE, *_named_icals(rules_dir)]
     templates = rules_dir / "templates"
     if templates.is_dir():
         files += sorted(p for p in templates.rglob("*") if p.is_file())
@@ -111,6 +113,16 @@ def policy_fingerprint(rules_dir: Path) -> str:
             digest.update(b"<unreadable>")
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def _named_icals(rules_dir: Path) -> list[Path]:
+    """The iCalendar files reminders.yaml names inside the rules folder (none when it does not parse)."""
+    try:
+        policy = parse_with_registry((rules_dir / POLICY_FILE).read_text(encoding="utf-8"), POLICY_FILE)
+    except (OSError, InputError):
+        return []
+    root = rules_dir.resolve()
+    return [p for p in ical_files(policy, rules_dir) if p.resolve().is_relative_to(root)]
 
 
 @dataclass
@@ -154,6 +166,11 @@ def load_rules(rules_dir: Path, channel_for: Callable[[Policy, object], Channel]
                                           f"cannot read {what}: {exc.strerror}")]) from None
         if (rules_dir / "templates").is_dir():
             shutil.copytree(rules_dir / "templates", snapshot / "templates")
+        for ical in _named_icals(rules_dir):          # calendar.ical files, where the policy names them
+            target = snapshot / ical.relative_to(rules_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if ical.is_file():
+                shutil.copy2(ical, target)
         fingerprint = policy_fingerprint(snapshot)
         try:
             policy, templates = load_checked(snapshot)
