@@ -202,3 +202,50 @@ def test_calendar_lint(calendar, where, message):
     assert f": {where}" in text and message in text, text
     line = reminders_text().count("\n") + 1
     assert f"reminders.yaml:{line}:" in text, text
+
+
+# --- rules by library: lint ------------------------------------------------------------------------
+
+DROIT_LETTERS = "    letters: {mailbox: droit-contentieux@univ.example}\n"
+
+
+@pytest.mark.parametrize("override, where, message", [
+    ("[{id: first_remnder, offset_days: 1}]", "libraries.DROIT.stages[0].id", "unknown stage 'first_remnder'"),
+    ("[{id: first_reminder, channel: pigeon}]", "libraries.DROIT.stages[0].channel", "unknown channel 'pigeon'"),
+    ("[{id: first_reminder, offset_days: 30}]", "libraries.DROIT.stages[0].offset_days",
+     "second_reminder (21) comes after first_reminder (30)"),
+    ("[{id: first_reminder, offset_days: 1}, {id: first_reminder, offset_days: 2}]",
+     "libraries.DROIT.stages[1].id", "already overridden"),
+    ("[{id: first_reminder, offset_days: 9999}]", "libraries.DROIT.stages[0].offset_days", "3650"),
+    ("[{id: first_reminder, count: weeks}]", "libraries.DROIT.stages[0].count", "'days' or 'open_days'"),
+])
+def test_library_override_lint(override, where, message):
+    text = reminders_text().replace(DROIT_LETTERS, DROIT_LETTERS + f"    stages: {override}\n")
+    with pytest.raises(InputError) as info:
+        parse_policy(text, "reminders.yaml")
+    line = text.splitlines().index(f"    stages: {override}") + 1
+    assert f"reminders.yaml:{line}: {where}: " in str(info.value) and message in str(info.value), str(info.value)
+
+
+def test_an_audience_naming_an_unknown_library_is_an_error_and_item_types_need_no_declaration():
+    text = reminders_text().replace("  - {id: letter, offset_days: 35, channel: letter}",
+                                    "  - {id: letter, offset_days: 35, channel: letter, audience: {libraries: [SCIENCES]}}")
+    with pytest.raises(InputError, match=r"reminders.yaml:\d+: stages\[3\].audience.libraries: 'SCIENCES' is not a "
+                                         r"library of the policy \(known: SCI, DROIT\)"):
+        parse_policy(text, "reminders.yaml")
+    fine = reminders_text().replace("  - {id: letter, offset_days: 35, channel: letter}",
+                                    "  - {id: letter, offset_days: 35, channel: letter, audience: {item_types: [DVD]}}")
+    assert parse_policy(fine, "reminders.yaml").stages[3].audience.item_types == ["DVD"]
+
+
+def test_the_schema_has_the_new_keys():
+    from engine.policy import policy_json_schema
+
+    schema = policy_json_schema()
+    defs = schema["$defs"]
+    assert {"closed_weekdays", "closed", "ical", "send_on_closed_days"} <= set(defs["CalendarSpec"]["properties"])
+    assert {"calendar", "stages"} <= set(defs["Library"]["properties"])
+    assert "count" in defs["Stage"]["properties"]
+    assert {"item_types", "libraries"} <= set(defs["Audience"]["properties"])
+    assert defs["StageOverride"]["properties"]["offset_days"]["anyOf"][0]["maximum"] == 3650
+    assert "calendar" in schema["properties"]
