@@ -204,6 +204,6 @@ def _why_not(policy: Policy, loan: Loan | None, row: _Row, day: dt.date, other: 
     if index is None:
         return f"stage {row.stage} is no longer in the policy"
     for check in reference.checks(policy, index, Candidate(replace(loan, due_date=row.due_date), "", ""), day):
-        if not check.ok and check.name in ("status", "window", "restart", "before_due"):
+        if not check.ok and check.name in ("status", "window", "open_day", "restart", "before_due"):
             return check.detail
     return f"already decided on {other}" if row.status != Status.PENDING else f"not decided on {day}"

@@ -144,9 +144,11 @@ def _patron_notices(store: Store, policy: Policy, stage: Stage, patron_id: str, 
 def _dates(policy: Policy, stage: Stage, loans: list[Loan], on: dt.date) -> list[dt.date]:
     """The date asked, then each open loan's trigger date for the stage, nearest first (the later of
     two as near), a few of them."""
-    triggers = {reference.trigger_date(stage, loan.due_date) for loan in loans
+    index = policy.stages.index(stage)
+    triggers = {reference.trigger_of(policy, index, loan) for loan in loans   # its library's rule and calendar
                 if loan.status not in policy.excluded_statuses}
     triggers.discard(on)
+    triggers.discard(None)
     return [on, *sorted(triggers, key=lambda d: (abs((d - on).days), d < on))][:TRIES]
 
 
@@ -171,9 +173,10 @@ def sample_facts(policy: Policy, stage: Stage, on: dt.date) -> tuple[Patron, lis
                     email="camille.exemple@example.org", preferred_language=policy.language,
                     record_type=audience.record_types[0], user_group=(audience.user_groups or [""])[0],
                     address_line1="1 rue de l'Exemple", postal_code="33000", city="Bordeaux", country="France")
-    codes = list(policy.libraries)
+    codes = list(audience.libraries or policy.libraries)
     due = on - dt.timedelta(days=stage.offset_days)
-    return patron, [Loan("L-SAMPLE-1", patron.patron_id, codes[0], due, "B0001", "Titre d'exemple"),
+    return patron, [Loan("L-SAMPLE-1", patron.patron_id, codes[0], due, "B0001", "Titre d'exemple",
+                         item_type=(audience.item_types or [""])[0]),
                     Loan("L-SAMPLE-2", patron.patron_id, codes[-1], min(due, on) - dt.timedelta(days=40), "B0002",
                          "Autre titre")]
 
