@@ -184,11 +184,18 @@ class Timeline:
         return not self.sends_on_closed_days(self.stage(index, library).channel) and not self.calendar.empty
 
 
+class _Cache(dict):
+    """What timeline() keeps on a policy object; pickled empty (a child process builds its own)."""
+
+    def __reduce__(self):
+        return (dict, ())
+
+
 def timeline(policy: Policy) -> Timeline:
     """The policy's Timeline, built once per policy object (kept on it; a copy builds its own)."""
     cache = policy._derived
     if cache.get("owner") != id(policy):
-        cache = {"owner": id(policy)}
+        cache = _Cache(owner=id(policy))
         policy._derived = cache
     found = cache.get("timeline")
     if found is None:
