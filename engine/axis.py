@@ -2,14 +2,16 @@
 its channel, the other channels it may go out on, and its catch-up window; the restart day, when the
 policy has one. Pure: the Policy in, plain values out (adapters/render/timeline.py draws it).
 
-Per library: a letter goes where the library's ``letters:`` says (its printer or mailbox); a library
-gives no other override today, so every library shares the same stages and days.
+Per library: a letter goes where the library's ``letters:`` says (its printer or mailbox), and the
+stages are those the library runs (``libraries.CODE.stages:``, engine/timeline.py), in days or open
+days as its stages count them.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
+from engine import timeline as timelines
 from engine.policy import Policy
 
 __all__ = ["Alternative", "Point", "Timeline", "timeline"]
@@ -71,7 +73,8 @@ def timeline(policy: Policy, library: str | None = None) -> Timeline:
         raise KeyError(library)
     route = policy.libraries[library].letters.destination if library is not None else ""
     points = []
-    for stage in policy.stages:
+    for index, base in enumerate(policy.stages):
+        stage = timelines.timeline(policy).stage(index, library) if library is not None else base
         window = policy.window(stage)
         alternatives = _alternatives(policy, stage.channel, stage.offset_days)
         letters = stage.channel == "letter" or any(a.channel == "letter" for a in alternatives)

@@ -112,3 +112,16 @@ def test_the_svg_escapes_what_the_policy_says():
     svg = timeline_svg(hostile, lang="en", library="SCI")
     assert "<script" not in svg and "&lt;script&gt;x&lt;/script&gt;&amp;" in svg
     ET.fromstring(svg)
+
+
+def test_a_librarys_own_stages_are_on_its_time_line():
+    from engine.axis import timeline as axis
+    from engine.policy import parse_policy
+    from tests.engine_cases import reminders_text
+
+    letters = "    letters: {mailbox: droit-contentieux@univ.example}\n"
+    policy = parse_policy(reminders_text().replace(
+        letters, letters + "    stages: [{id: first_reminder, offset_days: 1}]\n"), "reminders.yaml")
+    assert [p.day for p in axis(policy, "DROIT").points] == [-3, 1, 21, 35]
+    assert [p.day for p in axis(policy, "SCI").points] == [-3, 7, 21, 35]
+    assert [p.day for p in axis(policy).points] == [-3, 7, 21, 35]
