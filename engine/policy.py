@@ -262,6 +262,11 @@ class Policy(_Strict):
                                         "there: 26 by default)")
     _derived: dict = PrivateAttr(default_factory=dict)    # engine.timeline's cache, per policy object
 
+    def __eq__(self, other):      # the same policy whatever engine.timeline has cached on either
+        return self.__dict__ == other.__dict__ if isinstance(other, Policy) else NotImplemented
+
+    __hash__ = BaseModel.__hash__
+
     @model_validator(mode="after")
     def _check(self):
         try:
