@@ -41,7 +41,7 @@ DATE_FIELDS = {"due_date", "returned_on", "placed_on", "expires_on"}
 CHOICES = {"account_type": ACCOUNT_TYPES, "record_type": RECORD_TYPES}
 MAX_REPORTED = 200
 CHUNK = 5000
-MODES = ("import", "snapshot", "pull")
+MODES = ("import", "snapshot", "pull", "push")     # push: one record from the JSON API
 
 
 class SnapshotRefused(Exception):

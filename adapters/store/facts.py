@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
-from sqlalchemy import (Column, Date, Index, Integer, MetaData, Table, and_, case, exists, func, insert, literal, or_,
-                        select, true, update)
+from sqlalchemy import (Column, Date, Index, Integer, MetaData, Table, and_, case, delete, exists, func, insert, literal,
+                        or_, select, true, update)
 from sqlalchemy.engine import Connection
 
 from adapters.store.schema import (LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, fact_imports, loans, patrons,
@@ -216,7 +216,12 @@ class Staging:
 
 def record_import(conn: Connection, *, kind: str, source: str, mode: str, facts_date: dt.date | None,
                   finished_at: dt.datetime, counts: Iterable[tuple[str, int]]) -> None:
-    """The row of fact_imports of a successful import (what the freshness guard reads)."""
+    """The row of fact_imports of a successful import (what the freshness guard reads). A push (one
+    record from the JSON API) replaces the previous push of its kind by the same client: one row per
+    client and kind, the latest, rather than one a record."""
+    if mode == "push":
+        conn.execute(delete(fact_imports).where(fact_imports.c.kind == kind, fact_imports.c.source == source,
+                                                fact_imports.c.mode == "push"))
     conn.execute(insert(fact_imports).values(kind=kind, source=source, mode=mode, facts_date=facts_date,
                                              finished_at=_stored(conn, finished_at), **dict(counts)))
 
