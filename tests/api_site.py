@@ -93,5 +93,8 @@ class ApiSite:
         return self.client.request(method, path, headers=self.headers(who), **kw)
 
     def close(self) -> None:
+        from adapters.web.api_common import close
+
+        close(self.app)
         self.client.close()
         self.site.close()

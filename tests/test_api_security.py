@@ -76,7 +76,7 @@ def api_routes(app) -> list[tuple[str, str]]:
         path = getattr(route, "path", "")
         methods = getattr(getattr(route, "original_route", route), "methods", None) or ()
         if path.startswith("/api"):
-            out += [(method, path.replace("{key:path}", "{key}")) for method in sorted(methods)]
+            out += [(method, path.replace("{key:notice_key}", "{key}")) for method in sorted(methods)]
     return sorted(out)
 
 

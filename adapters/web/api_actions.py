@@ -17,7 +17,7 @@ from service.sources import load_sources
 router = APIRouter(route_class=ApiRoute, responses=ERRORS)
 
 
-@router.post("/notices/{key:path}/resend", response_model=Resent, summary="Send a sent or failed notice again")
+@router.post("/notices/{key:notice_key}/resend", response_model=Resent, summary="Send a sent or failed notice again")
 def resend(key: KeyArg, body: ResendIn, call: Call = Depends(caller("notices.act"))):
     with call.installation(guard=True) as inst:
         result = notices.resend(inst.store, inst.policy, inst.channel, key, actor=call.actor, why=body.why,
@@ -27,14 +27,14 @@ def resend(key: KeyArg, body: ResendIn, call: Call = Depends(caller("notices.act
                   reply=a.reply, reference=a.reference)
 
 
-@router.post("/notices/{key:path}/cancel", response_model=NoticeOut,
+@router.post("/notices/{key:notice_key}/cancel", response_model=NoticeOut,
              summary="Cancel a pending or held notice")
 def cancel(key: KeyArg, body: Why, call: Call = Depends(caller("notices.act"))):
     view = notices.cancel(call.store, key, actor=call.actor, why=body.why, at=call.now)
     return notice_out(view, call.policy.tz)
 
 
-@router.post("/notices/{key:path}/retry", response_model=Retried, summary="A failed notice back in the queue")
+@router.post("/notices/{key:notice_key}/retry", response_model=Retried, summary="A failed notice back in the queue")
 def retry(key: KeyArg, body: RetryIn, call: Call = Depends(caller("notices.act"))):
     report = notices.retry(call.store, call.policy, keys=[key], force=body.force, actor=call.actor, why=body.why,
                            at=call.now, as_of=call.today)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,10 +112,6 @@ class ApiRoute(APIRoute):
                 if response is None:
                     raise
                 return response
-            finally:
-                closing = getattr(request.state, "rappel_close", None)
-                if closing is not None:
-                    closing.close()
 
         return answer
 
@@ -192,17 +188,34 @@ def current_rules(context) -> session.Rules:
     return rules
 
 
+def _store(request: Request) -> Store:
+    """The application's database, opened (and brought up to date) at its first request, then shared
+    by every request: its connection pool is the application's (``close(app)`` disposes of it)."""
+    state = request.app.state
+    with _RULES_LOCK:
+        opened = getattr(state, "rappel_api_store", None)
+        if opened is None:
+            opened = state.rappel_api_store = Store(state.rappel.db_url)
+    return opened
+
+
+def close(app) -> None:
+    """Dispose of the database the API opened for ``app`` (its tests; a server ends with its process)."""
+    opened = getattr(app.state, "rappel_api_store", None)
+    if opened is not None:
+        opened.close()
+        app.state.rappel_api_store = None
+
+
 def caller(action: str) -> Callable:
     """The dependency of a route doing ``action`` (accounts.yaml's may:): 401 without an enabled
     client's token, 403 when its role may not."""
 
     def dependency(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Call:
         context = request.app.state.rappel
-        stack = ExitStack()
-        request.state.rappel_close = stack
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
             raise ApiError(401, "give a client's token: Authorization: Bearer <token>", "Authorization")
-        store = stack.enter_context(session.store(context.db_url))
+        store = _store(request)
         now = context.clock()
         client = api_clients.authenticate(store, credentials.credentials, now)
         if client is None:

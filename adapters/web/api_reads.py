@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from adapters.web.api_common import ERRORS, ApiError, ApiRoute, Call, caller
 from adapters.web.api_models import (Attention, DayOut, FieldInfo, LoanOut, Loans, NoticeOut, Notices, PatronDetail,
@@ -16,6 +17,23 @@ from engine.facts import Loan, Patron
 from service import lookup, notices, patrons, status
 
 router = APIRouter(route_class=ApiRoute, responses=ERRORS)
+
+
+class NoticeKeyConvertor(Convertor):
+    """A notice's key in a path: it holds slashes (2026-11-23/courtesy/email/P1/-/…), and anything
+    else a client may send (a line break too: Starlette's ``path`` stops at one), so that every such
+    path reaches the route and gets the API's own answer."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("notice_key", NoticeKeyConvertor())
 
 PatronArg = Annotated[str, Path(max_length=64, description="The patron's barcode or patron_id")]
 KeyArg = Annotated[str, Path(max_length=255, description="The notice's key (as the listings give it)")]
@@ -99,7 +117,7 @@ def list_notices(patron: Annotated[Optional[str], Query(max_length=64, descripti
     return Notices(notices=[notice_out(v, call.policy.tz) for v in found.notices], more=found.more)
 
 
-@router.get("/notices/{key:path}/message", summary="The message kept, as it was handed over",
+@router.get("/notices/{key:notice_key}/message", summary="The message kept, as it was handed over",
             responses={200: {"content": {"message/rfc822": {}, "application/pdf": {}},
                              "description": "The email (message/rfc822) or the letter (application/pdf)"}})
 def notice_message(key: KeyArg, call: Call = Depends(caller("notices.view"))):
@@ -113,7 +131,7 @@ def notice_message(key: KeyArg, call: Call = Depends(caller("notices.view"))):
                              "X-Content-Type-Options": "nosniff"})
 
 
-@router.get("/notices/{key:path}", response_model=NoticeOut, summary="One notice: ledger rows, attempts, actions")
+@router.get("/notices/{key:notice_key}", response_model=NoticeOut, summary="One notice: ledger rows, attempts, actions")
 def get_notice(key: KeyArg, call: Call = Depends(caller("notices.view"))):
     return notice_out(notices.show(call.store, key).notice, call.policy.tz)
 
