@@ -223,6 +223,8 @@ def test_confirm_sends_what_the_flood_guard_held(tmp_path, db_url, smtp_server):
             "droit-contentieux@univ.example", "p3@etu.example", "zoe.lefevre@etu.example"]
         assert api.get("overdue", "/api/day/attention").json()["held"] == []
         assert api.call("overdue", "POST", "/api/day/confirm", json={"on": "2026-11-24"}).status_code == 422
+        assert api.call("overdue", "POST", "/api/day/confirm", json={"on": "0001-01-01"}).json()["errors"][0][
+            "field"] == "on"
     finally:
         api.close()
 
@@ -270,6 +272,9 @@ def test_a_renewal_moves_the_due_date(api):
     ("PUT", "/api/loans/L9", {**LOAN, "colour": "red"}, [("colour", "Extra inputs are not permitted")]),
     ("POST", "/api/loans/L1/return", {"returned_on": "tomorrow"},
      [("returned_on", "returned_on 'tomorrow' is not a date (YYYY-MM-DD or an ISO 8601 timestamp)")]),
+    # a timestamp whose local date would be before year 1: a bad date, as in a CSV row (not a crash)
+    ("POST", "/api/loans/L1/renew", {"due_date": "0001-01-01T00:00:00+14:00"},
+     [("due_date", "due_date '0001-01-01T00:00:00+14:00' is not a date (YYYY-MM-DD or an ISO 8601 timestamp)")]),
     ("POST", "/api/loans/L404/renew", {"due_date": "2026-12-14"}, [("loan", "no loan L404")]),
     ("PUT", "/api/patrons/P9", {"barcode": "2900P1", "account_type": "staff", "record_type": "public",
                                 "email": "x@"},

@@ -170,7 +170,7 @@ class RowChecker:
                     try:
                         out.append(local_date(value, self.tz))
                         continue
-                    except ValueError:
+                    except (ValueError, OverflowError):     # OverflowError: 0001-01-01T00:00+14:00 in Paris
                         problem = f"{name} {value!r} is not a date (YYYY-MM-DD or an ISO 8601 timestamp)"
                 else:
                     out.append(None)

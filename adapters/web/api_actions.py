@@ -15,6 +15,7 @@ from service import day, facts, notices, patrons
 from service.sources import load_sources
 
 router = APIRouter(route_class=ApiRoute, responses=ERRORS)
+CONFIRM_DAYS = 366       # how far back a day may be confirmed through the API
 
 
 @router.post("/notices/{key:notice_key}/resend", response_model=Resent, summary="Send a sent or failed notice again")
@@ -49,6 +50,9 @@ def confirm(body: Optional[ConfirmIn] = None, call: Call = Depends(caller("day.a
     as_of = (body.on if body else None) or call.today
     if as_of > call.today:
         raise ApiError(422, f"{as_of} is still to come (today is {call.today})", "on")
+    if (call.today - as_of).days > CONFIRM_DAYS:
+        raise ApiError(422, f"{as_of} is more than {CONFIRM_DAYS} days ago: a run confirms a recent day "
+                            f"(rappel run --on DATE --confirm for an older one)", "on")
     sources = load_sources(call.context.rules_dir, call.policy)
     with call.installation(guard=True, lease=True) as inst:
         facts.require_fresh(inst.store, call.policy, sources, call.now, as_of)
