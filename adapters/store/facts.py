@@ -12,8 +12,8 @@ import datetime as dt
 from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
-from sqlalchemy import (Column, Date, Index, Integer, MetaData, Table, and_, case, delete, exists, func, insert, literal,
-                        or_, select, true, update)
+from sqlalchemy import (Column, Date, Index, Integer, MetaData, Table, and_, case, delete, exists, func, insert,
+                        literal, or_, select, true, update)
 from sqlalchemy.engine import Connection
 
 from adapters.store.schema import (LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, fact_imports, loans, patrons,

@@ -59,7 +59,8 @@ def confirm(body: Optional[ConfirmIn] = None, call: Call = Depends(caller("day.a
         result = day.run_recorded(inst.store, call.policy, inst.templates, inst.channel, as_of,
                                   clock=call.context.clock, holder=inst.lease.holder, confirm=True)
     return DayRun(date=as_of, decided=len(result.plan.notices), held=result.held,
-                  outcomes=[OutcomeOut(key=o.key, status=str(o.status), detail=o.detail or "") for o in result.outcomes])
+                  outcomes=[OutcomeOut(key=o.key, status=str(o.status), detail=o.detail or "")
+                            for o in result.outcomes])
 
 
 @router.post("/patrons/{patron}/requests-report", response_model=ReportSent,

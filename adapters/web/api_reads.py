@@ -141,7 +141,8 @@ def get_day(on: Optional[dt.date] = None, call: Call = Depends(caller("day.view"
     c = call.context
     report = status.status_report(call.store, c.rules_dir, call.now, state_dir=c.state_dir, env=c.env)
     day = on or call.today
-    counts = [{"stage": s, "channel": ch, "status": st, "count": n} for s, ch, st, n in lookup.day_counts(call.store, day)]
+    counts = [{"stage": s, "channel": ch, "status": st, "count": n}
+              for s, ch, st, n in lookup.day_counts(call.store, day)]
     return DayOut(date=day, notices=counts, **{k: report[k] for k in DayOut.model_fields if k in report})
 
 
