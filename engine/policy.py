@@ -14,6 +14,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from engine.channels import DEFAULT, NAME_PATTERN, ChannelSpec, unknown_channel
 from engine.contact import is_email_address
 from engine.facts import RecordType
+from engine.presentation import Contact, LanguageLabels, StageSender, label_problems
 from engine.retention import Retention, check_retention
 from engine.yamlsource import InputError, YamlDocument, validation_problems
 from engine.environ import Templated, _no_literal_secret, _templated, environment_names  # noqa: F401 - public names
@@ -72,6 +73,10 @@ class Stage(_Strict):
     audience: Audience = Audience()
     template: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
                                  description="Template name in rules/templates/ (default: the stage id)")
+    combine: bool | None = Field(default=None, description="false: this stage's notices are never combined with "
+                                                           "other stages' (default: the policy's combine)")
+    sender: StageSender | None = Field(default=None, description="service: from the policy's sender even when "
+                                       "the library has its own (default: the library's sender, if it has one)")
 
     _channel_known = field_validator("channel")(_known_channel)
 
@@ -99,6 +104,9 @@ class Library(_Strict):
     name: str
     letters: LetterRoute
     address: list[str] = Field(default=[], description="Letterhead lines under the library's name")
+    contact: Contact = Contact()
+    sender: Sender | None = Field(default=None, description="Who this library's notices are from (default: the "
+                                                            "policy's sender)")
 
 
 class NoEmail(_Strict):
@@ -249,6 +257,10 @@ class Policy(_Strict):
     no_email: NoEmail = NoEmail()
     stages: list[Stage] = Field(min_length=1)
     libraries: dict[str, Library] = Field(min_length=1)
+    combine: bool = Field(default=True, description="One envelope a day: a patron's due stages on one run are "
+                                                    "one email, and one letter per library; false: one per stage")
+    labels: dict[str, LanguageLabels] = Field(default={}, description="By language: the names of stages and "
+                                                                      "libraries shown to people")
     delivery: Delivery = Delivery()
     fallback: Fallback = Fallback()
     flood_guard: FloodGuard = FloodGuard()
@@ -287,6 +299,8 @@ class Policy(_Strict):
                                  f"not {', '.join(map(repr, bad))}")
             if self.language not in self.languages:
                 raise ValueError(f"languages: the default language {self.language!r} must be one of them")
+        for path, message in label_problems(self):
+            raise ValueError(f"{'.'.join(map(str, path))}: {message}")
         if self.retention is not None:
             check_retention(self.retention, max(self.window(s) for s in self.stages), CATCH_UP_DAYS)
         return self
