@@ -4,6 +4,7 @@ and which earlier notices each loan really received (engine.envelope.received). 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import pytest
 
@@ -166,3 +167,57 @@ def test_the_letters_replacing_a_combined_email_keep_each_loan_at_its_stage():
 ])
 def test_received(sent, got):
     assert received(default_policy(), [("L2", d(SECOND), "second_reminder")], sent, d(RUN)) == got
+
+
+# -- the grouping over the cross-check's random policies and loans --------------------------------
+
+def test_grouping_keeps_every_decision_of_the_rules_on_random_days():
+    """Over the hypothesis cross-check's policies and loans (tests/test_engine_crosscheck.py), combined
+    or not: every (loan, stage) the rules make due and not superseded is one ledger row of exactly one
+    notice, at its own stage; a notice is filed under its most advanced stage; combined, a patron gets
+    at most one notice per channel (and library, for letters), else one per stage too."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from engine import reference
+    try:
+        from tests.test_engine_crosscheck import _SCENARIO, BASE, build_candidates, build_policy
+    except ImportError:  # pragma: no cover
+        from test_engine_crosscheck import _SCENARIO, BASE, build_candidates, build_policy
+    combined_seen = []
+
+    @settings(max_examples=600, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(_SCENARIO, st.booleans())
+    def check(raw, combine):
+        raw_policy, day, raw_loans = raw
+        base = build_policy(raw_policy)
+        policy = base.model_validate({**base.model_dump(by_alias=True), "combine": combine})
+        as_of = BASE + dt.timedelta(days=day)
+        cands = [dataclasses.replace(c, loan=dataclasses.replace(c.loan, patron_id=f"P{i % 2}"))   # two patrons:
+                 for i, c in enumerate(build_candidates(policy, as_of, raw_loans))]               # busy envelopes
+        people = {c.loan.patron_id: patron(c.loan.patron_id, email="" if c.loan.patron_id[-1] in "13579" else None)
+                  for c in cands}
+        p = decide.plan_day(policy, cands, people, as_of)
+        due = reference.due_pairs(policy, cands, as_of)
+        latest = {}
+        for ci, si in due:
+            latest[ci] = max(latest.get(ci, -1), si)
+        expected = {(cands[ci].loan.loan_id, policy.stages[si].id) for ci, si in latest.items()}
+        decided = {(x.loan_id, x.stage): x for x in p.decisions if x.status in ("pending", "cancelled")}
+        assert set(decided) == expected
+        rows = [(i, n.stage_of(i), n.key) for n in p.notices for i in n.loan_ids]
+        assert sorted(rows) == sorted((x.loan_id, x.stage, x.notice_key) for x in decided.values()
+                                      if x.status == "pending")
+        order = [s.id for s in policy.stages]
+        envelopes = set()
+        for n in p.notices:
+            assert n.stage == max(n.stages, key=order.index)
+            envelopes.add((None if combine else n.stage, n.channel, n.patron_id, n.library))
+            combined_seen.append(len(n.stages) > 1)
+            if not combine:
+                assert n.stages == (n.stage,)
+        assert len(envelopes) == len(p.notices)
+
+    check()
+    assert sum(combined_seen) >= 3, "the random days must bring combined notices (derandomized: 4)"
