@@ -25,7 +25,7 @@ _PATRON = {
     "patron.postal_lines": "postal address, a list of lines",
 }
 _STAGE = {
-    "stage": "the notice's stage (a combined notice: its most advanced one, whose templates render it)",
+    "stage": "the notice's stage (combined: its most advanced, whose templates render it)",
     "stage.id": "its id (first_reminder)",
     "stage.label": "its name in the notice's language (labels:, e.g. Premier rappel)",
     "stage.offset_days": "days after the due date (negative: before)",
@@ -68,7 +68,7 @@ _NOTICE = {
     "notice.channel": "its channel: email, letter…",
     "notice.date": "its date (the run's)",
     "notice.library": "a letter's library code (none for an email)",
-    "notice.received": "stage ids every loan of it received before (\"first_reminder\" in notice.received)",
+    "notice.received": "stage ids every loan of it received before (\"first_reminder\" in …)",
     "notice.received_any": "stage ids some loan of it received before",
 }
 _SENDER = {
