@@ -73,10 +73,8 @@ class Stage(_Strict):
     audience: Audience = Audience()
     template: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
                                  description="Template name in rules/templates/ (default: the stage id)")
-    combine: bool | None = Field(default=None, description="false: this stage's notices are never combined with "
-                                                           "other stages' (default: the policy's combine)")
-    sender: StageSender | None = Field(default=None, description="service: from the policy's sender even when "
-                                       "the library has its own (default: the library's sender, if it has one)")
+    combine: bool | None = Field(default=None, description="false: never combined with other stages")
+    sender: StageSender | None = Field(default=None, description="service: always from the policy's sender")
 
     _channel_known = field_validator("channel")(_known_channel)
 
@@ -105,8 +103,7 @@ class Library(_Strict):
     letters: LetterRoute
     address: list[str] = Field(default=[], description="Letterhead lines under the library's name")
     contact: Contact = Contact()
-    sender: Sender | None = Field(default=None, description="Who this library's notices are from (default: the "
-                                                            "policy's sender)")
+    sender: Sender | None = Field(default=None, description="Who its notices are from (default: `sender`)")
 
 
 class NoEmail(_Strict):
@@ -257,10 +254,8 @@ class Policy(_Strict):
     no_email: NoEmail = NoEmail()
     stages: list[Stage] = Field(min_length=1)
     libraries: dict[str, Library] = Field(min_length=1)
-    combine: bool = Field(default=True, description="One envelope a day: a patron's due stages on one run are "
-                                                    "one email, and one letter per library; false: one per stage")
-    labels: dict[str, LanguageLabels] = Field(default={}, description="By language: the names of stages and "
-                                                                      "libraries shown to people")
+    combine: bool = Field(default=True, description="One envelope a day (engine/envelope.py); false: one per stage")
+    labels: dict[str, LanguageLabels] = Field(default={}, description="Names of stages and libraries, by language")
     delivery: Delivery = Delivery()
     fallback: Fallback = Fallback()
     flood_guard: FloodGuard = FloodGuard()
@@ -299,7 +294,7 @@ class Policy(_Strict):
                                  f"not {', '.join(map(repr, bad))}")
             if self.language not in self.languages:
                 raise ValueError(f"languages: the default language {self.language!r} must be one of them")
-        for path, message in label_problems(self):
+        for path, message in label_problems(self):      # the first one
             raise ValueError(f"{'.'.join(map(str, path))}: {message}")
         if self.retention is not None:
             check_retention(self.retention, max(self.window(s) for s in self.stages), CATCH_UP_DAYS)
