@@ -138,6 +138,9 @@ def _detail_lines(detail, tz) -> list[str]:
            f"  status: {r['status']}" + (f" — {r['last_error']}" if r["last_error"] and r["status"] != "sent" else ""),
            f"  attempts made by runs: {r['attempts']}" + (f"; next after {_local(r['next_attempt_at'], tz)}"
                                                           if r["next_attempt_at"] else "")]
+    stages = list(dict.fromkeys(e["stage"] for e in v.ledger))
+    if len(stages) > 1:
+        out.append(f"  one envelope for {len(stages)} stages: {', '.join(stages)} (each loan's below)")
     if v.replaces:
         out.append(f"  replaces: {v.replaces}")
     for new in detail.replacements:

@@ -2,8 +2,8 @@
 
 ``plan_day`` is the whole decision for one date. It runs the durable-rules evaluation, refuses to
 go on if it disagrees with the plain-Python reference, then applies supersession, the no-email
-routing and the grouping of the design (one email per patron per stage; one letter per patron,
-library and stage).
+routing and the grouping of the design (engine.envelope: one email per patron, one letter per patron
+and library, each loan at its own stage; one per stage too under ``combine: false``).
 
 The evaluation is a function passed in (``evaluate``): by default ``engine.rules.evaluate_here``,
 in this process; a long-running caller passes one that runs it elsewhere (adapters/isolation.py).
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from engine import reference, rules
 from engine.channels import DEFAULT, LETTER, ChannelSpec
 from engine.contact import is_email_address
+from engine.envelope import envelope, head_stage
 from engine.facts import Candidate, Loan, Patron, Status
 from engine.policy import Policy
 from engine.timeline import timeline
@@ -62,11 +63,24 @@ class Notice:
     entries: tuple[Entry, ...] = ()   # its ledger rows still pending, by loan id
     attempts: int = 0        # delivery attempts made so far
     status: Status = Status.PENDING
+    loan_stages: tuple[tuple[str, str], ...] = ()   # (loan, stage) of a loan at another stage than ``stage``
+
+    def stage_of(self, loan_id: str) -> str:
+        """The stage a loan of this notice is at: its own in a combined notice, else the notice's."""
+        return dict(self.loan_stages).get(loan_id, self.stage)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stages of its loans, each once (one for a notice that combines nothing)."""
+        return tuple(dict.fromkeys([self.stage_of(loan_id) for loan_id in self.loan_ids] or [self.stage]))
 
     def as_dict(self) -> dict:
-        return {"date": self.date.isoformat(), "stage": self.stage, "channel": self.channel,
-                "patron_id": self.patron_id, "library": self.library, "loan_ids": list(self.loan_ids),
-                "recipient": self.recipient, "destination": self.destination}
+        out = {"date": self.date.isoformat(), "stage": self.stage, "channel": self.channel,
+               "patron_id": self.patron_id, "library": self.library, "loan_ids": list(self.loan_ids),
+               "recipient": self.recipient, "destination": self.destination}
+        if len(self.stages) > 1:
+            out["loan_stages"] = {loan_id: self.stage_of(loan_id) for loan_id in self.loan_ids}
+        return out
 
 
 @dataclass
@@ -141,36 +155,44 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
                                            loan.patron_id, own))
             continue
         library = loan.library if _spec(channels, channel).per_library else None
-        groups[(stage.id, channel, patron.patron_id, library)].append(loan.loan_id)
+        group = envelope(policy, stage.id, channel, patron.patron_id, library)
+        groups[group].append((loan.loan_id, stage.id))
         if why:
-            notes[(stage.id, channel, patron.patron_id, library)] = why
+            notes[(group, loan.loan_id)] = why
 
     order = {s.id: i for i, s in enumerate(policy.stages)}
     by_id = {c.loan.loan_id: c.loan for c in candidates}
-    for (stage_id, channel, patron_id, library), loan_ids in sorted(
-            groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][2], kv[0][1], kv[0][3] or "")):
-        notice = make_notice(policy, _spec(channels, channel), as_of, stage_id, patrons[patron_id], library,
-                             [by_id[loan_id] for loan_id in loan_ids])
+    made = []
+    for (_, channel, patron_id, library), rows in groups.items():
+        stages = dict(rows)
+        made.append((make_notice(policy, _spec(channels, channel), as_of, head_stage(policy, stages.values()),
+                                 patrons[patron_id], library, [by_id[loan_id] for loan_id in stages], stages),
+                     (_, channel, patron_id, library), stages))
+    for notice, group, stages in sorted(made, key=lambda m: (order[m[0].stage], m[0].patron_id, m[0].channel,
+                                                              m[0].library or "", m[0].key)):
         plan.notices.append(notice)
-        note = notes.get((stage_id, channel, patron_id, library))
-        for loan_id in loan_ids:
-            plan.decisions.append(Decision(loan_id, stage_id, by_id[loan_id].due_date, Status.PENDING, notice.key,
-                                           f"due on {as_of}, {channel}" + (f" ({note})" if note else ""),
-                                           patron_id, library))
+        for loan_id in notice.loan_ids:
+            note = notes.get((group, loan_id))
+            plan.decisions.append(Decision(loan_id, stages[loan_id], by_id[loan_id].due_date, Status.PENDING,
+                                           notice.key, f"due on {as_of}, {notice.channel}" +
+                                           (f" ({note})" if note else ""), notice.patron_id, notice.library))
     return plan
 
 
 def make_notice(policy: Policy, spec: ChannelSpec, as_of: dt.date, stage_id: str, patron: Patron,
-                library: str | None, loans: Iterable[Loan]) -> Notice:
+                library: str | None, loans: Iterable[Loan], stages: Mapping[str, str] | None = None) -> Notice:
     """The notice of one group: a stage's message on one channel for one patron (and one library, for
     a channel that goes one per library), for these loans; pending, with their ledger rows. The
-    day's plan and the letters replacing a refused email (engine.delivery) are both made here."""
+    day's plan and the letters replacing a refused email (engine.delivery) are both made here.
+    ``stages``: loan id → its stage, for a notice that combines stages (``stage_id``: its head stage,
+    engine.envelope.head_stage); the others are at ``stage_id``."""
     loans = sorted(loans, key=lambda loan: loan.loan_id)
     loan_ids = tuple(loan.loan_id for loan in loans)
+    others = tuple((i, stages[i]) for i in loan_ids if stages and stages.get(i, stage_id) != stage_id)
     recipient, destination = address(policy, spec, patron, library)
     return Notice(notice_key(as_of, stage_id, spec.name, patron.patron_id, library, loan_ids), as_of, stage_id,
                   spec.name, patron.patron_id, library, loan_ids, recipient, destination,
-                  entries=tuple((loan.loan_id, loan.due_date) for loan in loans))
+                  entries=tuple((loan.loan_id, loan.due_date) for loan in loans), loan_stages=others)
 
 
 def address(policy: Policy, spec: ChannelSpec, patron: Patron, library: str | None) -> tuple[str, str]:

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from engine.channels import DEFAULT, LETTER, ChannelSpec
 from engine.decide import Entry, Notice, make_notice
+from engine.envelope import head_stage
 from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
 from engine.timeline import timeline
 
-__all__ = ["Budget", "Drop", "Fallback", "Requeue", "fallback", "fallback_letters", "hold_pass", "recheck", "requeue",
+__all__ = ["Budget", "Drop", "Fallback", "Requeue", "fallback", "fallback_letters", "hold_pass", "narrow", "recheck", "requeue",
            "retry_wait", "settled"]
 
 
@@ -42,12 +43,14 @@ def recheck(policy: Policy, notice: Notice, loans: Mapping[str, Loan], as_of: dt
     the loans as they are now, by id (a loan missing from it no longer exists). ``window=False``: a
     notice a member of staff put back in the queue past its window (`rappel notices retry --force`)
     is not expired for being late; everything else is checked as usual."""
-    stage = next((s for s in policy.stages if s.id == notice.stage), None)
+    known = {s.id: s for s in policy.stages}
     dropped: dict[Entry, Drop] = {}
     for loan_id, due in notice.entries:
         loan = loans.get(loan_id)
+        stage = known.get(notice.stage_of(loan_id))     # each loan at its own stage in a combined notice
         if stage is None:
-            dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"stage {notice.stage} is no longer in the policy")
+            dropped[(loan_id, due)] = Drop(Status.CANCELLED, f"stage {notice.stage_of(loan_id)} is no longer "
+                                                             "in the policy")
         elif loan is None:
             dropped[(loan_id, due)] = Drop(Status.CANCELLED, "the loan no longer exists")
         elif loan.returned_on is not None:
@@ -80,6 +83,19 @@ def _late(policy: Policy, stage, loan: Loan, as_of: dt.date) -> bool:
     """Past the catch-up window after the day the stage went out for this loan (its calendar counted)."""
     on = _trigger(policy, stage, loan)
     return on is None or (as_of - on).days > policy.window(_own(policy, stage, loan))
+
+
+def narrow(policy: Policy, notice: Notice, dropped: Mapping[Entry, Drop]) -> Notice | None:
+    """What is left to send of a notice after the re-check: its rows not dropped, filed under the most
+    advanced stage left (a combined letter whose second-reminder loan was returned goes out as the
+    first reminder of the loans left); None when nothing is left."""
+    entries = tuple(e for e in notice.entries if e not in dropped)
+    if not entries:
+        return None
+    loan_ids = tuple(sorted({loan_id for loan_id, _ in entries}))
+    head = head_stage(policy, [notice.stage_of(loan_id) for loan_id in loan_ids])
+    return replace(notice, stage=head, loan_ids=loan_ids, entries=entries,
+                   loan_stages=tuple((i, notice.stage_of(i)) for i in loan_ids if notice.stage_of(i) != head))
 
 
 def settled(dropped: Mapping[Entry, Drop]) -> Drop:
@@ -179,8 +195,15 @@ def fallback_letters(policy: Policy, notice: Notice, patron: Patron, loans: list
     by_library: dict[str, list[Loan]] = {}
     for loan in loans:
         by_library.setdefault(loan.library, []).append(loan)
-    return [make_notice(policy, letter, notice.date, notice.stage, patron, library, group)
-            for library, group in sorted(by_library.items())]
+    return [_letter(policy, letter, notice, patron, library, group) for library, group in sorted(by_library.items())]
+
+
+def _letter(policy: Policy, letter: ChannelSpec, notice: Notice, patron: Patron, library: str,
+            loans: list[Loan]) -> Notice:
+    """One fallback letter: its loans keep their stages, filed under the most advanced of them."""
+    stages = {loan.loan_id: notice.stage_of(loan.loan_id) for loan in loans}
+    return make_notice(policy, letter, notice.date, head_stage(policy, stages.values()), patron, library, loans,
+                       stages)
 
 
 # -- a failed notice put back in the queue by a member of staff ------------------------------------

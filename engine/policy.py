@@ -14,6 +14,8 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 from engine.channels import DEFAULT, NAME_PATTERN, ChannelSpec, unknown_channel
 from engine.contact import is_email_address
 from engine.calendar import CalendarSpec, ClosedDays
+from engine.facts import RecordType
+from engine.presentation import Contact, LanguageLabels, StageSender, label_problems
 from engine.retention import Retention, check_retention
 from engine.yamlsource import InputError, YamlDocument, validation_problems
 from engine.environ import Templated, _no_literal_secret, _templated, environment_names  # noqa: F401 - public names
@@ -68,6 +70,8 @@ class Stage(_Strict):
     audience: Audience = Audience()
     template: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
                                  description="Template name in rules/templates/ (default: the stage id)")
+    combine: bool | None = Field(default=None, description="false: never combined with other stages")
+    sender: StageSender | None = Field(default=None, description="service: always from the policy's sender")
 
     _channel_known = field_validator("channel")(_known_channel)
 
@@ -98,6 +102,8 @@ class Library(_Strict):
     calendar: ClosedDays | None = Field(default=None, description="Days this library is closed, besides the "
                                                                   "institution's calendar")
     stages: list[StageOverride] = Field(default=[], description="Stages this library runs its own way (by id)")
+    contact: Contact = Contact()
+    sender: Sender | None = Field(default=None, description="Who its notices are from (default: `sender`)")
 
 
 class NoEmail(_Strict):
@@ -250,6 +256,8 @@ class Policy(_Strict):
     no_email: NoEmail = NoEmail()
     stages: list[Stage] = Field(min_length=1)
     libraries: dict[str, Library] = Field(min_length=1)
+    combine: bool = Field(default=True, description="One envelope a day (engine/envelope.py); false: one per stage")
+    labels: dict[str, LanguageLabels] = Field(default={}, description="Names of stages and libraries, by language")
     delivery: Delivery = Delivery()
     fallback: Fallback = Fallback()
     flood_guard: FloodGuard = FloodGuard()
@@ -295,6 +303,8 @@ class Policy(_Strict):
             if self.language not in self.languages:
                 raise ValueError(f"languages: the default language {self.language!r} must be one of them")
         check_timelines(self)
+        for path, message in label_problems(self):      # the first one
+            raise ValueError(f"{'.'.join(map(str, path))}: {message}")
         if self.retention is not None:
             check_retention(self.retention, max(self.window(s) for s in self.stages), CATCH_UP_DAYS)
         return self

@@ -49,6 +49,7 @@ class Line:
     status: str               # pending (decided, to send) | sent | failed | held | cancelled | superseded | expired
     reason: str = ""
     diff: str = ""            # + only on the day shown, - only on the day compared with
+    loan_stages: tuple[tuple[str, str], ...] = ()   # loans of a combined notice at another stage than ``stage``
 
     def as_dict(self, full: bool = False) -> dict:
         """The JSON object of the line: a message's fields (the --json contract), and with ``full``
@@ -56,6 +57,8 @@ class Line:
         out = {"date": self.date.isoformat(), "stage": self.stage, "channel": self.channel,
                "patron_id": self.patron_id, "library": self.library, "loan_ids": list(self.loan_ids),
                "recipient": self.recipient, "destination": self.destination}
+        if self.loan_stages:      # one envelope for several stages: each loan's
+            out["loan_stages"] = {i: dict(self.loan_stages).get(i, self.stage) for i in self.loan_ids}
         if full or self.diff:
             out.update(status=self.status, reason=self.reason)
         if self.diff:
@@ -67,7 +70,7 @@ def _line(notice: Notice, destination: Destination, status: str, reason: str = "
           loan_ids: Iterable[str] | None = None) -> Line:
     return Line(notice.date, notice.stage, notice.channel, notice.patron_id, notice.library,
                 tuple(sorted(notice.loan_ids if loan_ids is None else loan_ids)), notice.recipient,
-                destination(notice), status, reason, sign)
+                destination(notice), status, reason, sign, notice.loan_stages)
 
 
 def messages(plan: Plan, destination: Destination, outcomes: Iterable | None = None) -> list[Line]:

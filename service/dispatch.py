@@ -29,7 +29,7 @@ import datetime as dt
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import getaddresses
 
@@ -38,10 +38,12 @@ from adapters.channels.registry import REGISTRY
 from adapters.render import NoticeContext, Templates, wire_bytes
 from adapters.store import notices as queue
 from adapters.store.database import Store
+from adapters.store.history import sent_rows
 from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENT, Attempt, Handover
 from engine.contact import is_email_address
 from engine.decide import Entry, Notice
-from engine.delivery import Budget, Drop, fallback, hold_pass, recheck, retry_wait, settled
+from engine.envelope import received
+from engine.delivery import Budget, Drop, fallback, hold_pass, narrow, recheck, retry_wait, settled
 from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
 
@@ -149,6 +151,7 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
     people = store.patrons_by_id({p.patron_id for p in batch})
     recaps = store.overdue_loans({p.patron_id for p in batch}, as_of)
     forced = queue.forced(store, [p.key for p in batch])     # put back past their window by staff (--force)
+    sent = sent_rows(store, loans)                           # what each loan really received before
     out = []
     for pending in batch:
         dropped = recheck(policy, pending, loans, as_of, window=pending.key not in forced)
@@ -158,8 +161,7 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
         if not remaining:
             continue
         item.patron = patron = people.get(pending.patron_id)
-        item.notice = notice = replace(pending, loan_ids=tuple(sorted(loan.loan_id for loan in remaining)),
-                                       entries=tuple(e for e in pending.entries if e not in dropped))
+        item.notice = notice = narrow(policy, pending, dropped)
         spec = REGISTRY.spec(notice.channel)
         if spec is None:
             item.error = f"channel {notice.channel!r} is not registered (adapters/channels/registry.py)"
@@ -167,7 +169,9 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
         if patron is None or _no_usable_email(notice, patron):
             continue       # settled by _deliver: never rendered, never handed to a server
         ctx = NoticeContext.for_delivery(policy, notice, patron, remaining, recaps.get(pending.patron_id, []),
-                                         as_of, now)
+                                         as_of, now, history=received(
+            policy, [(loan.loan_id, loan.due_date, notice.stage_of(loan.loan_id)) for loan in remaining], sent,
+            notice.date))
         try:
             item.message = templates.message(ctx, spec.renders)
         except Exception as exc:  # noqa: BLE001 - a template fault: the notice fails visibly, nothing is lost

@@ -2,8 +2,8 @@
 
 The installation: the shipped rules (rules/), a SQLite file, CSV exports written to tmp_path, the
 file outbox. Run date Monday 2026-11-23 unless said otherwise; on that day, by the shipped policy:
-    L4 (P1, due 2026-11-26)            courtesy, 3 days before due          → email to P1
-    L1 + L2 (P1, due 2026-11-16)        first reminder, day 7, two libraries → one email to P1
+    L4 (P1, due 2026-11-26)            courtesy, 3 days before due          ┐ one email to P1 (one
+    L1 + L2 (P1, due 2026-11-16)        first reminder, day 7, two libraries ┘ envelope a day)
     L3 (P2, no email, due 2026-11-16)   first reminder                       → a letter, library SCI
     L5 (P3, a contact)                  nothing;  L6 (P1, lost)              nothing
 Exit codes: 0 fine, 2 bad input (CSV, policy, templates, --on), 1 anything else.
@@ -185,23 +185,20 @@ def test_dry_run_shows_a_readable_table_and_writes_nothing(site):
     result = site("run", "--on", DAY, "--dry-run", "--outbox", site.outbox)
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "2026-11-23: 3 message(s) would go out (dry run)"
+    assert lines[0] == "2026-11-23: 2 message(s) would go out (dry run)"
     assert lines[1].split() == ["stage", "channel", "patron", "library", "loans", "recipient", "destination"]
     assert set(lines[2].replace(" ", "")) == {"-"}
-    rows = [line.split(None, 5) for line in lines[3:6]]
+    rows = [line.split(None, 5) for line in lines[3:5]]
     assert [row[:5] for row in rows] == [
-        ["courtesy", "email", "P1", "-", "L4"],
-        ["first_reminder", "email", "P1", "-", "L1,L2"],
+        ["first_reminder", "email", "P1", "-", "L1,L2,L4"],      # L4's courtesy in the same envelope
         ["first_reminder", "letter", "P2", "SCI", "L3"],
     ]
     outbox = f"outbox:{site.outbox}/"        # nothing configured: everything goes to the outbox folder
     assert [row[5].rsplit(None, 1) for row in rows] == [   # the whole address, then where it goes
         ["camille.durand@etu.univ.example", outbox],
-        ["camille.durand@etu.univ.example", outbox],
         ["Jeanne Moreau, 8 place Gambetta, 33000 Bordeaux, France", outbox],
     ]
-    assert lines[6:] == ["summary: courtesy (email): 1 to send; first_reminder (email): 1 to send; "
-                         "first_reminder (letter): 1 to send"]
+    assert lines[5:] == ["summary: first_reminder (email): 1 to send; first_reminder (letter): 1 to send"]
     assert site.ledger_count() == 0
     assert site.files() == {} and not site.outbox.exists()
 
@@ -244,27 +241,26 @@ def test_dry_run_json_is_one_object_per_line_and_nothing_else(site):
     wanted = {"date", "stage", "channel", "patron_id", "library", "loan_ids", "recipient"}
     assert all(wanted <= set(o) for o in objects)
     assert [{k: o[k] for k in wanted} for o in objects] == [
-        {"date": DAY, "stage": "courtesy", "channel": "email", "patron_id": "P1", "library": None,
-         "loan_ids": ["L4"], "recipient": "camille.durand@etu.univ.example"},
         {"date": DAY, "stage": "first_reminder", "channel": "email", "patron_id": "P1", "library": None,
-         "loan_ids": ["L1", "L2"], "recipient": "camille.durand@etu.univ.example"},
+         "loan_ids": ["L1", "L2", "L4"], "recipient": "camille.durand@etu.univ.example"},
         {"date": DAY, "stage": "first_reminder", "channel": "letter", "patron_id": "P2", "library": "SCI",
          "loan_ids": ["L3"], "recipient": "Jeanne Moreau, 8 place Gambetta, 33000 Bordeaux, France"},
     ]
+    assert objects[0]["loan_stages"] == {"L1": "first_reminder", "L2": "first_reminder", "L4": "courtesy"}
     assert site.ledger_count() == 0 and site.files() == {}
 
 
 def test_run_writes_emails_and_letters_to_the_outbox_once(site):
     result = site("run", "--on", DAY, "--json", "--outbox", site.outbox)
     assert result.exit_code == 0, result.stderr
-    assert len([json.loads(line) for line in result.stdout.splitlines()]) == 3   # stdout: JSON only
-    assert "delivered 3 of 3" in result.stderr
+    assert len([json.loads(line) for line in result.stdout.splitlines()]) == 2   # stdout: JSON only
+    assert "delivered 2 of 2" in result.stderr
 
     files = site.files()
     emails = {name: email.message_from_bytes(data, policy=email.policy.default)
               for name, data in files.items() if name.endswith(".eml")}
     letters = {name: data for name, data in files.items() if name.endswith(".pdf")}
-    assert len(emails) == 2 and len(letters) == 1
+    assert len(emails) == 1 and len(letters) == 1      # L4's courtesy and L1 + L2 in one email
     assert all(name.startswith(f"email/{DAY}/") for name in emails)
     assert all(name.startswith(f"letters/SCI/{DAY}/") for name in letters)
 
@@ -500,14 +496,14 @@ def test_a_run_on_a_database_of_another_installation_decides_and_sends_nothing(s
     assert _database_id(site) == "production"                                   # not taken over
 
     shown = site("run", "--on", DAY, "--dry-run", "--outbox", site.outbox)      # a dry run sends nothing: allowed
-    assert shown.exit_code == 0 and "3 message(s) would go out" in shown.stdout
+    assert shown.exit_code == 0 and "2 message(s) would go out" in shown.stdout
 
     production = tmp_path / "production-state"                                  # --state-dir is honoured
     production.mkdir()
     (production / "installation-id").write_text("production\n", encoding="utf-8")
     result = site("run", "--on", DAY, "--outbox", site.outbox, "--state-dir", production)
     assert result.exit_code == 0, result.stderr
-    assert "delivered 3 of 3" in result.stderr
+    assert "delivered 2 of 2" in result.stderr
 
 
 def test_a_run_beside_an_active_daemon_is_refused(site):
@@ -606,7 +602,7 @@ def test_a_run_that_loses_the_lease_stops_before_the_next_message(site, monkeypa
         result = site("run", "--on", DAY, "--outbox", site.outbox)
         assert result.exit_code == 1, result.stderr
         assert "the lease was lost during the run" in result.stderr
-        assert _pending_and_sent(site) == ["pending", "pending", "sent"]      # the one in flight, no other
+        assert _pending_and_sent(site) == ["pending", "sent"]      # the one in flight, no other
         assert len(site.files()) == 1
         assert read_lease(engine).holder == "standby/1/aa" and read_lease(engine).active
     finally:

@@ -222,3 +222,51 @@ def test_every_make_target_shown_exists():
     shown |= set(re.findall(r"`make (\w+)`", README))
     assert {"demo", "test"} <= shown
     assert shown <= targets
+
+
+# --- every template variable -----------------------------------------------------------------------
+
+def _variables_block() -> list[str]:
+    head = README.index("**Every variable.**")
+    [(_, _, text)] = [(line, lang, text) for line, lang, text in fenced("text")
+                      if README.index(text) > head][:1]
+    return [line.split()[0] for line in text.splitlines() if line.strip()]
+
+
+def test_the_readme_lists_every_template_variable_once_in_the_tables_order():
+    from adapters.render.variables import MAILBOX_VARIABLES, TEMPLATE_VARIABLES
+    assert _variables_block() == list(TEMPLATE_VARIABLES)
+    mailbox = README[README.index("The email that carries a letter to a library's mailbox"):]
+    mailbox = mailbox[:mailbox.index("\n\n")]
+    assert {name for name in MAILBOX_VARIABLES if "." not in name} == set(re.findall(r"`(\w+)`", mailbox))
+
+
+def test_the_variables_table_is_what_templates_get():
+    """Every name a template can see is in TEMPLATE_VARIABLES, and every name there is seen: an email,
+    a letter, and a combined notice whose loans received earlier notices."""
+    import datetime as dt
+
+    from adapters.render import Templates
+    from adapters.render.context import NoticeContext, mailbox_variables
+    from adapters.render.lint import sample_letter, sample_notice
+    from adapters.render.variables import MAILBOX_VARIABLES, TEMPLATE_VARIABLES, variable_names
+    from engine.envelope import Earlier
+    from engine.policy import parse_policy
+
+    policy = parse_policy((ROOT / "rules" / "reminders.yaml").read_text(encoding="utf-8"))
+    templates = Templates(ROOT / "rules", policy)
+    seen: set[str] = set()
+    for channel in ("email", "letter"):
+        ctx = sample_notice(policy, policy.stages[2], channel)
+        combined = NoticeContext.build(
+            policy, ctx.notice.__class__(**{**ctx.notice.__dict__, "loan_ids": ("L-1", "L-2"),
+                                            "loan_stages": (("L-2", "letter"),)}),
+            ctx.patron, [*ctx.triggered, *ctx.overdue], ctx.as_of,
+            history={"L-1": (Earlier("first_reminder", dt.date(2026, 11, 9), "email"),)})
+        for one in (ctx, combined):
+            names = variable_names(templates.variables(one, "fr"))
+            assert names <= set(TEMPLATE_VARIABLES), names - set(TEMPLATE_VARIABLES)
+            seen |= names
+    assert seen == set(TEMPLATE_VARIABLES), set(TEMPLATE_VARIABLES) - seen
+    names = variable_names(mailbox_variables(policy, sample_letter(policy), "a.pdf"))
+    assert names == set(MAILBOX_VARIABLES), names ^ set(MAILBOX_VARIABLES)

@@ -124,7 +124,7 @@ def test_email_is_deterministic_and_message_id_follows_the_key(policy, templates
 @pytest.mark.parametrize("stage, due, words, due_text", [
     ("courtesy", dt.date(2026, 11, 26), "dans quelques jours", "à rendre le 26 novembre 2026"),
     ("first_reminder", dt.date(2026, 11, 16), "n'ont pas été rendus", "à rendre le 16 novembre 2026"),
-    ("second_reminder", dt.date(2026, 11, 2), "Malgré un premier rappel", "à rendre le 2 novembre 2026"),
+    ("second_reminder", dt.date(2026, 11, 2), "n'ont toujours pas été rendus", "à rendre le 2 novembre 2026"),
 ])
 def test_every_email_stage_lists_its_triggered_loans_in_both_parts(policy, templates, stage, due, words,
                                                                    due_text):

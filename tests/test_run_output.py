@@ -29,6 +29,26 @@ except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def site(tmp_path) -> Install:      # noqa: F811 - test_cli's installation, one notice per stage
+    """test_cli's installation with `combine: false`: these tables show each stage's own message (L4's
+    courtesy apart from L1 + L2); one envelope a day is shown by tests/test_cli.py and
+    tests/test_envelope_delivery.py."""
+    import shutil
+
+    from tests.test_cli import LOANS_CSV, PATRONS_CSV, RULES
+    rules = tmp_path / "rules-separate"
+    shutil.copytree(RULES, rules, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    policy = rules / "reminders.yaml"
+    policy.write_text(policy.read_text(encoding="utf-8").replace("combine: true ", "combine: false"),
+                      encoding="utf-8")
+    s = Install(tmp_path, rules)
+    for kind, lines in (("patrons", PATRONS_CSV), ("loans", LOANS_CSV)):
+        result = s("import", kind, s.csv(f"{kind}.csv", lines))
+        assert result.exit_code == 0, result.stderr
+    return s
+
+
 def test_output_piped_to_a_reader_that_stops_early_ends_quietly(tmp_path):
     """`rappel … | head -1`: the reader leaves after one line; rappel stops without a word, exit 0.
     Three thousand messages make sure rappel is still writing when head has gone (a pipe holds 64 KiB)."""

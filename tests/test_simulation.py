@@ -9,7 +9,8 @@ first day of service: the loans are imported with their history and nothing trig
     second_reminder  D + 21   email, or letters likewise
     letter           D + 35   a letter per library
 
-each sent on its trigger day, or caught up within 2 days when runs were missed; older never.
+each sent on its trigger day, or caught up within 2 days when runs were missed; older never. A
+patron's stages due on one run are one email (and one letter per library), each loan at its stage.
 Contacts get nothing, lost and claimed_returned loans get nothing.
 
 Runs: every day from Sunday 2026-11-22 to Thursday 2026-12-31, except two outages:
@@ -142,8 +143,9 @@ EXPECTED = {
     "2026-12-23": [email("first_reminder", "P06", "L11"),
                    email("second_reminder", "P08", "L16")],
     # 2026-12-24 to 2026-12-26: no run
-    "2026-12-27": [email("courtesy", "P11", "L21"),                  # 2 days late, the day before due
-                   email("first_reminder", "P11", "L22", "L23")],    # L20's first reminder: stale
+    # one envelope: L21's courtesy (2 days late, the day before due) travels in the first reminder
+    # of L22 and L23, each loan at its stage (the ledger below); L20's first reminder: stale
+    "2026-12-27": [email("first_reminder", "P11", "L21", "L22", "L23")],
     "2026-12-28": [email("courtesy", "P01", "L26"),
                    email("first_reminder", "P10", "L18", "L19")],
     "2026-12-29": [letter("letter", "P01", "SCI", "L01")],

@@ -61,8 +61,9 @@ def notice_email(ctx: NoticeContext, parts: dict[str, str], language: str) -> Em
     if not is_email_address(to):
         raise ValueError(f"notice {notice.key}: patron {patron.patron_id}'s email {to!r} is not one address")
     msg = EmailMessage(policy=MESSAGE_POLICY)
-    _raw(msg, "From", _address_header(policy.sender.from_))
-    _raw(msg, "Reply-To", _address_header(policy.sender.reply_to))
+    sender = ctx.sender                                       # the stage's, the library's or the policy's
+    _raw(msg, "From", _address_header(sender.from_))
+    _raw(msg, "Reply-To", _address_header(sender.reply_to))
     _raw(msg, "To", formataddr((one_line(patron.full_name), to), charset="utf-8"))
     _raw(msg, "Subject", _text_header(parts["subject"]))
     _raw(msg, "Date", format_datetime(ctx.sent_at))                # when it is sent (the pass's time)

@@ -40,8 +40,15 @@ def pick_language(preferred: str, policy: Policy) -> str:
 
 
 def format_day(value: dt.date, format: str = "long", *, language: str) -> str:   # noqa: A002 - Jinja's name
-    """A date for the language: Babel's short, medium, long or full, or a CLDR pattern (dd/MM/y)."""
-    return babel_date(value, format=format, locale=language)
+    """A date for the language: Babel's short, medium, long or full, or a CLDR pattern (dd/MM/y),
+    in the language's typography: the first of the month is "1er" in French ("1er décembre 2026")."""
+    text = babel_date(value, format=format, locale=language)
+    if value.day == 1 and language.split("_")[0].split("-")[0] == "fr":
+        text = _FRENCH_FIRST.sub("1er", text, count=1)
+    return text
+
+
+_FRENCH_FIRST = re.compile(r"(?<![\d/.\-])1(?= [^\d\s])")     # "1 décembre", not "01/12" nor "1 2026"
 
 
 def format_money(value, currency: str | None = None, *, language: str, default: str = "EUR") -> str:

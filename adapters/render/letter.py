@@ -74,7 +74,7 @@ class Letter(FPDF):
         placed = False
         for line in body.splitlines():
             if line.strip() == LETTER_TABLE:
-                self._table(v["library_loans"])
+                self._table(v["library_loans"], v["combined"])
                 placed = True
             elif line.strip():
                 self.multi_cell(0, 5, self.text_of(line), align="L", new_x="LMARGIN", new_y="NEXT")
@@ -82,19 +82,28 @@ class Letter(FPDF):
                 self.ln(3)
         if not placed:
             self.ln(3)
-            self._table(v["library_loans"])
+            self._table(v["library_loans"], v["combined"])
         return bytes(self.output())
 
-    def _table(self, loans: list[dict]):
+    def _table(self, loans: list[dict], combined: bool = False):
+        """The documents; a letter that combines stages has a 5th column: each loan's stage."""
         self.set_font(self.font_name, "", 9)
         head = FontFace(emphasis="BOLD", fill_color=(230, 230, 230))
-        with self.table(col_widths=(82, 34, 26, 28), text_align=("LEFT", "LEFT", "CENTER", "RIGHT"),
-                        line_height=5, headings_style=head, padding=1) as table:
-            table.row([self.text_of(str(h)) for h in self.wording["columns"]])
+        widths, align = (82, 34, 26, 28), ("LEFT", "LEFT", "CENTER", "RIGHT")
+        if combined:
+            widths, align = (62, 30, 24, 30, 24), ("LEFT", "LEFT", "CENTER", "LEFT", "RIGHT")
+        with self.table(col_widths=widths, text_align=align, line_height=5, headings_style=head,
+                        padding=1) as table:
+            columns = list(self.wording["columns"])
+            if combined:
+                columns.insert(3, self.wording.get("stage_column") or "")
+            table.row([self.text_of(str(h)) for h in columns])
             when = partial(self.wording["format_date"], format=self.wording["table_date"])
             for loan in loans:
                 days = str(loan["days_overdue"]) if loan["days_overdue"] else str(self.wording["no_due"])
-                table.row([self.text_of(loan["title"]), self.text_of(loan["item_barcode"]),
-                           self.text_of(when(loan["due_date"])), self.text_of(days)])
+                cells = [loan["title"], loan["item_barcode"], when(loan["due_date"]), days]
+                if combined:
+                    cells.insert(3, loan["stage_label"] or str(self.wording["no_due"]))
+                table.row([self.text_of(cell) for cell in cells])
         self.set_font(self.font_name, "", 10)
         self.ln(2)

@@ -1,7 +1,8 @@
 """Checking a rules directory's templates before anything goes out (``Templates.lint()``).
 
-Every stage's templates exist, compile and render a made-up notice in every language of the
-policy, for every channel the stage can go out on; the letter wording and the mailbox email too
+Every stage's templates exist in every language of the policy (in its own folder when the policy
+lists several: the shared folder's file would mix languages in one message), compile and
+render a made-up notice in every language, for every channel the stage can go out on; the letter wording and the mailbox email too
 when letters are possible; and the letters' font can set French and Spanish text. Each problem
 says the file, the line when known, and where (stage, language).
 """
@@ -30,12 +31,21 @@ def lint_templates(templates) -> list[Problem]:
     t, policy = templates, templates.policy
     problems: list[Problem] = []
     bad: set[tuple[str, str]] = set()
+    several = len(policy.available_languages) > 1
     for language in policy.available_languages:
         for name in _required(t, language):
-            if _find(t, language, name) is None:
+            found = _find(t, language, name)
+            if found is None:
                 bad.add((language, name))
                 problems.append(Problem(str(t.directory / language / name), None, f"language {language}",
                                         "template file is missing"))
+            elif several and found.parent != t.directory / language:
+                # the shared folder's file is in one language: a letter would mix it with this one's frame
+                bad.add((language, name))
+                listed = ", ".join(policy.available_languages)
+                problems.append(Problem(str(t.directory / language / name), None, f"language {language}",
+                                        f"template file is missing: the policy lists {listed}, and "
+                                        f"{found.relative_to(t.directory)} is not in {language}"))
     for language in policy.available_languages:   # every file, the shared frames too
         env = t.environment(language)
         for name in env.list_templates(extensions=["j2"]):

@@ -106,6 +106,7 @@ class Templates:
         module = self.environment(language).get_template(LETTER_WORDING).make_module(values)
         wording = {name: getattr(module, name) for name in
                    ("date_line", "subject_line", "columns", "table_date", "page", "no_due")}
+        wording["stage_column"] = getattr(module, "stage_column", "")   # a 5th column when stages are combined
         if len(wording["columns"]) != 4:
             raise ValueError(f"{LETTER_WORDING}: columns must name the 4 columns of the table "
                              "(title, barcode, due date, days overdue)")

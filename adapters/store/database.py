@@ -245,17 +245,19 @@ class Store:
             entries: dict[str, list] = {}
             keys = [r.key for r in rows]
             for chunk in _chunks(keys, 500):
-                for e in conn.execute(select(ledger.c.notice_key, ledger.c.loan_id, ledger.c.due_date)
+                for e in conn.execute(select(ledger.c.notice_key, ledger.c.loan_id, ledger.c.due_date, ledger.c.stage)
                                       .where(ledger.c.notice_key.in_(chunk), ledger.c.status == Status.PENDING)
                                       .order_by(ledger.c.loan_id)):
-                    entries.setdefault(e.notice_key, []).append((e.loan_id, e.due_date))
+                    entries.setdefault(e.notice_key, []).append((e.loan_id, e.due_date, e.stage))
         out = []
         for r in rows:
-            mine = tuple(entries.get(r.key, ()))
+            rows_of = entries.get(r.key, ())
+            mine = tuple((loan_id, due) for loan_id, due, _ in rows_of)
             out.append(Notice(key=r.key, date=r.run_date, stage=r.stage, channel=r.channel, patron_id=r.patron_id,
                               library=r.library, loan_ids=tuple(sorted({loan_id for loan_id, _ in mine})),
                               recipient=r.recipient, destination=r.destination, entries=mine,
-                              attempts=r.attempts, status=Status(r.status)))
+                              attempts=r.attempts, status=Status(r.status),
+                              loan_stages=tuple((loan_id, st) for loan_id, _, st in rows_of if st != r.stage)))
         return out
 
     def counts(self) -> dict[str, int]:

@@ -184,13 +184,17 @@ def failed(store: Store, keys: Iterable[str] | None = None, since: dt.date | Non
         rows = conn.execute(statement.order_by(notices.c.run_date, notices.c.key)).all()
         entries: dict[str, list] = {}
         for part in _slices([r.key for r in rows]):
-            for e in conn.execute(select(ledger.c.notice_key, ledger.c.loan_id, ledger.c.due_date).where(
-                    ledger.c.notice_key.in_(part), ledger.c.status == Status.FAILED).order_by(ledger.c.loan_id)):
-                entries.setdefault(e.notice_key, []).append((e.loan_id, e.due_date))
+            for e in conn.execute(select(ledger.c.notice_key, ledger.c.loan_id, ledger.c.due_date, ledger.c.stage)
+                                  .where(ledger.c.notice_key.in_(part), ledger.c.status == Status.FAILED)
+                                  .order_by(ledger.c.loan_id)):
+                entries.setdefault(e.notice_key, []).append((e.loan_id, e.due_date, e.stage))
     return [Notice(key=r.key, date=r.run_date, stage=r.stage, channel=r.channel, patron_id=r.patron_id,
-                   library=r.library, loan_ids=tuple(sorted({loan for loan, _ in entries.get(r.key, ())})),
-                   recipient=r.recipient, destination=r.destination, entries=tuple(entries.get(r.key, ())),
-                   attempts=r.attempts, status=Status(r.status)) for r in rows]
+                   library=r.library, loan_ids=tuple(sorted({loan for loan, _, _ in entries.get(r.key, ())})),
+                   recipient=r.recipient, destination=r.destination,
+                   entries=tuple((loan, due) for loan, due, _ in entries.get(r.key, ())),
+                   attempts=r.attempts, status=Status(r.status),
+                   loan_stages=tuple((loan, st) for loan, _, st in entries.get(r.key, ()) if st != r.stage))
+            for r in rows]
 
 
 # --- what delivery asks ---------------------------------------------------------------------------
