@@ -22,9 +22,9 @@ import pytest
 from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS
 
 try:
-    from tests.test_cli import DAY, Install, broken_rules, rappel, site  # noqa: F401 - site: the fixture
+    from tests.test_cli import DAY, Install, rappel, site  # noqa: F401 - site: the fixture
 except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
-    from test_cli import DAY, Install, broken_rules, rappel, site  # noqa: F401
+    from test_cli import DAY, Install, rappel, site  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,8 +86,10 @@ def busy(site, tmp_path) -> Install:
                                   the second is sent, the first superseded
         L8 (P2, no email, due 2026-11-26)   courtesy: cancelled, a letter would arrive too late
         L7 (P4, neither email nor postal address, due 2026-11-16)   first reminder: cancelled"""
-    rules, _, _ = broken_rules(tmp_path, "reminders.yaml", "max_delay_days: 2 ", "max_delay_days: 14 ")
-    site.rules = rules
+    policy = Path(site.rules) / "reminders.yaml"       # the site's own copy (combine: false)
+    text = policy.read_text(encoding="utf-8")
+    assert text.count("max_delay_days: 2 ") == 1
+    policy.write_text(text.replace("max_delay_days: 2 ", "max_delay_days: 14 "), encoding="utf-8")
     _add(site, ["P4,2000000004,Paul,Sansadresse,,fr,internal,public,reader,,,,,,"],
          ["L7,P4,3000000007,Le Rouge et le Noir,SCI,2026-11-16,,",
           "L8,P2,3000000008,Topologie,SCI,2026-11-26,,",
