@@ -234,3 +234,31 @@ def test_the_sso_header_is_believed_only_from_a_trusted_proxy(tmp_path):
         staff.disable(store, "desk", at=site.clock(), actor="test")
     with TestClient(app, base_url="https://testserver", follow_redirects=False, client=("10.9.9.9", 5000)) as proxy:
         assert proxy.get("/?q=lef", headers={"REMOTE_USER": "desk"}).status_code == 403       # disabled
+
+
+def test_every_message_of_the_pages_is_translated():
+    """Each _("…") of the templates has a French and a Spanish translation (adapters/web/locale)."""
+    import re
+    from pathlib import Path
+
+    from babel.messages.pofile import read_po
+
+    from adapters.web import i18n
+
+    templates = Path(i18n.__file__).parent / "templates"
+    wanted = set()
+    for t in templates.glob("*.html"):
+        text = t.read_text(encoding="utf-8")
+        wanted |= set(re.findall(r'_\("([^"]*)"', text)) | set(re.findall(r"_\('([^']*)'", text))
+    assert len(wanted) > 100
+    for lang in ("fr", "es"):
+        with (i18n.LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po").open("rb") as f:
+            catalog = read_po(f, locale=lang)
+        assert sorted(m for m in wanted if not (catalog.get(m) and catalog.get(m).string)) == [], lang
+
+
+def test_the_language_follows_the_switch_then_the_browser(client):
+    assert 'lang="es"' in client.get("/login", headers={"Accept-Language": "es-ES,es;q=0.9"}).text
+    assert "Connexion" in client.get("/login", headers={"Accept-Language": "de, fr;q=0.5"}).text
+    client.get("/lang/en")
+    assert "Sign in" in client.get("/login", headers={"Accept-Language": "fr"}).text
