@@ -57,6 +57,7 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
         context = WebContext(rules, db, outbox, state_dir, sso_header=header, trusted_proxies=nets,
                              secure_cookies=not insecure_cookies)
         context.store()                                                # opened (and upgraded) now
+        context.rules()
         typer.echo(f"rappel serve: http://{host}:{port}/ (rules {rules}, database {context.store().url})", err=True)
         uvicorn.run(create_app(context), host=host, port=port, proxy_headers=False, server_header=False,
                     log_level="info")

@@ -48,6 +48,7 @@ class WebContext:
     _store: Store | None = field(default=None, init=False, repr=False)
     _rules: tuple[tuple, session.Rules] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _rules_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _signature(self) -> tuple:
         out = []
@@ -63,9 +64,13 @@ class WebContext:
         cached = self._rules
         if cached is not None and cached[0] == signature:
             return cached[1]
-        loaded = session.load_rules(self.rules_dir, templates=True, accounts=True)
-        self._rules = (signature, loaded)
-        return loaded
+        with self._rules_lock:                  # one request loads them, the others wait for it
+            cached = self._rules
+            if cached is not None and cached[0] == signature:
+                return cached[1]
+            loaded = session.load_rules(self.rules_dir, templates=True, accounts=True)
+            self._rules = (signature, loaded)
+            return loaded
 
     def store(self) -> Store:
         """The database, opened (and upgraded) at the first request, shared by all."""
