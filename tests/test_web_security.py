@@ -168,7 +168,7 @@ def test_a_role_without_day_view_is_refused_the_day(client):
     assert client.get("/day").status_code == 403
 
 
-@pytest.mark.parametrize("url", ["/?q=alert", "/patrons/2000000005", "/day/dry-run?on=2026-11-27&loan=L5",
+@pytest.mark.parametrize("url", ["/?q=%3Cscript", "/patrons/2000000005", "/day/dry-run?on=2026-11-27&loan=L5",
                                  "/day"])
 def test_a_script_in_a_name_is_shown_as_text(client, url):
     sign_in(client, "boss" if not url.startswith("/day") else "overdue")
@@ -177,6 +177,21 @@ def test_a_script_in_a_name_is_shown_as_text(client, url):
     assert XSS not in page.text
     if url != "/day":
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def test_a_script_in_a_name_is_text_in_the_notice_and_its_email(client):
+    import re
+
+    sign_in(client, "desk")
+    patron = client.get("/patrons/2000000005").text
+    link = re.search(r'href="(/notice\?key=[^"]+)"', patron).group(1)
+    notice = client.get(link.replace("&amp;", "&"))
+    assert notice.status_code == 200 and "courtesy" in notice.text
+    assert XSS not in notice.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in notice.text
+    framed = client.get(link.replace("/notice?", "/notice/message.html?").replace("&amp;", "&"))
+    assert framed.headers["content-security-policy"].startswith("sandbox")
+    missing = client.get("/patrons/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+    assert missing.status_code == 404 and XSS not in missing.text
 
 
 def test_sign_in_makes_a_new_session_and_ends_the_one_presented(client, site):

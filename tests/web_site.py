@@ -5,7 +5,8 @@ role, and ``serve``: the application on a real uvicorn server in a thread, on a 
 
     P1 Thomas Lefèvre   external public  loans L1 (due 11-16: first reminder today), L2
     P2 Jeanne Moreau    internal public  no email; L4 due 10-19 (35 days: a letter today)
-    P5 <script>alert(1)</script>   internal public (the name every page must show as text)
+    P5 <script>alert(1)</script>   internal public; L5 due 11-26 (a courtesy email today): the name
+       every page must show as text (P6 too, so that a search lists them)
 """
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ def make_site(tmp_path: Path, smtp_url: str | None = None, *, sso: bool = False)
             f.write(f'\ndelivery:\n  email: {{url: "{smtp_url}"}}\n')
     url = f"sqlite:///{tmp_path / 'web.db'}"
     patrons = [*PATRONS, f"P5,2000000005,{XSS},{XSS},xss@univ.example,en,internal,public,reader,1 rue X,,33000,"
-                         f"Bordeaux,France,"]
-    loans = [*LOANS, "L4,P2,3000000004,Le Petit Prince,DROIT,2026-10-19,,", f"L5,P5,3000000005,{XSS},SCI,2026-11-30,,"]
+                         f"Bordeaux,France,",
+                f"P6,2000000006,Jean,{XSS},,fr,internal,public,reader,2 rue X,,33000,Bordeaux,France,"]
+    loans = [*LOANS, "L4,P2,3000000004,Le Petit Prince,DROIT,2026-10-19,,", f"L5,P5,3000000005,{XSS},SCI,2026-11-26,,"]
     with Store(url) as store:
         policy = load_policy(rules)
         for kind, header, rows in (("patrons", PATRON_FIELDS, patrons), ("loans", LOAN_FIELDS, loans),

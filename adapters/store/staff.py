@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
 from adapters.store.database import Store
 from adapters.store.schema import login_failures, patrons, staff, staff_actions, web_sessions
@@ -137,8 +137,9 @@ def count_failures(store: Store, *, name: str, address: str, since: dt.datetime)
 # --- the desk's search ---------------------------------------------------------------------------
 
 def search_patrons(store: Store, text: str, limit: int = 50) -> tuple[list[dict], bool]:
-    """Patrons whose barcode is ``text``, or whose name contains it (case-insensitive), by name;
-    (the rows, whether more match than ``limit``)."""
+    """Patrons whose barcode or patron_id is ``text``, else whose last name, or first name and last
+    name, begin with it (case-insensitive: SQLite's LIKE folds ASCII letters only), by name; (the
+    rows, whether more match than ``limit``)."""
     text = text.strip()
     cols = (patrons.c.patron_id, patrons.c.barcode, patrons.c.first_name, patrons.c.last_name,
             patrons.c.account_type, patrons.c.record_type, patrons.c.user_group)
@@ -146,11 +147,16 @@ def search_patrons(store: Store, text: str, limit: int = 50) -> tuple[list[dict]
         exact = conn.execute(select(*cols).where(or_(patrons.c.barcode == text, patrons.c.patron_id == text))).all()
         if exact:
             return [dict(r._mapping) for r in exact], False
-        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        like = f"%{escaped}%"
-        full = func.lower(patrons.c.first_name + " " + patrons.c.last_name)
-        rows = conn.execute(select(*cols).where(or_(full.like(like, escape="\\"),
-                                                    func.lower(patrons.c.last_name).like(like, escape="\\")))
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"{escaped}%"
+        full = patrons.c.first_name + " " + patrons.c.last_name
+
+        def like(column):
+            if store.dialect == "sqlite":
+                return column.like(pattern, escape="\\")
+            return column.ilike(pattern, escape="\\")
+
+        rows = conn.execute(select(*cols).where(or_(like(patrons.c.last_name), like(full)))
                             .order_by(patrons.c.last_name, patrons.c.first_name, patrons.c.patron_id)
                             .limit(limit + 1)).all()
     return [dict(r._mapping) for r in rows[:limit]], len(rows) > limit

@@ -18,9 +18,11 @@ from pathlib import Path
 
 from adapters.channels import registry
 from adapters.store.database import Store
+from engine.accounts import AccountsPolicy, EditDecision, EditRequest, decide_edits
 from service import session
 from service.staff import Limits
 
+POOL = 40            # database connections: one per thread of the server's pool (anyio's default, 40)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -48,6 +50,7 @@ class WebContext:
     _store: Store | None = field(default=None, init=False, repr=False)
     _rules: tuple[tuple, session.Rules] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _decided: dict = field(default_factory=dict, init=False, repr=False)
     _rules_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _signature(self) -> tuple:
@@ -69,14 +72,26 @@ class WebContext:
             if cached is not None and cached[0] == signature:
                 return cached[1]
             loaded = session.load_rules(self.rules_dir, templates=True, accounts=True)
+            self._decided = {}
             self._rules = (signature, loaded)
             return loaded
+
+    def decide_edits(self, accounts: AccountsPolicy, asked: list[EditRequest]) -> list[EditDecision]:
+        """engine.accounts.decide_edits, its answers kept while the rules are those loaded (they
+        depend on nothing else): the patron page asks the same questions for every patron of a
+        kind. An edit itself is always decided afresh (service.patrons.edit)."""
+        key = (id(accounts), tuple(asked))
+        found = self._decided.get(key)
+        if found is None:
+            found = decide_edits(accounts, asked)
+            self._decided[key] = found
+        return list(found)
 
     def store(self) -> Store:
         """The database, opened (and upgraded) at the first request, shared by all."""
         with self._lock:
             if self._store is None:
-                self._store = Store(self.db_url)
+                self._store = Store(self.db_url, pool_size=POOL)
             return self._store
 
     def close(self) -> None:

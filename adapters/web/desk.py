@@ -42,7 +42,7 @@ def _patron_page(request: Request, who, ident: str, *, status: int = 200, errors
     ctx = context(request)
     rules = ctx.rules()
     try:
-        view = patrons.show(ctx.store(), rules.accounts, ident, today(ctx), who.role)
+        view = patrons.show(ctx.store(), rules.accounts, ident, today(ctx), who.role, decide=ctx.decide_edits)
     except UnknownPatron as exc:
         return page(request, "error.html", 404, message=str(exc))
     notices_view = rules.accounts.may(who.role, "notices.view")
@@ -64,7 +64,7 @@ def edit(request: Request, who: Staff, ident: str):
     form = request.state.form
     store = ctx.store()
     try:
-        current = patrons.show(store, rules.accounts, ident, today(ctx))
+        current = patrons.show(store, rules.accounts, ident, today(ctx), decide=ctx.decide_edits)
     except UnknownPatron as exc:
         return page(request, "error.html", 404, message=str(exc))
     asked = {f.name: str(form.get(f"field.{f.name}")) for f in current.fields
