@@ -59,8 +59,10 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
         context.store()                                                # opened (and upgraded) now
         context.rules()
         typer.echo(f"rappel serve: http://{host}:{port}/ (rules {rules}, database {context.store().url})", err=True)
+        # proxy_headers off: the client address is the proxy's, which is what --trusted-proxy is about;
+        # idle connections kept longer than a reverse proxy keeps its own (nginx: 60 s)
         uvicorn.run(create_app(context), host=host, port=port, proxy_headers=False, server_header=False,
-                    log_level="info")
+                    log_level="info", timeout_keep_alive=65)
 
 
 def _password(stdin: bool) -> str:

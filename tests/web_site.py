@@ -42,7 +42,8 @@ class Clock:
         return self.now
 
 
-def make_site(tmp_path: Path, smtp_url: str | None = None, *, sso: bool = False) -> WebContext:
+def make_site(tmp_path: Path, smtp_url: str | None = None, *, sso: bool = False,
+              max_per_run: int | None = None) -> WebContext:
     from adapters.sources.csvfiles import import_csv
     from adapters.store.database import Store
     from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS
@@ -53,6 +54,10 @@ def make_site(tmp_path: Path, smtp_url: str | None = None, *, sso: bool = False)
     if smtp_url:
         with (rules / "reminders.yaml").open("a", encoding="utf-8") as f:
             f.write(f'\ndelivery:\n  email: {{url: "{smtp_url}"}}\n')
+    if max_per_run is not None:
+        text = (rules / "reminders.yaml").read_text(encoding="utf-8")
+        (rules / "reminders.yaml").write_text(text.replace("max_per_run: 1000", f"max_per_run: {max_per_run}"),
+                                              encoding="utf-8")
     url = f"sqlite:///{tmp_path / 'web.db'}"
     patrons = [*PATRONS, f"P5,2000000005,{XSS},{XSS},xss@univ.example,en,internal,public,reader,1 rue X,,33000,"
                          f"Bordeaux,France,",
@@ -67,7 +72,7 @@ def make_site(tmp_path: Path, smtp_url: str | None = None, *, sso: bool = False)
         channel = registry.build(policy, templates, env={}, outbox=tmp_path / "outbox", rules_dir=rules,
                                  clock=lambda: NOW)
         try:
-            day.run_day(store, policy, templates, channel, DAY, now=NOW)
+            day.run_recorded(store, policy, templates, channel, DAY, clock=lambda: NOW)
         finally:
             channel.close()
         accounts = load_accounts(rules)

@@ -3,14 +3,15 @@ outbox, the clock, and who is trusted to say who signed in. Routes reach it as
 ``request.app.state.rappel`` (see ``app.create_app``).
 
 The database is opened once (and upgraded then) and shared by every request; the rules are read
-again whenever a file of the rules folder changes (an edited policy is in force at the next
-request, a broken one is an error, never half-used)."""
+again when a file of the rules folder has changed (looked at every RECHECK seconds at most: an
+edited policy is in force within them; a broken one is an error, never half-used)."""
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from engine.accounts import AccountsPolicy, EditDecision, EditRequest, decide_ed
 from service import session
 from service.staff import Limits
 
+RECHECK = 2.0        # seconds between two looks at the rules folder's files (an edit is seen within them)
 POOL = 40            # database connections: one per thread of the server's pool (anyio's default, 40)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -50,6 +52,7 @@ class WebContext:
     _store: Store | None = field(default=None, init=False, repr=False)
     _rules: tuple[tuple, session.Rules] | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _checked: float = field(default=0.0, init=False, repr=False)
     _decided: dict = field(default_factory=dict, init=False, repr=False)
     _rules_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -63,8 +66,12 @@ class WebContext:
 
     def rules(self) -> session.Rules:
         """The policy, templates and accounts policy as they are on disk now."""
-        signature = self._signature()
         cached = self._rules
+        now = time.monotonic()
+        if cached is not None and now - self._checked < RECHECK:
+            return cached[1]
+        signature = self._signature()
+        self._checked = now
         if cached is not None and cached[0] == signature:
             return cached[1]
         with self._rules_lock:                  # one request loads them, the others wait for it
