@@ -106,8 +106,9 @@ def test_a_notice_resent_from_the_patrons_page(browser, site, smtp_server):
         page.wait_for_url(re.compile(r"/notice\?key="))
         assert "desk" in page.locator("body").inner_text()                    # the attempt and the action
         frame = page.frame_locator("iframe.mail")
-        assert frame.locator("body").inner_text()                             # the HTML part, sandboxed
+        assert "Chimie organique" in frame.locator("body").inner_text()       # the HTML part, sandboxed
         shot(page, "notice")
+        page.locator("iframe.mail").screenshot(path=str(SHOTS / "notice-email.png"))
 
 
 def test_the_letters_pdf_downloaded_and_opened(browser, site):
