@@ -3,9 +3,9 @@
 The commands live by theme: cli/day.py (run, explain, import, lint, schema, demo), cli/patrons.py
 (patron show/edit/requests-report, sync), cli/notices.py (notices, notices show/resend/cancel/retry),
 cli/letters.py (letters), cli/pull.py (pull), cli/retention.py (purge, patron forget),
-cli/operations.py (daemon, status, confirm-installation), cli/api_clients.py (api-client). They
-read the clock and the environment, open what they need through service.session and print;
-the use cases themselves are in service/.
+cli/operations.py (daemon, status, confirm-installation), cli/api_clients.py (api-client),
+cli/serve.py (serve, staff). They read the clock and the environment, open what they need through
+service.session and print; the use cases themselves are in service/.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from cli import retention  # noqa: F401
 from cli import operations  # noqa: F401
 from cli import api_clients  # noqa: F401
 from cli import starter  # noqa: F401
+from cli import serve  # noqa: F401
 from cli.common import app, print_lines, quiet_stdout
 
 __all__ = ["app", "main", "print_lines"]

@@ -83,9 +83,12 @@ class PatronView:
         }
 
 
-def show(store: Store, accounts: AccountsPolicy, barcode: str, as_of: dt.date, role: str | None = None) -> PatronView:
+def show(store: Store, accounts: AccountsPolicy, barcode: str, as_of: dt.date, role: str | None = None, *,
+         decide=decide_edits) -> PatronView:
     """A patron's record (by barcode or patron_id), each field with who may edit it, open loans,
-    requests, and every notice rappel decided for them, newest first."""
+    requests, and every notice rappel decided for them, newest first. ``decide``: the engine's
+    decide_edits, or a caller's memo of it (the staff interface keeps its answers per policy: they
+    depend only on the policy, the account and record type, the role and the field)."""
     with records.reading(store) as db:
         patron = db.find(barcode)
         edited = db.locally_edited(patron.patron_id)
@@ -95,7 +98,7 @@ def show(store: Store, accounts: AccountsPolicy, barcode: str, as_of: dt.date, r
     asked = [EditRequest(patron.account_type, patron.record_type, r, f) for f in PATRON_FIELDS for r in roles]
     if role is not None:
         asked += [EditRequest(patron.account_type, patron.record_type, role, f) for f in PATRON_FIELDS]
-    decisions = decide_edits(accounts, asked)
+    decisions = decide(accounts, asked)
     by_field: dict[str, list[str]] = {f: [] for f in PATRON_FIELDS}
     for d in decisions[:len(roles) * len(PATRON_FIELDS)]:
         if d.allowed:

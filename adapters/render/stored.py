@@ -15,7 +15,7 @@ from email.utils import formataddr
 
 from adapters.render.formats import one_line
 
-__all__ = ["MAIN_HEADERS", "display_name", "readdressed", "readable"]
+__all__ = ["MAIN_HEADERS", "display_name", "html_part", "readdressed", "readable"]
 
 MAIN_HEADERS = ("From", "Reply-To", "To", "Subject", "Date", "Message-ID")
 _FIELD = re.compile(rb"^([!-9;-~]+):")          # a header field's name (RFC 5322 ftext)
@@ -28,6 +28,13 @@ def readable(data: bytes) -> dict:
     body = message.get_body(preferencelist=("plain", "html"))
     text = body.get_content() if body is not None else ""
     return {"headers": headers, "text": text}
+
+
+def html_part(data: bytes) -> str | None:
+    """The email's HTML part, as text (None when it has none)."""
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    body = message.get_body(preferencelist=("html",))
+    return body.get_content() if body is not None else None
 
 
 def display_name(data: bytes) -> str:

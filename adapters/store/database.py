@@ -86,9 +86,12 @@ def _patron(row) -> Patron:
 class Store:
     """Every read and write rappel does. One instance per command; methods open short transactions."""
 
-    def __init__(self, url: str | None = None, *, upgrade: bool = True):
+    def __init__(self, url: str | None = None, *, upgrade: bool = True, pool_size: int | None = None):
+        """``pool_size``: connections kept for a process of many threads (`rappel serve`), as many
+        more when busy; None: SQLAlchemy's default."""
         self.url = database_url(url)
-        self.engine = create_engine(self.url)
+        self.engine = create_engine(self.url) if pool_size is None else \
+            create_engine(self.url, pool_size=pool_size, max_overflow=pool_size)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         if upgrade:
