@@ -118,12 +118,12 @@ request_id,patron_id,title,library,pickup_library,placed_on,status,expires_on
 """
 
 EXPECTED = [
-    ("courtesy", "email", "1", None, ["101"]),
     ("first_reminder", "email", "2", None, ["102", "112"]),
     ("first_reminder", "email", "4", None, ["113"]),
     ("first_reminder", "letter", "3", "DROIT", ["105"]),
     ("letter", "letter", "3", "SCI", ["104"]),
-    ("second_reminder", "email", "1", None, ["103"]),
+    # one envelope a day: patron 1's courtesy notice (101) and second reminder (103) are one email
+    ("second_reminder", "email", "1", None, ["101", "103"]),
 ]
 
 

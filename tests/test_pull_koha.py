@@ -116,12 +116,12 @@ request_id,patron_id,title,library,pickup_library,placed_on,status,expires_on
 
 # What the shipped policy sends on 23 November for these facts: (stage, channel, patron, library, loans).
 EXPECTED = [
-    ("courtesy", "email", "1", None, ["101"]),
     ("first_reminder", "email", "2", None, ["102"]),
     ("first_reminder", "email", "4", None, ["108"]),
     ("first_reminder", "letter", "3", "DROIT", ["105"]),
     ("letter", "letter", "3", "SCI", ["104"]),
-    ("second_reminder", "email", "1", None, ["103"]),
+    # one envelope a day: patron 1's courtesy notice (101) and second reminder (103) are one email
+    ("second_reminder", "email", "1", None, ["101", "103"]),
 ]
 
 
