@@ -80,8 +80,10 @@ def rows(store, sql: str) -> list:
 def walk(routes):
     """Every route, through the routers included (FastAPI keeps them nested)."""
     for r in routes:
-        if isinstance(r, APIRoute):
+        if isinstance(r, APIRoute) or type(r).__name__ == "_EffectiveRouteContext":
             yield r
+        elif hasattr(r, "effective_candidates"):    # the routes as mounted, their prefix included
+            yield from (c for c in walk(r.effective_candidates()) if getattr(c, "methods", None))
         elif hasattr(r, "original_router"):
             yield from walk(r.original_router.routes)
         elif hasattr(r, "routes") and not hasattr(r, "app"):
