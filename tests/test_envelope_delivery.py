@@ -41,8 +41,20 @@ ZOE = "zoe.lefevre@etu.example"
 COURTESY, FIRST, SECOND, LETTER = "2026-11-26", "2026-11-16", "2026-11-02", "2026-10-19"
 
 
+_OPENED: list[Site] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sites():
+    """Every site a test opens is closed after it (nothing is left open: an unclosed database fails)."""
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
 def site_for(tmp_path, server, extra: str = "") -> Site:
     site = Site(tmp_path, extra=EMAIL.format(url=server.url) + LABELS + extra)
+    _OPENED.append(site)
     policy = site.rules / "reminders.yaml"
     text = policy.read_text(encoding="utf-8").replace(
         "    letters: {mailbox: droit-contentieux@univ.example}\n",
