@@ -2,11 +2,11 @@
 """Load check of the staff interface: 50 signed-in staff browsing patron pages and searching.
 
     .venv/bin/python benchmarks/web_load.py [--patrons 200000] [--sessions 50] [--seconds 30]
-                                            [--think 1.0] [--workdir bench-web] [--reuse]
+                                            [--think 1.0] [--workdir bench-web] [--reuse] [--workers 2]
 
 1. a SQLite database of ``--patrons`` patrons (bulk insert, fixed seed), two loans and a request
    each, one staff account (desk, circulation_desk);
-2. `rappel serve` in its own process (uvicorn) on a free port of 127.0.0.1;
+2. `rappel serve --workers N` in its own processes (uvicorn) on a free port of 127.0.0.1;
 3. ``--sessions`` sessions, each signed in through the sign-in form, each in a loop for
    ``--seconds``: four patron pages (a random barcode) for one search by name (httpx, asyncio,
    this process), each session waiting ``--think`` seconds on average between two clicks (a
@@ -41,6 +41,7 @@ def build(db: Path, patrons: int) -> None:
     from sqlalchemy import insert
 
     from adapters.store.database import Store
+    from adapters.store.names import backfill
     from adapters.store.schema import loans, patrons as patron_table, requests
     from service import staff
     from service.rules import load_accounts
@@ -65,6 +66,7 @@ def build(db: Path, patrons: int) -> None:
                     request_id=f"R{i}", patron_id=f"P{i}", title=f"Réservation {i}", library="SCI",
                     pickup_library="DROIT", placed_on=day - dt.timedelta(days=5), status="active",
                     expires_on=day + dt.timedelta(days=20)) for i in batch])
+            backfill(conn)        # the desk's name search words (rappel's own writes keep them)
         staff.add(store, load_accounts(ROOT / "rules"), "desk", "circulation_desk", PASSWORD,
                   at=dt.datetime.now(dt.timezone.utc), actor="benchmark")
 
@@ -141,6 +143,7 @@ def main() -> None:
                                                             "reading the page); 0: as fast as answered")
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench-web")
     ap.add_argument("--reuse", action="store_true", help="keep the database of an earlier run")
+    ap.add_argument("--workers", type=int, default=2, help="rappel serve --workers (processes)")
     args = ap.parse_args()
     db = args.workdir / "web.db"
     if not (args.reuse and db.exists()):
@@ -154,7 +157,7 @@ def main() -> None:
     env = {**os.environ, "RAPPEL_STATE_DIR": str(args.workdir / "state")}
     server = subprocess.Popen([str(Path(sys.executable).with_name("rappel")), "serve", "--port", str(port),
                                "--insecure-cookies", "--rules", str(ROOT / "rules"), "--db", f"sqlite:///{db}",
-                               "--outbox", str(args.workdir / "outbox")], env=env,
+                               "--outbox", str(args.workdir / "outbox"), "--workers", str(args.workers)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -172,7 +175,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
-    print(f"{args.sessions} sessions (think time {args.think:g} s) for {took:.1f} s: {len(pages)} patron pages, {len(searches)} searches, "
+    print(f"{args.sessions} sessions (think time {args.think:g} s, {args.workers} worker(s)) for {took:.1f} s: {len(pages)} patron pages, {len(searches)} searches, "
           f"{(len(pages) + len(searches)) / took:.0f} requests/s")
     for name, values in (("patron page", pages), ("search", searches)):
         print(f"{name:<12} p50 {pct(values, 50):6.1f} ms  p95 {pct(values, 95):6.1f} ms  p99 {pct(values, 99):6.1f} ms"

@@ -138,9 +138,16 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], indent: st
 
 
 def print_lines(lines, as_json: bool, full: bool = False) -> None:
-    """--json: one object per line (service.dayview.Line.as_dict)."""
+    """--json: one object per line (service.dayview.Line.as_dict), written a thousand lines at a time."""
+    encode = json.JSONEncoder(ensure_ascii=False).encode
+    chunk: list[str] = []
     for line in lines:
-        typer.echo(json.dumps(line.as_dict(full), ensure_ascii=False))
+        chunk.append(encode(line.as_dict(full)))
+        if len(chunk) == 1000:
+            typer.echo("\n".join(chunk))
+            chunk.clear()
+    if chunk:
+        typer.echo("\n".join(chunk))
 
 
 def print_day(title: str, messages, others, summary: str, *, as_json: bool, full: bool = False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -81,6 +82,7 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
                 raise Failure(f"{as_of}: the lease was lost during the run (another instance took it over): "
                               f"what was not sent stays pending, for that instance to deliver", 1) from None
             local_only = not inst.channel.routes
+            left = day.left_waiting(inst.store)
             sent = dayview.messages(result.plan, inst.channel.destination, result.outcomes)
             others = dayview.not_sent(policy, result.plan, result.outcomes, result.others, inst.channel.destination)
         print_day(f"{as_of}: {len(result.plan.notices)} message(s) decided", sent, others,
@@ -95,8 +97,32 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
             if o.status != "sent":
                 instead = f" -> {', '.join(o.replaced_by)}" if o.replaced_by else ""
                 typer.echo(f"  {o.key}: {o.status}: {o.detail}{instead}", err=True)
-        if any(o.status == "failed" and not o.replaced_by for o in result.outcomes):
-            raise Failure("some messages failed; see above", 1)
+        failed = sum(o.status == "failed" and not o.replaced_by for o in result.outcomes)
+        if failed or left.total:
+            if as_json:
+                typer.echo(json.dumps({"delivery": _left_json(delivered, len(result.outcomes), failed, left)},
+                                      ensure_ascii=False))
+            raise Failure(f"{as_of}: " + "; ".join(_left_lines(failed, left, policy.tz)), 1)
+
+
+def _left_lines(failed: int, left, tz) -> list[str]:
+    """What a run leaves undelivered, for people: failed, waiting for a retry (until when), waiting for a fix."""
+    out = [f"{failed} message(s) failed (see above; `rappel notices retry` once the cause is fixed)"] if failed else []
+    if left.retrying:
+        first, last = (w.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") for w in (left.next_at, left.last_at))
+        out.append(f"{left.retrying} message(s) wait for their retry time (the next attempt after {first}"
+                   + (f", the last after {last}" if last != first else "") + "; a run or the daemon sends them then)")
+    if left.for_fix:
+        out.append(f"{left.for_fix} message(s) wait for the policy or a template to be fixed: "
+                   + " | ".join(left.reasons))
+    return out
+
+
+def _left_json(delivered: int, of: int, failed: int, left) -> dict:
+    iso = (lambda when: when.isoformat(timespec="seconds") if when else None)
+    return {"delivered": delivered, "of": of, "failed": failed, "waiting_retry": left.retrying,
+            "next_attempt_at": iso(left.next_at), "last_attempt_at": iso(left.last_at),
+            "waiting_fix": left.for_fix, "reasons": list(left.reasons)}
 
 
 def _print_compared(compared, as_json: bool) -> None:
@@ -158,17 +184,26 @@ def preview(stage: Annotated[str, typer.Option("--stage", help="The stage whose 
 
 
 @app.command()
-def explain(loan: Annotated[str, typer.Option("--loan", help="Loan id")],
+def explain(loan: Annotated[Optional[str], typer.Option("--loan", help="Loan id")] = None,
             on: Annotated[Optional[str], typer.Option("--on", help="Date (default: today)")] = None,
-            rules: RulesOpt = Path("rules"), db: DbOpt = None):
+            rules: RulesOpt = Path("rules"), db: DbOpt = None,
+            request: Annotated[Optional[str], typer.Option(
+                "--request", help="Request id: each request stage instead (ready, pickup deadline, expired)")] = None):
     """For each stage: due or not on that date, and why."""
-    from service import checks, session
+    from service import checks, requests, session
 
     with guarded():
+        if (loan is None) == (request is None):
+            raise session.Refused("give one of --loan ID or --request ID", 2)
         loaded = session.load_rules(rules)
         as_of = parse_date(on, loaded.policy)
         with session.store(db, writes=False) as store:
-            lines = checks.explain_loan(store, loaded.policy, loan, as_of)
+            if request is not None:
+                lines = requests.explain(store, loaded.policy, request, as_of)
+                if lines is None:
+                    raise session.Refused(f"no request {request!r} in {store.url}", 2)
+            else:
+                lines = checks.explain_loan(store, loaded.policy, loan, as_of)
         for line in lines:
             typer.echo(line)
 
@@ -253,13 +288,19 @@ def lint(rules: RulesOpt = Path("rules"),
          check_delivery: Annotated[bool, typer.Option("--check-delivery", help="Also connect to each configured server "
                                                       "(SMTP greeting and login, CUPS printers) without sending; "
                                                       "exit 1 if one fails")] = False,
-         outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the local outbox channel")] = Path("outbox")):
-    """Check the policy, its templates and its delivery settings; exit 2 on any error."""
+         outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the local outbox channel")] = Path("outbox"),
+         db: DbOpt = None):
+    """Check the policy, its templates and its delivery settings; exit 2 on any error.
+
+    With a database (--db, $RAPPEL_DB_URL, or ./rappel.db when it exists), also that every library
+    with open loans in it is in the policy (else its letters would wait, unsent)."""
     from service import checks, session
 
     with guarded():
-        report = checks.lint(session.load_rules(rules, templates=True), os.environ, outbox,
-                             check_delivery=check_delivery)
+        loaded = session.load_rules(rules, templates=True)
+        with _lint_store(db) as store:
+            report = checks.lint(loaded, os.environ, outbox, check_delivery=check_delivery, store=store,
+                                 today=parse_date(None, loaded.policy))
         for line in report.delivery:
             typer.echo(f"delivery: {line}")
         for check in report.checks:
@@ -271,6 +312,19 @@ def lint(rules: RulesOpt = Path("rules"),
             typer.echo(f"warning: {warning}", err=True)
         if report.failed:
             raise Failure(f"delivery check failed: {', '.join(report.failed)}", 1)
+
+
+@contextmanager
+def _lint_store(db: str | None):
+    """The database lint holds the policy against: the one given or configured, or ./rappel.db when it
+    exists; None when there is none (lint checks the rules alone)."""
+    from service import session
+
+    if db is None and not os.environ.get("RAPPEL_DB_URL") and not Path("rappel.db").exists():
+        yield None
+        return
+    with session.store(db, writes=False) as store:
+        yield store
 
 
 @app.command()

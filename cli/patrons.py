@@ -103,7 +103,8 @@ def patron_edit(barcode: BarcodeArg,
         actor = by or getpass.getuser()
         try:
             with session.store(db) as store:
-                result = patrons.edit(store, accounts, barcode, role, actor, changes, dt.datetime.now(policy.tz))
+                result = patrons.edit(store, accounts, barcode, role, actor, changes, dt.datetime.now(policy.tz),
+                                      policy=policy)
         except patrons.EditRefused as exc:
             for d in exc.decisions:
                 if not d.allowed:

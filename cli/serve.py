@@ -32,6 +32,8 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
           insecure_cookies: Annotated[bool, typer.Option(
               "--insecure-cookies", help="Session cookies without Secure (plain HTTP, development only)")] = False,
           outbox: Annotated[Path, typer.Option("--outbox", help="Folder of the local outbox channel")] = Path("outbox"),
+          workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Worker processes (one per core "
+                                                                                "is a good start)")] = 1,
           state_dir: StateOpt = None, rules: RulesOpt = Path("rules"), db: DbOpt = None):
     """Serve the staff interface (desk, the day, the JSON API under /api/) with uvicorn."""
     import os
@@ -61,8 +63,18 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
         typer.echo(f"rappel serve: http://{host}:{port}/ (rules {rules}, database {context.store().url})", err=True)
         # proxy_headers off: the client address is the proxy's, which is what --trusted-proxy is about;
         # idle connections kept longer than a reverse proxy keeps its own (nginx: 60 s)
-        uvicorn.run(create_app(context), host=host, port=port, proxy_headers=False, server_header=False,
-                    log_level="info", timeout_keep_alive=65)
+        options = dict(host=host, port=port, proxy_headers=False, server_header=False, log_level="info",
+                       timeout_keep_alive=65)
+        if workers == 1:
+            uvicorn.run(create_app(context), **options)
+            return
+        # several processes: each builds its own application from the same settings (sessions, login
+        # failures and everything else they share are in the database)
+        from adapters.web.app import SETTINGS, settings_of
+
+        os.environ[SETTINGS] = settings_of(context)
+        context.close()
+        uvicorn.run("adapters.web.app:from_environment", factory=True, workers=workers, **options)
 
 
 def _password(stdin: bool) -> str:

@@ -24,7 +24,8 @@ EDITABLE_FIELDS = tuple(f for f in PATRON_FIELDS if f not in IDENTITY_FIELDS)
 CONTACT_FIELDS = ("email", "phone", "address_line1", "address_line2", "postal_code", "city", "country")
 
 FieldName = Literal["barcode", "first_name", "last_name", "email", "preferred_language", "record_type",
-                    "user_group", "address_line1", "address_line2", "postal_code", "city", "country", "phone"]
+                    "user_group", "address_line1", "address_line2", "postal_code", "city", "country", "phone",
+                    "channels", "opt_out"]
 assert set(FieldName.__args__) == set(EDITABLE_FIELDS), "FieldName must list the patron's editable fields"
 
 # What a role may do beyond editing fields: in the staff interface (`rappel serve`) and its JSON API.
@@ -198,7 +199,9 @@ def parse_accounts(text: str, source: str = "accounts.yaml") -> AccountsPolicy:
         raise InputError([doc.problem((), "the account policy must be a mapping of keys "
                                           "(account_types, record_types, roles, …)")])
     try:
-        return AccountsPolicy.model_validate(doc.data)
+        accounts = AccountsPolicy.model_validate(doc.data)
+    except OverflowError as exc:
+        raise doc.overflowed(exc) from None
     except ValidationError as exc:
         fixed = []
         for problem in validation_problems(doc, exc):
@@ -208,7 +211,9 @@ def parse_accounts(text: str, source: str = "accounts.yaml") -> AccountsPolicy:
             if sep and head.isidentifier() and doc.line_of(parts + (head,)) != doc.line_of(parts):
                 problem = doc.problem(parts + (head,), rest)
             fixed.append(problem)
-        raise InputError(fixed) from None
+        raise InputError(doc.bounded(fixed)) from None
+    doc.check_bounds()
+    return accounts
 
 
 def accounts_json_schema() -> dict:

@@ -1,9 +1,9 @@
 """What the engine knows of a channel: a few plain facts, handed in by whoever calls it.
 
 A stage's ``channel:`` names a channel kind. To route a notice the engine needs only this:
-which contact the patron must have (an email address, a postal address), how notices are grouped
-(one per patron, or one per patron and library like letters), what is rendered (an email message
-or a letter PDF) and where it goes (the patron's own contact, or the library's ``letters:``
+which contact the patron must have (an email address, a postal address, a phone number, or none),
+how notices are grouped (one per patron, or one per patron and library like letters), what is
+rendered (an email message, a letter PDF, a short text, a JSON document) and where it goes (the patron's own contact, or the library's ``letters:``
 setting: a printer or a mailbox). The channel registry (adapters/channels/registry.py) holds one
 ``ChannelSpec`` per kind and the service layer passes them in; the engine never imports adapters.
 ``DEFAULT`` is what rappel ships, email and letter, for callers (and tests) that need no other.
@@ -19,8 +19,8 @@ __all__ = ["DEFAULT", "EMAIL", "LETTER", "NAME_PATTERN", "ChannelSpec", "unknown
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"      # a channel's name in the policy: email, letter, sms…
 
-Contact = Literal["email", "postal"]
-Renders = Literal["email", "letter"]
+Contact = Literal["email", "postal", "phone", "none"]
+Renders = Literal["email", "letter", "text", "json"]
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,10 @@ class ChannelSpec:
     """How the engine routes to one channel kind (plain data, no behaviour)."""
 
     name: str
-    contact: Contact             # what the patron must have: a valid email address, or a postal address
-    renders: Renders             # what is rendered for it: an email message, or a letter PDF
+    contact: Contact             # what the patron must have: a valid email address, a postal address, a
+    #                              phone number (E.164), or none (a channel to another system)
+    renders: Renders             # what is rendered for it: an email message, a letter PDF, a short text
+    #                              (<stage>.sms.j2), or a JSON document with the notice's text
     per_library: bool = False    # one notice per patron and library (a letter has a library's letterhead)
     via_library: bool = False    # it goes where the library's `letters:` says (printer:, mailbox:), not to
     #                              the patron's contact

@@ -22,6 +22,7 @@ from engine.contact import is_email_address
 from engine.envelope import envelope, head_stage
 from engine.facts import Candidate, Loan, Patron, Status
 from engine.policy import Policy
+from engine.preferences import has_contact, lacking, route_order
 from engine.timeline import timeline
 
 
@@ -37,6 +38,7 @@ class Decision:
     reason: str
     patron_id: str = ""      # whose loan (for people: the run's table of what is not sent)
     library: str | None = None   # the loan's library, for a channel that goes one per library
+    kind: str = "loan"           # what loan_id names: a loan, or a request (engine/request_notices.py)
 
 
 Entry = tuple[str, dt.date]    # a ledger row of a notice: (loan_id, due_date)
@@ -102,9 +104,18 @@ def notice_key(as_of: dt.date, stage: str, channel: str, patron_id: str, library
 
 
 def evaluation_pairs(policy: Policy, candidates: list[Candidate], as_of: dt.date) -> list[tuple[int, int]]:
-    """The (candidate, stage) pairs worth asking the engine about: due date in the stage's range."""
-    return [(ci, si) for ci, cand in enumerate(candidates) for si in range(len(policy.stages))
-            if reference.stage_window_contains(policy, si, cand.loan, as_of)]
+    """The (candidate, stage) pairs worth asking the engine about: due date in the stage's range
+    (which depends on the loan's library and due date only: found once for each of those)."""
+    stages: dict[tuple[str, dt.date], list[int]] = {}
+    out = []
+    for ci, cand in enumerate(candidates):
+        loan = cand.loan
+        found = stages.get((loan.library, loan.due_date))
+        if found is None:
+            found = stages[loan.library, loan.due_date] = [
+                si for si in range(len(policy.stages)) if reference.stage_window_contains(policy, si, loan, as_of)]
+        out.extend((ci, si) for si in found)
+    return out
 
 
 def due_stages(policy: Policy, candidates: list[Candidate], as_of: dt.date,
@@ -197,10 +208,15 @@ def make_notice(policy: Policy, spec: ChannelSpec, as_of: dt.date, stage_id: str
 
 def address(policy: Policy, spec: ChannelSpec, patron: Patron, library: str | None) -> tuple[str, str]:
     """(recipient, destination) of a notice: the patron's contact the channel needs (the email
-    address, or the postal address on one line), and where it goes (that contact, or the library's
+    address, the phone number, or the postal address on one line; the patron's id for a channel
+    to another system), and where it goes (that contact, or the library's
     letters setting: printer:NAME, mailbox:ADDRESS)."""
     if spec.contact == "email":
         recipient = patron.email
+    elif spec.contact == "phone":
+        recipient = patron.phone
+    elif spec.contact == "none":
+        recipient = patron.patron_id
     else:
         recipient = ", ".join(patron.postal_lines) or patron.patron_id
     if not spec.via_library:
@@ -224,8 +240,13 @@ def route(policy: Policy, stage_index: int, patron: Patron,
     A channel that needs an email address takes exactly one valid address (engine.contact, the one
     test): a patron without one gets what the policy says for a patron without email (``no_email``:
     a letter, or nothing), and the reason names the address that was not usable. ``library``: the
-    loan's, whose own timeline may send the stage on another channel."""
+    loan's, whose own timeline may send the stage on another channel. A stage with several
+    ``channels:`` goes on the first the patron can be reached on, in their order of preference
+    (engine.preferences.route_order)."""
     stage = timeline(policy).stage(stage_index, library) if library is not None else policy.stages[stage_index]
+    order = route_order(policy, stage, patron)
+    if len(order) > 1:
+        return _route_by_preference(policy, stage, order, patron, channels)
     spec = _spec(channels, stage.channel)
     if spec.contact == "email":
         if is_email_address(patron.email):
@@ -239,7 +260,33 @@ def route(policy: Policy, stage_index: int, patron: Patron,
             return None, f"{lacking}, and no postal address to send a letter to"
         letter = channels.get(LETTER.name, LETTER)
         return letter.name, (f"{lacking}; letter instead" if patron.email else "")
-    if not patron.has_postal_address:
+    if spec.contact == "postal" and not patron.has_postal_address:
         what = "a letter" if spec.name == LETTER.name else f"a {spec.name}"
         return None, f"no postal address to send {what} to"
+    if not has_contact(patron, spec.contact):
+        return None, lacking(patron, spec)
     return spec.name, ""
+
+
+def _route_by_preference(policy: Policy, stage, order: tuple[str, ...], patron: Patron,
+                         channels: Mapping[str, ChannelSpec]) -> tuple[str | None, str]:
+    """The first of ``order`` the patron can be reached on, and why not an earlier one; when none,
+    a letter as the policy's no_email says for a patron without email, else None and why."""
+    missing = []
+    for name in order:
+        spec = _spec(channels, name)
+        if has_contact(patron, spec.contact):
+            return name, (f"{'; '.join(missing)}: {name} instead" if missing else "")
+        missing.append(lacking(patron, spec))
+    why = "; ".join(missing)
+    letter = channels.get(LETTER.name, LETTER)
+    by_email = any(_spec(channels, name).contact == "email" for name in order)
+    if not by_email or letter.name in order:
+        return None, f"no usable channel: {why}"
+    if stage.offset_days < 0 and not policy.no_email.courtesy_by_letter:
+        return None, f"no usable channel: {why}; a letter before the due date would arrive too late"
+    if stage.offset_days >= 0 and not policy.no_email.letters_after_due:
+        return None, f"no usable channel: {why}, and the policy sends no letter instead"
+    if not patron.has_postal_address:
+        return None, f"no usable channel: {why}, and no postal address to send a letter to"
+    return letter.name, f"{why}: letter instead"

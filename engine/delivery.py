@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from engine.channels import DEFAULT, LETTER, ChannelSpec
 from engine.decide import Entry, Notice, make_notice
+from engine.preferences import has_contact, route_order
 from engine.envelope import head_stage
 from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
@@ -179,8 +180,16 @@ class Fallback:
 
 def fallback(policy: Policy, notice: Notice, patron: Patron, loans: list[Loan],
              channels: Mapping[str, ChannelSpec] = DEFAULT) -> Fallback:
-    """The policy's fallback for ``notice`` refused for good, for its ``loans`` still to send: an email
-    becomes one letter per library (``fallback.email: letter``) when the patron has a postal address."""
+    """The policy's fallback for ``notice`` refused for good, for its ``loans`` still to send: the next
+    of the stage's channels in the patron's order they can be reached on (engine.preferences), else
+    an email becomes one letter per library (``fallback.email: letter``) when the patron has a postal
+    address."""
+    stage = next((s for s in policy.stages if s.id == notice.stage), None)   # None: a stage since removed
+    order = route_order(policy, stage, patron) if stage is not None else ()
+    for name in order[order.index(notice.channel) + 1:] if notice.channel in order else ():
+        spec = channels.get(name)
+        if spec is not None and has_contact(patron, spec.contact):
+            return Fallback(tuple(fallback_letters(policy, notice, patron, loans, channels, spec)))
     if notice.channel != "email" or policy.fallback.email != "letter":
         return Fallback()
     if not patron.has_postal_address:
@@ -189,20 +198,22 @@ def fallback(policy: Policy, notice: Notice, patron: Patron, loans: list[Loan],
 
 
 def fallback_letters(policy: Policy, notice: Notice, patron: Patron, loans: list[Loan],
-                     channels: Mapping[str, ChannelSpec] = DEFAULT) -> list[Notice]:
-    """The letters that replace an email refused for good: one per library, like any letter."""
-    letter = channels.get(LETTER.name, LETTER)
-    by_library: dict[str, list[Loan]] = {}
+                     channels: Mapping[str, ChannelSpec] = DEFAULT, spec: ChannelSpec | None = None) -> list[Notice]:
+    """The notices that replace one refused for good, on ``spec`` (default: letters): one per
+    library for a channel that goes one per library, like any letter; else one."""
+    spec = spec or channels.get(LETTER.name, LETTER)
+    by_library: dict[str | None, list[Loan]] = {}
     for loan in loans:
-        by_library.setdefault(loan.library, []).append(loan)
-    return [_letter(policy, letter, notice, patron, library, group) for library, group in sorted(by_library.items())]
+        by_library.setdefault(loan.library if spec.per_library else None, []).append(loan)
+    return [_letter(policy, spec, notice, patron, library, group)
+            for library, group in sorted(by_library.items(), key=lambda item: item[0] or "")]
 
 
-def _letter(policy: Policy, letter: ChannelSpec, notice: Notice, patron: Patron, library: str,
+def _letter(policy: Policy, spec: ChannelSpec, notice: Notice, patron: Patron, library: str | None,
             loans: list[Loan]) -> Notice:
-    """One fallback letter: its loans keep their stages, filed under the most advanced of them."""
+    """One notice replacing a refused one: its loans keep their stages, filed under the most advanced of them."""
     stages = {loan.loan_id: notice.stage_of(loan.loan_id) for loan in loans}
-    return make_notice(policy, letter, notice.date, head_stage(policy, stages.values()), patron, library, loans,
+    return make_notice(policy, spec, notice.date, head_stage(policy, stages.values()), patron, library, loans,
                        stages)
 
 

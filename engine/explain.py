@@ -18,7 +18,7 @@ def explain(policy: Policy, loan: Loan, patron: Patron | None, ledger_rows: list
     record_type = patron.record_type if patron else ""
     user_group = patron.user_group if patron else ""
     recorded = frozenset(r["stage"] for r in ledger_rows if r["due_date"] == loan.due_date)
-    cand = Candidate(loan, record_type, user_group, recorded)
+    cand = Candidate.of(loan, patron, recorded)
     pairs = [(0, si) for si in range(len(policy.stages))]
     due = {si for _, si in decide.due_stages(policy, [cand], as_of, pairs)}   # durable-rules, cross-checked
     latest = max(due, default=None)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from functools import lru_cache
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Literal, get_args
@@ -19,7 +21,8 @@ class Status(StrEnum):
 
 
 class OutcomeStatus(StrEnum):
-    """What one delivery pass did with a notice: a ledger status, or held by the flood guard."""
+    """What one delivery pass did with a notice: a ledger status, held by the flood guard, or waiting for a
+    fix of the library's own (a library missing from the policy, a template that fails to render)."""
 
     PENDING = "pending"          # not sent: a retry is due later
     SENT = "sent"
@@ -28,6 +31,7 @@ class OutcomeStatus(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     HELD = "held"                # the flood guard kept it pending, for `rappel run --confirm`
+    WAITING = "waiting"          # kept pending until the library fixes its side (policy, template): not sent
 
 
 LEDGER_STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
@@ -56,6 +60,8 @@ class Patron:
     city: str = ""
     country: str = ""
     phone: str = ""
+    channels: str = ""          # the patron's channels in the order they prefer them: "sms email letter"
+    opt_out: str = ""           # the optional stages they want none of: "courtesy", or "all" of them
 
     @property
     def full_name(self) -> str:
@@ -67,12 +73,34 @@ class Patron:
         return bool((self.address_line1 or self.address_line2) and (self.postal_code or self.city))
 
     @property
+    def preferred_channels(self) -> tuple[str, ...]:
+        """Their channels in order of preference (empty: the policy's order)."""
+        return split_names(self.channels)
+
+    @property
+    def opted_out(self) -> frozenset[str]:
+        """The stage ids they opted out of ("all": every optional stage); only optional stages heed it."""
+        return _name_set(self.opt_out)
+
+    @property
     def postal_lines(self) -> list[str]:
         town = " ".join(p for p in (self.postal_code, self.city) if p)
         return [line for line in (self.full_name, self.address_line1, self.address_line2, town, self.country) if line]
 
 
 PATRON_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Patron))   # the patron record's fields, in order
+OPT_OUT_ALL = "all"        # in a patron's opt_out: every stage the policy marks optional
+
+
+@lru_cache(maxsize=4096)     # a few distinct values among thousands of patrons: read each once
+def split_names(value: str) -> tuple[str, ...]:
+    """The names of a list field (channels, opt_out): separated by spaces, commas, ';' or '|', each once."""
+    return tuple(dict.fromkeys(part for part in re.split(r"[\s,;|]+", value or "") if part))
+
+
+@lru_cache(maxsize=4096)
+def _name_set(value: str) -> frozenset[str]:
+    return frozenset(split_names(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +133,15 @@ class Candidate:
     record_type: str
     user_group: str
     recorded: frozenset[str] = field(default_factory=frozenset)
+    opt_out: frozenset[str] = field(default_factory=frozenset)   # the patron's opt-outs (Patron.opted_out)
+
+    @classmethod
+    def of(cls, loan: Loan, patron: Patron | None, recorded: frozenset[str] = frozenset()) -> Candidate:
+        """A loan's candidate with what the engine reads of its patron (none known: nothing of them)."""
+        if patron is None:
+            return cls(loan, "", "", recorded)
+        return cls(loan, patron.record_type, patron.user_group, recorded, patron.opted_out)
+
+    def opted_out_of(self, stage_id: str) -> bool:
+        """Whether the patron opted out of this stage (it counts only where the stage is optional)."""
+        return stage_id in self.opt_out or OPT_OUT_ALL in self.opt_out

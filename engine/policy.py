@@ -8,16 +8,19 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError,
-                      ValidationInfo, WithJsonSchema, field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from engine.channels import DEFAULT, NAME_PATTERN, ChannelSpec, unknown_channel
 from engine.contact import is_email_address
 from engine.calendar import CalendarSpec, ClosedDays
 from engine.facts import RecordType
+from engine.limits import TemplateLimits
+from engine.policy_base import Imports, Preferences, Schedule, Sms, _Strict
 from engine.presentation import Contact, LanguageLabels, StageSender, label_problems
+from engine.requests import RequestSettings, RequestStage, check_request_stages
 from engine.retention import Retention, check_retention
-from engine.yamlsource import InputError, YamlDocument, validation_problems
+from engine.yamlsource import InputError, YamlDocument, dotted_path as _path, validation_problems
 from engine.environ import Templated, _no_literal_secret, _templated, environment_names  # noqa: F401 - public names
 from engine.timeline import MAX_OFFSET, Audience, Count, StageOverride, check_timelines  # noqa: F401 - Audience
 
@@ -46,10 +49,6 @@ def _address(value: str) -> str:
 Address = Annotated[str, AfterValidator(_address)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
 class Sender(_Strict):
     from_: Address = Field(alias="from", description="From: header, e.g. 'Service du contentieux <contentieux@univ.example>'")
     reply_to: Address = Field(description="Reply-To: header; patrons' replies go there")
@@ -72,12 +71,33 @@ class Stage(_Strict):
                                  description="Template name in rules/templates/ (default: the stage id)")
     combine: bool | None = Field(default=None, description="false: never combined with other stages")
     sender: StageSender | None = Field(default=None, description="service: always from the policy's sender")
+    channels: list[Channel] | None = Field(default=None, description="The channels a patron may have it on, "
+                                           "their preference (a patron's channels) choosing among them, the "
+                                           "first they can be reached by going out; default: its channel only")
 
     _channel_known = field_validator("channel")(_known_channel)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_known(cls, names: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        for name in names or ():
+            _known_channel(name, info)
+        return names
+
+    @model_validator(mode="after")
+    def _routing(self):
+        if self.channels is not None and self.channel not in self.channels:
+            raise ValueError(f"channels: must include the stage's channel ({self.channel})")
+        return self
 
     @property
     def template_name(self) -> str:
         return self.template or self.id
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """The channels it may go out on, in the policy's order: its own channel first."""
+        return (self.channel, *[c for c in self.channels or () if c != self.channel])
 
 
 class LetterRoute(_Strict):
@@ -183,55 +203,7 @@ class FloodGuard(_Strict):
                                                                    "(SMTP, CUPS); no limit when null")
 
 
-class Schedule(_Strict):
-    """When `rappel daemon` evaluates and delivers the day, in the policy's time zone."""
-
-    at: str = Field(default="02:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
-                    description="Local time of the daily run, HH:MM in `timezone`. On a daylight-saving day a "
-                                "time that does not exist runs when the clocks have moved on (02:30 → 03:30), "
-                                "and a time that occurs twice runs once")
-    retry_minutes: int = Field(default=5, ge=1, le=1440,
-                               description="How often the daemon looks for deliveries to retry between daily "
-                                           "runs (each message's own wait is delivery.retry)")
-    pull_before: bool = Field(default=False, description="Pull from every source of rules/sources.yaml before "
-                                                         "each day's evaluation; a failed pull: nothing decided "
-                                                         "on stale facts, tried again after retry_minutes")
-
-    @property
-    def hour(self) -> int:
-        return int(self.at[:2])
-
-    @property
-    def minute(self) -> int:
-        return int(self.at[3:])
-
-
 StatusMeaning = Literal["on_loan", "exclude"]
-
-
-def _share(value: Any) -> Any:
-    """A share written as a fraction (0.2) or a percentage ("20%", "20 %")."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return float(value.strip()[:-1].strip()) / 100
-        except ValueError:
-            raise ValueError(f"{value!r} is not a percentage (e.g. 20%)") from None
-    return value
-
-
-Share = Annotated[float, Field(ge=0, le=1), BeforeValidator(_share), WithJsonSchema(
-    {"anyOf": [{"type": "number", "minimum": 0, "maximum": 1},
-               {"type": "string", "pattern": r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$"}]})]
-
-
-class Imports(_Strict):
-    """What an import of the library system's exports may do without being confirmed."""
-
-    max_closed_share: Share = Field(
-        default=0.2, description="A snapshot (a full export: rappel import --snapshot) that would close more "
-                                 "than this share of the open loans of its libraries, as a fraction (0.2) or a "
-                                 "percentage (\"20%\"), changes nothing and exits 1 unless --confirm: a "
-                                 "truncated export must not return every loan it lost")
 
 
 class Policy(_Strict):
@@ -253,11 +225,15 @@ class Policy(_Strict):
                                   "loan without status. When given, an imported loan with any other status is "
                                   "rejected; exclude_statuses, if kept, must agree with it")
     imports: Imports = Imports()
+    preferences: Preferences = Field(default=Preferences(), description="What a patron may choose: stages "
+                                     "they may opt out of, stages sent on their own channel whatever they prefer")
     no_email: NoEmail = NoEmail()
+    sms: Sms = Field(default=Sms(), description="Phone numbers' default country, and how long an SMS may be")
     stages: list[Stage] = Field(min_length=1)
     libraries: dict[str, Library] = Field(min_length=1)
     combine: bool = Field(default=True, description="One envelope a day (engine/envelope.py); false: one per stage")
     labels: dict[str, LanguageLabels] = Field(default={}, description="Names of stages and libraries, by language")
+    templates: TemplateLimits = Field(default=TemplateLimits(), description="Each rendered part's size and time")
     delivery: Delivery = Delivery()
     fallback: Fallback = Fallback()
     flood_guard: FloodGuard = FloodGuard()
@@ -268,6 +244,10 @@ class Policy(_Strict):
         default=None, gt=0, description="A run whose loans were imported longer ago than this refuses to decide "
                                         "(for installations fed by CSV files; with rules/sources.yaml, set it "
                                         "there: 26 by default)")
+    requests: RequestSettings = Field(default=RequestSettings(), description="How request statuses read for "
+                                      "the request notices (request_stages)")
+    request_stages: list[RequestStage] = Field(default=[], description="Notices on requests: ready for pickup, "
+                                               "pickup deadline, expired (engine/requests.py)")
     _derived: dict = PrivateAttr(default_factory=dict)    # engine.timeline's cache, per policy object
 
     def __eq__(self, other):      # the same policy whatever engine.timeline has cached on either
@@ -302,7 +282,20 @@ class Policy(_Strict):
                                  f"not {', '.join(map(repr, bad))}")
             if self.language not in self.languages:
                 raise ValueError(f"languages: the default language {self.language!r} must be one of them")
+        ids = [stage.id for stage in self.stages]
+        for key in ("optional", "mandatory"):
+            unknown = [name for name in getattr(self.preferences, key) if name not in ids]
+            if unknown:
+                raise ValueError(f"preferences.{key}: {unknown[0]!r} is not a stage ({', '.join(ids)})")
+        both = set(self.preferences.optional) & set(self.preferences.mandatory)
+        if both:
+            raise ValueError(f"preferences: {sorted(both)[0]} is optional or mandatory, not both")
+        for stage in self.stages:
+            if stage.channels and stage.id in self.preferences.mandatory:
+                raise ValueError(f"preferences.mandatory: {stage.id} goes out on its own channel: its "
+                                 f"channels: cannot offer others")
         check_timelines(self)
+        check_request_stages(self)
         for path, message in label_problems(self):      # the first one
             raise ValueError(f"{'.'.join(map(str, path))}: {message}")
         if self.retention is not None:
@@ -328,6 +321,14 @@ class Policy(_Strict):
 
     def window(self, stage: Stage) -> int:
         return self.max_delay_days if stage.max_delay_days is None else stage.max_delay_days
+
+    def is_optional(self, stage_id: str) -> bool:
+        """Whether patrons may opt out of the stage (preferences.optional)."""
+        return stage_id in self.preferences.optional
+
+    def is_mandatory(self, stage_id: str) -> bool:
+        """Whether the stage goes out on its own channel whatever a patron prefers (preferences.mandatory)."""
+        return stage_id in self.preferences.mandatory
 
     def stage(self, stage_id: str) -> Stage:
         for s in self.stages:
@@ -357,6 +358,8 @@ def parse_policy(text: str, source: str = "reminders.yaml", channels: Mapping[st
         raise InputError([doc.problem((), "the policy must be a mapping of keys (timezone, sender, stages, …)")])
     try:
         policy = Policy.model_validate(doc.data, context={"channels": channels})
+    except OverflowError as exc:
+        raise doc.overflowed(exc) from None
     except ValidationError as exc:
         problems = validation_problems(doc, exc)
         # model-level messages name their key as "key: message" (or "stages[2].id: …"); point at its line
@@ -367,25 +370,13 @@ def parse_policy(text: str, source: str = "reminders.yaml", channels: Mapping[st
             if path and path[0] in Policy.model_fields:
                 p = doc.problem(path, rest)
             fixed.append(p)
-        raise InputError(fixed) from None
+        raise InputError(doc.bounded(fixed)) from None
+    doc.check_bounds()
     unknown = [doc.problem(("delivery", "channels", name), unknown_channel(name, channels))
                for name in policy.delivery.channels if name not in channels]
     if unknown:
         raise InputError(unknown)
     return policy
-
-
-def _path(dotted: str) -> tuple | None:
-    """("stages", 2, "id") for "stages[2].id"; None for anything that is not such a path."""
-    if not re.fullmatch(r"[a-z_]+(\[\d+\])?(\.[A-Za-z0-9_-]+(\[\d+\])?)*", dotted):
-        return None
-    out: list = []
-    for part in dotted.split("."):
-        name, _, index = part.partition("[")
-        out.append(name)
-        if index:
-            out.append(int(index.rstrip("]")))
-    return tuple(out)
 
 
 def policy_json_schema(channels: Mapping[str, ChannelSpec] = DEFAULT) -> dict:

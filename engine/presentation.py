@@ -76,7 +76,8 @@ def sender_for(policy, stage_id: str, libraries: Iterable[str]):
 
 def label_problems(policy) -> list[tuple[tuple, str]]:
     """(path, message) for labels naming a stage or library the policy does not have."""
-    stages, libraries = {s.id for s in policy.stages}, set(policy.libraries)
+    stages = {s.id for s in policy.stages} | {s.id for s in getattr(policy, "request_stages", ())}
+    libraries = set(policy.libraries)
     out = []
     for language, labels in policy.labels.items():
         out += [(("labels", language, "stages", s), f"no stage {s!r} in stages") for s in labels.stages

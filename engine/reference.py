@@ -6,7 +6,7 @@ every run), and the source of `rappel explain`'s reasons.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from engine.calendar import HORIZON_DAYS
 from engine.facts import Candidate, Loan
@@ -14,11 +14,27 @@ from engine.policy import Policy, Stage
 from engine.timeline import timeline
 
 
-@dataclass(frozen=True)
 class Check:
-    name: str     # status, window, open_day, restart, ledger, before_due, audience
-    ok: bool
-    detail: str
+    """One condition: its name (status, window, open_day, restart, ledger, before_due, opt_out,
+    audience), whether it holds, and why. The reason is written when read (``detail``): the daily
+    cross-check reads only ``ok``, `rappel explain` the reasons too."""
+
+    __slots__ = ("name", "ok", "_detail")
+
+    def __init__(self, name: str, ok: bool, detail: str | Callable[[], str]):
+        self.name, self.ok, self._detail = name, ok, detail
+
+    @property
+    def detail(self) -> str:
+        if callable(self._detail):
+            self._detail = self._detail()
+        return self._detail
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Check) and (self.name, self.ok, self.detail) == (other.name, other.ok, other.detail)
+
+    def __repr__(self) -> str:
+        return f"Check({self.name!r}, {self.ok!r}, {self.detail!r})"
 
 
 def trigger_date(stage: Stage, due: dt.date) -> dt.date:
@@ -56,53 +72,59 @@ def checks(policy: Policy, stage_index: int, cand: Candidate, as_of: dt.date) ->
 
     if not loan.is_open:
         closed = f" ({loan.closed_reason})" if loan.closed_reason else ""
-        out.append(Check("status", False, f"returned on {loan.returned_on}{closed}"))
+        out.append(Check("status", False, lambda: f"returned on {loan.returned_on}{closed}"))
     elif loan.status in policy.excluded_statuses:
-        out.append(Check("status", False, f"status {loan.status!r} is excluded by the policy"))
+        out.append(Check("status", False, lambda: f"status {loan.status!r} is excluded by the policy"))
     else:
-        out.append(Check("status", True, "open" + (f", status {loan.status!r}" if loan.status else "")))
+        out.append(Check("status", True, lambda: "open" + (f", status {loan.status!r}" if loan.status else "")))
 
     if t is None:
-        out.append(Check("window", False, f"no open day of {loan.library} within {HORIZON_DAYS} days to send it on"))
-        return out + [Check("audience", True, "not reached")]
+        out.append(Check("window", False, lambda: f"no open day of {loan.library} within {HORIZON_DAYS} days to send it on"))
+        return out + [Check("audience", True, lambda: "not reached")]
     late = (as_of - t).days
-    why = _trigger_detail(line, stage, stage_index, loan)
+    why = lambda: _trigger_detail(line, stage, stage_index, loan)  # noqa: E731
     if late < 0:
-        out.append(Check("window", False, f"triggers on {t}{why}, {-late} day(s) after {as_of}"))
+        out.append(Check("window", False, lambda: f"triggers on {t}{why()}, {-late} day(s) after {as_of}"))
     elif late > window:
-        out.append(Check("window", False, f"triggered on {t}{why}, {late} days before {as_of}: "
+        out.append(Check("window", False, lambda: f"triggered on {t}{why()}, {late} days before {as_of}: "
                                           f"past the {window}-day catch-up window (stale)"))
     else:
-        out.append(Check("window", True, f"triggered on {t}{why}"
+        out.append(Check("window", True, lambda: f"triggered on {t}{why()}"
                                          + (f", caught up {late} day(s) late" if late else "")))
 
     if line.waits_for_open_day(stage_index, loan.library):
         if line.calendar.is_open(loan.library, as_of):
-            out.append(Check("open_day", True, f"{loan.library} is open on {as_of}"))
+            out.append(Check("open_day", True, lambda: f"{loan.library} is open on {as_of}"))
         else:
-            out.append(Check("open_day", False, f"{loan.library} is closed on {as_of}: {stage.channel} notices wait "
+            out.append(Check("open_day", False, lambda: f"{loan.library} is closed on {as_of}: {stage.channel} notices wait "
                                                 f"for its next open day"))
 
     resumed = policy.resumed_on
     if resumed is not None:
         if t < resumed:
-            out.append(Check("restart", False, f"trigger {t} is before the restart on {resumed}: never sent"))
+            out.append(Check("restart", False, lambda: f"trigger {t} is before the restart on {resumed}: never sent"))
         else:
-            out.append(Check("restart", True, f"trigger {t} is on or after the restart on {resumed}"))
+            out.append(Check("restart", True, lambda: f"trigger {t} is on or after the restart on {resumed}"))
 
     later = [s.id for s in policy.stages[stage_index + 1:] if s.id in cand.recorded]
     if stage.id in cand.recorded:
-        out.append(Check("ledger", False, f"already in the ledger for due date {due}"))
+        out.append(Check("ledger", False, lambda: f"already in the ledger for due date {due}"))
     elif later:
-        out.append(Check("ledger", False, f"a later stage ({later[0]}) is already in the ledger for due date {due}"))
+        out.append(Check("ledger", False, lambda: f"a later stage ({later[0]}) is already in the ledger for due date {due}"))
     else:
-        out.append(Check("ledger", True, f"not yet in the ledger for due date {due}"))
+        out.append(Check("ledger", True, lambda: f"not yet in the ledger for due date {due}"))
 
     if stage.offset_days < 0:
         if as_of < due:
-            out.append(Check("before_due", True, f"{as_of} is before the due date {due}"))
+            out.append(Check("before_due", True, lambda: f"{as_of} is before the due date {due}"))
         else:
-            out.append(Check("before_due", False, f"{as_of} is not before the due date {due}"))
+            out.append(Check("before_due", False, lambda: f"{as_of} is not before the due date {due}"))
+
+    if policy.is_optional(stage.id):
+        if cand.opted_out_of(stage.id):
+            out.append(Check("opt_out", False, lambda: f"the patron opted out of {stage.id} (an optional stage)"))
+        else:
+            out.append(Check("opt_out", True, lambda: f"{stage.id} is optional; the patron did not opt out"))
 
     out.append(_audience(stage.audience, cand))
     return out
@@ -111,16 +133,16 @@ def checks(policy: Policy, stage_index: int, cand: Candidate, as_of: dt.date) ->
 def _audience(aud, cand: Candidate) -> Check:
     loan = cand.loan
     if cand.record_type not in aud.record_types:
-        return Check("audience", False, f"record type {cand.record_type!r} does not receive this stage")
+        return Check("audience", False, lambda: f"record type {cand.record_type!r} does not receive this stage")
     if aud.user_groups is not None and cand.user_group not in aud.user_groups:
-        return Check("audience", False, f"user group {cand.user_group!r} does not receive this stage")
+        return Check("audience", False, lambda: f"user group {cand.user_group!r} does not receive this stage")
     if aud.item_types is not None and loan.item_type not in aud.item_types:
-        return Check("audience", False, f"item type {loan.item_type!r} is not among this stage's "
+        return Check("audience", False, lambda: f"item type {loan.item_type!r} is not among this stage's "
                                         f"({', '.join(aud.item_types) or 'none'})")
     if aud.libraries is not None and loan.library not in aud.libraries:
-        return Check("audience", False, f"library {loan.library} is not among this stage's "
+        return Check("audience", False, lambda: f"library {loan.library} is not among this stage's "
                                         f"({', '.join(aud.libraries) or 'none'})")
-    return Check("audience", True, f"record type {cand.record_type!r}"
+    return Check("audience", True, lambda: f"record type {cand.record_type!r}"
                                    + (f", group {cand.user_group!r}" if cand.user_group else "")
                                    + (f", item type {loan.item_type!r}" if aud.item_types is not None else "")
                                    + (f", library {loan.library}" if aud.libraries is not None else ""))

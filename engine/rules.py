@@ -3,7 +3,8 @@
 durable-rules' C core has known faults, so it is used behind guardrails (see the design):
 - a fresh host and ruleset per evaluation, freed afterwards, with no background dispatch threads;
 - loans are *posted as events* (never asserted as facts, which are deduplicated by a 32-bit
-  content hash), each with a unique id, in small batches; no ``sid`` per patron;
+  content hash), each with a unique id, in small batches; no ``sid`` per patron; the (loan, stage)
+  pairs whose events would be equal but for their id share one (evaluate_here);
 - every event must be consumed by exactly one rule: the stage rule when due, else a low-priority
   ``not_due`` rule. Any event unaccounted for, seen twice, or any exception in an action (which
   durable-rules would swallow into its returned state) raises :class:`EngineFault`;
@@ -19,6 +20,7 @@ import durable_rules_engine
 from durable.engine import Host
 
 from engine.facts import IDENTITY_FIELDS, Candidate
+from engine import requests as req
 from engine.policy import Policy
 from engine.timeline import timeline
 
@@ -64,6 +66,8 @@ def _stage_condition(policy: Policy, index: int, library: str | None) -> dict:
     if not line.calendar.empty and not line.sends_on_closed_days(stage.channel):
         conds.append({"od": 1})             # letters go out on the library's open days only
     conds.extend({"$neq": {"st": status}} for status in sorted(policy.excluded_statuses))
+    if policy.is_optional(stage.id):        # a patron may opt out of it
+        conds.append({"oo": 0})
     aud = stage.audience
     conds.append(_one_of("rt", aud.record_types))
     for field, values in (("ug", aud.user_groups), ("it", aud.item_types), ("lib", aud.libraries)):
@@ -79,10 +83,13 @@ def _one_of(field: str, values: list[str]) -> dict:
 
 
 def _event(seq: int, ci: int, si: int, cand: Candidate, policy: Policy, as_of: dt.date) -> dict:
+    """The event of stage ``si`` for a candidate: its id ``seq`` and number ``ci`` (PER_EVENT), and
+    every attribute the stage rules may read. evaluate_here shares one posted event among the pairs
+    whose attributes are all equal: an attribute added here is part of that comparison by itself."""
     loan = cand.loan
     line = timeline(policy)
     on = line.trigger(si, loan.library, loan.due_date).on
-    recorded = [i for i, s in enumerate(policy.stages) if s.id in cand.recorded]
+    recorded = [i for i, s in enumerate(policy.stages) if s.id in cand.recorded] if cand.recorded else ()
     return {
         "id": seq, "c": ci, "s": si,
         "el": (as_of - loan.due_date).days,
@@ -96,13 +103,64 @@ def _event(seq: int, ci: int, si: int, cand: Candidate, policy: Policy, as_of: d
         "it": loan.item_type,
         "lib": loan.library,
         "lr": max(recorded, default=-1),
+        "oo": 1 if cand.opted_out_of(policy.stages[si].id) else 0,
     }
+
+
+PER_EVENT = ("id", "c")   # what tells one posted event from another; the stage rules read none of them
+
+
+def _read_fields(condition) -> set[str]:
+    """The event attributes a compiled condition reads."""
+    out: set[str] = set()
+    for key, value in condition.items():
+        if key in ("$and", "$or"):
+            for part in value:
+                out |= _read_fields(part)
+        elif key.startswith("$"):
+            out |= set(value)
+        else:
+            out.add(key)
+    return out
+
+
+class _Recorder:
+    """What the rules' actions saw: each event's id, the (candidate, stage) pairs found due, and any
+    exception an action raised (durable-rules would swallow it)."""
+
+    def __init__(self):
+        self.due: list[tuple[int, int]] = []
+        self.seen: list[int] = []
+        self.errors: list[BaseException] = []
+
+    def action(self, record_due: bool):
+        def action(c):  # one parameter: a two-parameter action would be taken as asynchronous
+            try:
+                self.seen.append(c.m["id"])
+                if record_due:
+                    self.due.append((c.m["c"], c.m["s"]))
+            except BaseException as exc:
+                self.errors.append(exc)
+                raise
+        return action
+
+    def check_each_once(self, posted: int, what: str) -> None:
+        """EngineFault unless every posted event was handled by exactly one action."""
+        if len(self.seen) != posted or len(set(self.seen)) != posted:
+            raise EngineFault(f"durable-rules handled {len(set(self.seen))} distinct of {posted} {what} "
+                              f"({len(self.seen)} actions): refusing to decide on a partial evaluation")
 
 
 def evaluate_here(policy: Policy, candidates: list[Candidate], as_of: dt.date,
                   pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Post one event per (candidate index, stage index) pair, in this process; return the pairs
-    whose stage is due.
+    """Ask durable-rules about every (candidate index, stage index) pair, in this process; return
+    the pairs whose stage is due.
+
+    One event is posted per distinct event content: pairs whose events carry the same attributes
+    (everything ``_event`` gives the engine but its id and number) share the one posted, and its
+    decision is theirs. The engine sees nothing else of a pair, so it could not decide them apart;
+    a rule that read an event's id or number would make that untrue, and is refused. The caller
+    still checks every pair against the reference (engine.decide.due_stages).
 
     This is engine.decide's default evaluation. Long-running processes (the daemon) pass
     adapters.isolation's ``evaluate_in_child`` instead: durable-rules' C core keeps some memory of
@@ -110,20 +168,8 @@ def evaluate_here(policy: Policy, candidates: list[Candidate], as_of: dt.date,
     more on some machines; jruizgit/rules#137), and a fault there could take the whole process
     down. The engine itself starts no process.
     """
-    due: list[tuple[int, int]] = []
-    seen: list[int] = []
-    errors: list[BaseException] = []
-
-    def recorder(record_due: bool):
-        def action(c):  # one parameter: a two-parameter action would be taken as asynchronous
-            try:
-                seen.append(c.m["id"])
-                if record_due:
-                    due.append((c.m["c"], c.m["s"]))
-            except BaseException as exc:  # durable-rules would swallow it
-                errors.append(exc)
-                raise
-        return action
+    record = _Recorder()
+    due, errors, recorder = record.due, record.errors, record.action
 
     line = timeline(policy)
     rules: dict = {
@@ -131,14 +177,30 @@ def evaluate_here(policy: Policy, candidates: list[Candidate], as_of: dt.date,
         for i in range(len(policy.stages)) for code, _ in line.variants(i)
     }
     rules["not_due"] = {"pri": 9, "all": [{"m": {"$gte": {"s": 0}}}], "run": recorder(False)}
+    read = set().union(*(_read_fields(r["all"][0]["m"]) for r in rules.values()))
+    if read & set(PER_EVENT):
+        raise EngineFault(f"a stage rule reads {sorted(read & set(PER_EVENT))}: events could not be shared")
 
-    events = [_event(seq, ci, si, candidates[ci], policy, as_of) for seq, (ci, si) in enumerate(pairs)]
+    events: list[dict] = []                  # one per distinct content, numbered in order
+    shared: list[list[tuple[int, int]]] = []  # the pairs each posted event stands for
+    number: dict[tuple, int] = {}
+    for ci, si in pairs:
+        event = _event(len(events), len(events), si, candidates[ci], policy, as_of)
+        content = tuple(item for item in event.items() if item[0] not in PER_EVENT)
+        n = number.get(content)
+        if n is None:
+            n = number[content] = len(events)
+            events.append(event)
+            shared.append([])
+        shared[n].append((ci, si))
     _post_all(RULESET, rules, events, errors, "events")
-
-    if len(seen) != len(events) or len(set(seen)) != len(events):
-        raise EngineFault(f"durable-rules handled {len(set(seen))} distinct of {len(events)} events "
-                          f"({len(seen)} actions): refusing to decide on a partial evaluation")
-    return set(due)
+    record.check_each_once(len(events), "events")
+    out: set[tuple[int, int]] = set()
+    for n, si in due:
+        if not 0 <= n < len(shared) or any(s != si for _, s in shared[n]):
+            raise EngineFault(f"durable-rules decided event {n} for stage {si}, not the stage it was asked about")
+        out.update(shared[n])
+    return out
 
 
 def _post_all(name: str, rules: dict, events: list[dict], errors: list[BaseException], what: str) -> None:
@@ -158,6 +220,57 @@ def _post_all(name: str, rules: dict, events: list[dict], errors: list[BaseExcep
                 raise EngineFault(f"an action raised inside durable-rules: {errors[0]!r}") from errors[0]
     finally:
         durable_rules_engine.delete_ruleset(ruleset._handle)
+
+
+# -- request notices (engine/requests.py) ----------------------------------------------------------
+
+REQUESTS_RULESET = "requests"
+
+
+def _request_condition(policy: Policy, index: int) -> dict:
+    """Request stage ``index``'s conditions, as engine/requests.py states them."""
+    stage = policy.request_stages[index]
+    conds: list[dict] = [
+        {"s": index},
+        {"$or": [{"st": status} for status in req.statuses_for(policy, stage)]},
+        {"$gte": {"lt": 0}},                          # trigger date known and on or before as_of
+        {"$lte": {"lt": req.window(policy, stage)}},  # ... within the catch-up window
+        {"$lt": {"lr": index}},                       # neither this stage nor a later one in the ledger
+    ]
+    if policy.resumed_on is not None:
+        conds.append({"$gte": {"tr": policy.resumed_on.toordinal()}})
+    if stage.when in ("ready", "expires"):              # only while it can still be picked up
+        conds.append({"$lte": {"bx": 0}})
+    return {"$and": conds}
+
+
+def _request_event(seq: int, ci: int, si: int, cand, policy: Policy, as_of: dt.date) -> dict:
+    r = cand.request
+    on = req.trigger(policy.request_stages[si], r)
+    recorded = [i for i, s in enumerate(policy.request_stages) if s.id in cand.recorded]
+    return {"id": seq, "c": ci, "s": si, "st": r.status,
+            "lt": (as_of - on).days if on is not None else NEVER,
+            "tr": on.toordinal() if on is not None else 0,
+            "lr": max(recorded, default=-1),
+            "bx": (as_of - r.expires_on).days if r.expires_on is not None else NEVER}
+
+
+def evaluate_requests_here(policy: Policy, candidates: list, as_of: dt.date,
+                           pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Post one event per (request candidate, request stage) pair; return the pairs whose stage is due.
+    The same guardrails as ``evaluate_here``: every event consumed exactly once, faults raised."""
+    if not pairs:
+        return set()
+    record = _Recorder()
+    due, errors, recorder = record.due, record.errors, record.action
+
+    rules: dict = {f"request_stage_{i}": {"pri": 1, "all": [{"m": _request_condition(policy, i)}], "run": recorder(True)}
+                   for i in range(len(policy.request_stages))}
+    rules["not_due"] = {"pri": 9, "all": [{"m": {"$gte": {"s": 0}}}], "run": recorder(False)}
+    events = [_request_event(seq, ci, si, candidates[ci], policy, as_of) for seq, (ci, si) in enumerate(pairs)]
+    _post_all(REQUESTS_RULESET, rules, events, errors, "request events")
+    record.check_each_once(len(events), "request events")
+    return set(due)
 
 
 # -- the edit decision (rules/accounts.yaml) ------------------------------------------------------

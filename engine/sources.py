@@ -179,7 +179,9 @@ def parse_sources(text: str, source: str, presets: Mapping[str, PresetInfo]) -> 
     if not isinstance(doc.data, dict):
         raise InputError([doc.problem((), "sources.yaml must be a mapping of keys (max_facts_age_hours, sources)")])
     try:
-        return Sources.model_validate(doc.data, context={"presets": presets})
+        sources = Sources.model_validate(doc.data, context={"presets": presets})
+    except OverflowError as exc:
+        raise doc.overflowed(exc) from None
     except ValidationError as exc:
         fixed = []
         for problem in validation_problems(doc, exc):
@@ -189,7 +191,9 @@ def parse_sources(text: str, source: str, presets: Mapping[str, PresetInfo]) -> 
             if sep and head.isidentifier() and doc.line_of(parts + (head,)) != doc.line_of(parts):
                 problem = doc.problem(parts + (head,), rest)
             fixed.append(problem)
-        raise InputError(fixed) from None
+        raise InputError(doc.bounded(fixed)) from None
+    doc.check_bounds()
+    return sources
 
 
 def sources_json_schema(presets: Mapping[str, PresetInfo] | None = None) -> dict:

@@ -191,8 +191,15 @@ class _Cache(dict):
         return (dict, ())
 
 
+_LAST: tuple = (None, None)   # the last (policy, timeline) built or found: the hot path reads no pydantic attribute
+
+
 def timeline(policy: Policy) -> Timeline:
     """The policy's Timeline, built once per policy object (kept on it; a copy builds its own)."""
+    global _LAST
+    last = _LAST                  # one tuple, read once: another thread may replace it, never half of it
+    if last[0] is policy:
+        return last[1]
     cache = policy._derived
     if cache.get("owner") != id(policy):
         cache = _Cache(owner=id(policy))
@@ -200,4 +207,5 @@ def timeline(policy: Policy) -> Timeline:
     found = cache.get("timeline")
     if found is None:
         found = cache["timeline"] = Timeline(policy)
+    _LAST = (policy, found)
     return found

@@ -16,13 +16,13 @@ from engine import explain as explaining
 from engine.accounts import accounts_json_schema
 from engine.policy import Policy, policy_json_schema
 from engine.sources import sources_json_schema
-from engine.yamlsource import InputError
+from engine.yamlsource import InputError, Problem, YamlDocument
 from adapters.sources.presets import preset_info
 from service.rules import channel_specs, load_accounts
 from service.session import Refused, Rules
 from service.sources import environment_problems as source_problems, load_sources
 
-__all__ = ["LintReport", "explain_loan", "lint", "schema"]
+__all__ = ["LintReport", "explain_loan", "future_restart", "lint", "schema", "unknown_libraries"]
 
 
 @dataclass
@@ -39,13 +39,18 @@ class LintReport:
         return [c.target for c in self.checks if not c.ok]
 
 
-def lint(rules: Rules, env: Mapping[str, str], outbox: Path, *, check_delivery: bool = False) -> LintReport:
-    """Every problem as InputError (exit 2); the servers' answers in the report (nothing is sent)."""
+def lint(rules: Rules, env: Mapping[str, str], outbox: Path, *, check_delivery: bool = False,
+         store: Store | None = None, today: dt.date | None = None) -> LintReport:
+    """Every problem as InputError (exit 2); the servers' answers in the report (nothing is sent).
+    ``store``: the database to hold the policy against (its open loans' libraries must be in it);
+    ``today``: the institution's date, against which a restart day in the future is a warning."""
     policy, folder = rules.policy, rules.folder
     accounts = _lint_accounts(folder, policy)
     sources = load_sources(folder, policy)
     problems = registry.environment_problems(policy, env, folder)
     problems += source_problems(sources, env)
+    if store is not None:
+        problems += unknown_libraries(store, policy, f"{folder}/reminders.yaml")
     if problems:
         raise InputError(problems)
     report = LintReport(f"{folder}/reminders.yaml: ok ({len(policy.stages)} stages, {len(policy.libraries)} libraries)",
@@ -55,6 +60,8 @@ def lint(rules: Rules, env: Mapping[str, str], outbox: Path, *, check_delivery: 
         report.warnings.append(f"{folder}/reminders.yaml: no retention: section: messages, notices and the audit "
                                f"trail are kept forever; the GDPR asks for a limit, e.g. retention: "
                                f"{{messages_days: 400, ledger_days: 1095, audit_days: 1095}}")
+    if today is not None and policy.resumed_on is not None and policy.resumed_on > today:
+        report.warnings.append(future_restart(folder, policy.resumed_on, today))
     channel = registry.build(policy, rules.templates, env=env, outbox=outbox, rules_dir=folder)
     try:
         report.delivery = channel.describe()
@@ -63,6 +70,29 @@ def lint(rules: Rules, env: Mapping[str, str], outbox: Path, *, check_delivery: 
     finally:
         channel.close()
     return report
+
+
+def future_restart(folder: Path, resumed_on: dt.date, today: dt.date) -> str:
+    """A restart day after today: valid, but nothing is sent until then (a year typed wrong?)."""
+    path = Path(folder) / "reminders.yaml"
+    try:
+        line = YamlDocument(path.read_text(encoding="utf-8"), str(path)).line_of(("restart", "resumed_on"))
+    except (OSError, UnicodeError, InputError):
+        line = None
+    where = f"{path}:{line}" if line else str(path)
+    return (f"{where}: restart.resumed_on is {resumed_on.isoformat()}, {(resumed_on - today).days} day(s) after "
+            f"today ({today.isoformat()}): no notice is sent before then, and none whose trigger date is "
+            f"earlier ever; is the date right?")
+
+
+def unknown_libraries(store: Store, policy: Policy, source: str) -> list[Problem]:
+    """The libraries with open loans in the database that the policy does not have: their letters
+    would wait (service.dispatch) until they are added; one problem each, at ``libraries:``."""
+    return [Problem(source, None, "libraries",
+                    f"library {code!r} has {count} open loan(s) in the database ({store.url}) but is not in the "
+                    f"policy: its letters would wait, unsent, until it is added under libraries: (with its "
+                    f"name and letters:)")
+            for code, count in sorted(store.open_loans_by_library().items()) if code not in policy.libraries]
 
 
 def _lint_accounts(folder: Path, policy: Policy) -> str:

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service import day as pipeline, facts, retention
+from service import day as pipeline, facts, retention, running_policy
 from service.clock import Clock, FileClock  # noqa: F401 - FileClock: the clock of simulations
 from service.fence import LeaseLost, Stopping, _Fenced, leased  # noqa: F401 - leased: for callers of the daemon's API
 from service.rules import Loaded, load_rules, policy_fingerprint
@@ -133,8 +133,8 @@ class Daemon:
         self.lease = Lease(self.store.engine, ttl=self.s.lease_seconds, holder=self.s.holder)
         self.history = RunLog(self.store.engine, self.lease.holder)
         self.guard = Guard(self.store.engine, self.s.state_dir, self.s.env)
-        log.info("rappel daemon %s: runs at %s %s, lease %.0fs", self.lease.holder, policy.schedule.at,
-                 policy.timezone, self.s.lease_seconds)
+        log.info("rappel daemon %s: runs at %s %s, lease %.0fs", self.lease.holder, policy.schedule.at, policy.timezone,
+                 self.s.lease_seconds)
         self.lease_wait_until = time.monotonic() + 2 * self.s.lease_seconds
         code = None
         try:
@@ -202,6 +202,7 @@ class Daemon:
         log.info("active: lease taken (generation %d)%s", self.lease.generation,
                  f"; {stale} run(s) of a stopped instance marked interrupted" if stale else "")
         self.state.next_delivery = None
+        running_policy.record(self.store.engine, self.lease.holder, self.state.loaded, self._now())   # for status
         return True
 
     def _say_once(self, key: str, message: str, level: int = logging.INFO) -> None:
@@ -237,6 +238,7 @@ class Daemon:
         policy = loaded.policy
         log.info("policy reloaded (runs at %s %s)", policy.schedule.at, policy.timezone)
         self.history.note("reload", None, "ok", now, "")
+        running_policy.record(self.store.engine, self.lease.holder, loaded, now)
 
     def _fenced(self, policy: Policy, templates) -> Channel:
         return _Fenced(self.s.channel_for(policy, templates), self.before_send)
@@ -379,11 +381,8 @@ class Daemon:
 
     def _next_wake(self) -> dt.datetime:
         """The next scheduled run, a failed day's next attempt, or the next delivery to retry."""
-        st = self.state
-        now = self._now()
-        wake = next_moment(st.policy, now)
-        if st.day_backoff:
-            wake = min(wake, st.day_backoff)
+        st, now = self.state, self._now()
+        wake = min(next_moment(st.policy, now), st.day_backoff or next_moment(st.policy, now))
         if pending_count(self.store.engine):
             retries = self.store.retry_times().values()      # each message's own next attempt
             if retries:

@@ -16,17 +16,19 @@ from dataclasses import dataclass, field
 from adapters.channels.base import Channel
 from adapters.channels.registry import REGISTRY
 from adapters.render import Templates
-from adapters.store.database import Store
+from adapters.store.database import WAITING, Store
 from adapters.store.days import decided_on, notices_by_key
-from adapters.store.runs import Counts, DayTaken, RunLog
+from adapters.store.runs import Counts, DayTaken, RunLog, Waiting, waiting
 from engine.decide import Evaluate, Notice, Plan, plan_day
 from engine.facts import OutcomeStatus
 from engine.policy import Policy
 from service import dayview
 from service.dispatch import Outcome, dispatch
+from service.requests import add_requests
 
 
-__all__ = ["Compared", "DayResult", "Outcome", "compare", "dispatch", "plan_for", "run_day", "run_recorded"]
+__all__ = ["Compared", "DayResult", "Outcome", "compare", "dispatch", "left_waiting", "plan_for", "run_day",
+           "run_recorded"]
 
 
 @dataclass
@@ -43,7 +45,8 @@ class DayResult:
 
 def plan_for(store: Store, policy: Policy, as_of: dt.date, evaluate: Evaluate | None = None) -> Plan:
     candidates, patrons = store.candidates(policy, as_of)
-    return plan_day(policy, candidates, patrons, as_of, REGISTRY.specs(), evaluate=evaluate)
+    plan = plan_day(policy, candidates, patrons, as_of, REGISTRY.specs(), evaluate=evaluate)
+    return add_requests(store, policy, plan, as_of)      # the request notices (service/requests.py)
 
 
 def run_day(store: Store, policy: Policy, templates: Templates, channel: Channel, as_of: dt.date, *,
@@ -93,6 +96,12 @@ def run_recorded(store: Store, policy: Policy, templates: Templates, channel: Ch
             history.finish(run_id, outcome, clock(), counts)
         else:
             history.add("deliver", as_of, started, clock(), outcome, counts)
+
+
+def left_waiting(store: Store) -> Waiting:
+    """What a delivery pass now would not send: notices waiting for their retry time, and those
+    waiting for the library to fix its policy or a template (service.dispatch)."""
+    return waiting(store.engine, WAITING)
 
 
 @dataclass(frozen=True)

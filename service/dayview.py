@@ -46,7 +46,7 @@ class Line:
     loan_ids: tuple[str, ...]
     recipient: str
     destination: str
-    status: str               # pending (decided, to send) | sent | failed | held | cancelled | superseded | expired
+    status: str               # pending (decided, to send) | sent | failed | held | waiting | cancelled | superseded | expired
     reason: str = ""
     diff: str = ""            # + only on the day shown, - only on the day compared with
     loan_stages: tuple[tuple[str, str], ...] = ()   # loans of a combined notice at another stage than ``stage``
@@ -97,7 +97,8 @@ def not_sent(policy: Policy, plan: Plan, outcomes: Iterable = (), notices: Mappi
         if d.status != Status.PENDING:
             groups.setdefault((d.stage, d.patron_id, d.library, str(d.status), d.reason), []).append(d.loan_id)
     order = {s.id: i for i, s in enumerate(policy.stages)}
-    out = [Line(plan.as_of, stage, policy.stage(stage).channel, patron_id, library, tuple(sorted(loans)), "", "",
+    channels = {s.id: s.channel for s in (*policy.stages, *policy.request_stages)}    # requests' too
+    out = [Line(plan.as_of, stage, channels.get(stage, ""), patron_id, library, tuple(sorted(loans)), "", "",
                 status, reason)
            for (stage, patron_id, library, status, reason), loans in sorted(
                groups.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0][1], kv[0][2] or "", kv[0][3]))]
@@ -111,8 +112,9 @@ def not_sent(policy: Policy, plan: Plan, outcomes: Iterable = (), notices: Mappi
     return out
 
 
-_WORDS = {"pending": "to send", "held": "held by the flood guard"}
-_STATUSES = ("sent", "pending", "held", "failed", "cancelled", "superseded", "expired")   # the summary's order
+_WORDS = {"pending": "to send", "held": "held by the flood guard",
+          "waiting": "waiting for a fix of the policy or a template"}
+_STATUSES = ("sent", "pending", "held", "waiting", "failed", "cancelled", "superseded", "expired")   # the summary's order
 
 
 def summary(policy: Policy, lines: Iterable[Line], *, delivered: bool = False) -> str:

@@ -13,7 +13,17 @@
      one (the server says this recipient's address is bad) follows the policy's fallback: an
      email becomes one letter per library, sent in the same pass (within the flood guard's
      limit), the email marked failed with its reason and replaced_by the letters.
-Every outcome is committed notice by notice: a crash repeats at most the message in flight. With
+  4. a notice the library has to fix something for waits, pending, with the reason (``waiting``;
+     `rappel status` raises an alert, `rappel notices` and the day's page show the reason): its
+     library is not in the policy (no letter is printed for a library rappel does not know), its
+     channel is not registered, or its template fails to render (an undefined variable in a
+     branch). Nothing is handed over and no attempt is counted; the next pass tries again, so it
+     goes out once the policy or the template is fixed, within its window (then it expires).
+Every outcome is committed notice by notice: a crash repeats at most the message in flight. Before a
+message is handed over its attempt is committed as ``sending`` (the outcome replaces it): a database
+that refuses that commit (locked past Store.patience by another process's write) stops the pass
+before the message, never after it; a pass that dies after the hand-over leaves the mark, and the
+next pass records that attempt ``unknown`` before re-checking the notice and sending it again. With
 it, in the same transaction, the attempt (when, channel, destination, the server's reply or the
 print job) and the message handed over: the email's bytes, serialised once and sent as they are
 kept, or the letter's PDF (adapters/store/sent.py). A notice cancelled by a member of staff while
@@ -26,10 +36,11 @@ reads the facts they need, acts on them (store writes, channel sends) and report
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import getaddresses
 
@@ -37,25 +48,33 @@ from adapters.channels.base import Channel, Delivery
 from adapters.channels.registry import REGISTRY
 from adapters.render import NoticeContext, Templates, wire_bytes
 from adapters.store import notices as queue
-from adapters.store.database import Store
+from adapters.store.database import Store, locked
 from adapters.store.history import sent_rows
-from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENT, Attempt, Handover
+from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENDING, SENT, Attempt, Handover
 from engine.contact import is_email_address
 from engine.decide import Entry, Notice
 from engine.envelope import received
-from engine.delivery import Budget, Drop, fallback, hold_pass, narrow, recheck, retry_wait, settled
+from engine.delivery import Budget, Drop, Fallback, fallback, hold_pass, narrow, recheck, retry_wait, settled
 from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
+from service.fence import LeaseLost, Stopping
+from service.requests import is_request_notice, prepare_request_notices
 
-__all__ = ["BATCH", "Outcome", "dispatch", "flood_guard", "letter_name", "prepare"]
+__all__ = ["BATCH", "Outcome", "dispatch", "flood_guard", "letter_name", "prepare", "unknown_library"]
 
 BATCH = 25          # notices read and rendered at a time, the next batch while this one is sent
+HANDED = {          # what is kept of an SMS and of a webhook's document: (bytes, media type, file name)
+    "text": lambda notice, text: (text.encode("utf-8"), "text/plain; charset=utf-8", _file_name(notice, ".sms.txt")),
+    "json": lambda notice, body: (json.dumps(body, ensure_ascii=False).encode("utf-8"), "application/json",
+                                  _file_name(notice, ".json")),
+}
 
 
 @dataclass
 class Outcome:
     key: str
     status: OutcomeStatus    # sent | pending (retry later) | failed | cancelled | expired | held (flood guard)
+    #                          | waiting (for the library to fix its policy or a template)
     detail: str
     replaced_by: tuple[str, ...] = ()    # the fallback notices of a notice that failed for good
 
@@ -72,12 +91,14 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
     outcome committed before the next message goes, and a re-check is never older than a batch.
     """
     now = now or dt.datetime.combine(as_of, dt.time(0), tzinfo=policy.tz)
+    for key, mark in sorted(queue.in_doubt(store).items()):
+        _in_doubt(store, policy, key, mark)
+    outcomes: list[Outcome] = []
     waiting = store.retry_times()
     due = [p for p in store.pending() if p.key not in waiting or waiting[p.key] <= now]
     held = flood_guard(store, policy, channel, due, as_of, confirm)
     if held:
-        return [Outcome(p.key, OutcomeStatus.HELD, held) for p in due]
-    outcomes: list[Outcome] = []
+        return outcomes + [Outcome(p.key, OutcomeStatus.HELD, held) for p in due]
     batches = [due[i:i + BATCH] for i in range(0, len(due), BATCH)]
     if not batches:
         return outcomes
@@ -91,11 +112,12 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
                 coming = ahead.submit(prepare, store, policy, templates, as_of, batches[number + 1], now)
             for item in ready:
                 outcome, replacements = _deliver(store, policy, channel, now, item)
-                budget.delivered(outcome.key, outcome.status, leaves=not _is_local(channel, item.pending))
+                budget.delivered(outcome.key, outcome.status, leaves=outcome.status != OutcomeStatus.WAITING
+                                 and not _is_local(channel, item.pending))
                 outcomes.append(outcome)
-                queue = deque(replacements)        # fallback letters go out in the same pass…
-                while queue:
-                    replacement = queue.popleft()
+                todo = deque(replacements)         # fallback letters go out in the same pass…
+                while todo:
+                    replacement = todo.popleft()
                     leaves = not _is_local(channel, replacement)
                     if leaves and not budget.room():   # …within the flood guard's limit: else they wait
                         budget.hold(replacement.key)
@@ -104,13 +126,23 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
                         continue
                     [letter] = prepare(store, policy, templates, as_of, [replacement], now)
                     outcome, more = _deliver(store, policy, channel, now, letter)
-                    budget.delivered(outcome.key, outcome.status, leaves=leaves)
+                    budget.delivered(outcome.key, outcome.status, leaves=leaves and outcome.status != OutcomeStatus.WAITING)
                     outcomes.append(outcome)
-                    queue.extend(more)
+                    todo.extend(more)
     reason = budget.held_reason()       # known once the pass knows how many letters it held
     for outcome in held_letters:
         outcome.detail = reason
     return outcomes
+
+
+def _in_doubt(store: Store, policy: Policy, key: str, mark: dict) -> None:
+    """A notice handed over by a pass that stopped before recording what became of it: its attempt is
+    recorded as ``unknown`` (it may have gone out), and it goes through this pass's re-check like any
+    pending notice (still open, inside its window, not cancelled): at most that one message repeated."""
+    at = mark["at"].replace(tzinfo=dt.timezone.utc) if mark["at"].tzinfo is None else mark["at"]
+    queue.settle_in_doubt(store, key, f"in doubt: handed to {mark['destination'] or mark['channel']} at "
+                                      f"{at.astimezone(policy.tz):%Y-%m-%d %H:%M:%S %Z} by a run that stopped "
+                                      f"before recording the outcome; it may have gone out; sent again if still due")
 
 
 def flood_guard(store: Store, policy: Policy, channel: Channel, due: list[Notice], as_of: dt.date,
@@ -122,7 +154,8 @@ def flood_guard(store: Store, policy: Policy, channel: Channel, due: list[Notice
     if hold_pass(policy, len(leaving), confirm) is None:
         return None
     loans = store.loans_by_id({loan_id for p in leaving for loan_id, _ in p.entries})
-    count = sum(1 for p in leaving if len(recheck(policy, p, loans, as_of)) < len(p.entries))
+    count = sum(1 for p in leaving if is_request_notice(policy, p)       # a request notice counts as it is
+                or len(recheck(policy, p, loans, as_of)) < len(p.entries))
     return hold_pass(policy, count, confirm)
 
 
@@ -139,21 +172,28 @@ class Ready:
     remaining: list[Loan]
     notice: Notice | None = None
     patron: Patron | None = None
-    message: EmailMessage | bytes | None = None     # the email, or the letter's PDF
-    error: str = ""                      # rendering failed
+    message: EmailMessage | bytes | str | dict | None = None   # the email, the letter's PDF, an SMS, a document
+    waits: str = ""                      # why it waits for the library to fix something (not sent)
 
 
 def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
             batch: list[Notice], now: dt.datetime | None = None) -> list[Ready]:
     """Read a batch of notices' facts at once (loans, patrons, recaps), re-check and render each;
     the messages are dated ``now``, the time of the pass."""
-    loans = store.loans_by_id({loan_id for p in batch for loan_id, _ in p.entries})
-    people = store.patrons_by_id({p.patron_id for p in batch})
-    recaps = store.overdue_loans({p.patron_id for p in batch}, as_of)
     forced = queue.forced(store, [p.key for p in batch])     # put back past their window by staff (--force)
+    asks = [p for p in batch if is_request_notice(policy, p)]      # request notices: service/requests.py
+    done = prepare_request_notices(store, policy, templates, as_of, asks, now, forced) if asks else {}
+    batch_loans = [p for p in batch if p.key not in done]
+    loans = store.loans_by_id({loan_id for p in batch_loans for loan_id, _ in p.entries})
+    people = store.patrons_by_id({p.patron_id for p in batch_loans})
+    recaps = store.overdue_loans({p.patron_id for p in batch_loans}, as_of)
     sent = sent_rows(store, loans)                           # what each loan really received before
     out = []
     for pending in batch:
+        if pending.key in done:
+            d = done[pending.key]
+            out.append(Ready(pending, d.dropped, d.remaining, d.notice, d.patron, d.message, d.waits))
+            continue
         dropped = recheck(policy, pending, loans, as_of, window=pending.key not in forced)
         remaining = [loans[loan_id] for loan_id, due in pending.entries if (loan_id, due) not in dropped]
         item = Ready(pending, dropped, remaining)
@@ -164,8 +204,18 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
         item.notice = notice = narrow(policy, pending, dropped)
         spec = REGISTRY.spec(notice.channel)
         if spec is None:
-            item.error = f"channel {notice.channel!r} is not registered (adapters/channels/registry.py)"
+            item.waits = (f"channel {notice.channel!r} is not registered (adapters/channels/registry.py): "
+                          f"it waits until the policy names a channel rappel has")
             continue
+        if spec.via_library:      # a letter goes where its library says now (the policy may have been fixed)
+            library = policy.libraries.get(notice.library)
+            if library is None:
+                item.waits = unknown_library(policy, notice.library)
+                continue
+            if notice.destination != library.letters.destination:
+                item.notice = notice = replace(notice, destination=library.letters.destination)
+        if spec.contact == "phone" and patron is not None and patron.phone != notice.destination:
+            item.notice = notice = replace(notice, recipient=patron.phone, destination=patron.phone)   # edited since
         if patron is None or _no_usable_email(notice, patron):
             continue       # settled by _deliver: never rendered, never handed to a server
         ctx = NoticeContext.for_delivery(policy, notice, patron, remaining, recaps.get(pending.patron_id, []),
@@ -174,9 +224,17 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
             notice.date))
         try:
             item.message = templates.message(ctx, spec.renders)
-        except Exception as exc:  # noqa: BLE001 - a template fault: the notice fails visibly, nothing is lost
-            item.error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a template fault is the library's: the notice waits for the fix
+            item.waits = (f"the {notice.stage} template ({notice.channel}) fails to render: {type(exc).__name__}: "
+                          f"{exc}; it waits until the template is fixed (rappel lint, rappel preview)")
     return out
+
+
+def unknown_library(policy: Policy, code: str | None) -> str:
+    """Why a letter of a library the policy does not have waits."""
+    known = ", ".join(sorted(policy.libraries)) or "none"
+    return (f"library {code!r} is not in the policy (libraries: in reminders.yaml; it has {known}): its letter "
+            f"waits until the library is added")
 
 
 def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
@@ -193,23 +251,39 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
         reason = f"patron {pending.patron_id} no longer exists"
         store.settle_delivery(pending.key, Status.CANCELLED, error=reason, entry_status=dropped)
         return Outcome(pending.key, OutcomeStatus.CANCELLED, reason), []
-    if not item.error and _no_usable_email(notice, patron):
+    if item.waits:      # the library's to fix: kept pending with the reason, nothing handed over
+        queue.hold(store, pending.key, reason=item.waits, entry_status=dropped)
+        return Outcome(pending.key, OutcomeStatus.WAITING, item.waits), []
+    if _no_usable_email(notice, patron):
         # the address was edited since the decision: what is not exactly one address never reaches a server
         delivery = Delivery.failed(f"the patron's email {patron.email!r} is not one address", permanent=True)
         return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery)
     handed: tuple[bytes, str, str, str] | None = None     # what the channel is given, its name, where it goes
+    renders = REGISTRY.spec(notice.channel).renders
     try:
-        if item.error:
-            raise RuntimeError(item.error)
-        if REGISTRY.spec(notice.channel).renders == "email":
+        if renders == "email":
             handed = (wire_bytes(item.message), EMAIL_TYPE, _file_name(notice, ".eml"),   # the bytes it sends,
                       _to(item.message) or notice.destination)                          # to the To it names
-            delivery = channel.send_email(notice, item.message)
+        elif renders in HANDED:
+            handed = (*HANDED[renders](notice, item.message), notice.destination)
         else:
             handed = (item.message, PDF_TYPE, letter_name(notice), notice.destination)
-            delivery = channel.send_letter(notice, item.message, letter_name(notice))
+        # committed before the hand-over (a database that refuses it stops the pass here, nothing sent);
+        # a pass that dies after the hand-over leaves it, and the next one does not resend blindly
+        queue.mark_sending(store, pending.key, Attempt(at=now, channel=notice.channel, destination=handed[3],
+                                                       outcome=SENDING))
+        try:
+            delivery = (channel.send_email(notice, item.message) if renders == "email"
+                        else channel.send_text(notice, item.message) if renders == "text"
+                        else channel.send_json(notice, item.message) if renders == "json"
+                        else channel.send_letter(notice, item.message, letter_name(notice)))
+        except (Stopping, LeaseLost):       # raised by the fence before anything was handed over
+            queue.unmark_sending(store, pending.key)
+            raise
     except Exception as exc:  # a rendering or channel fault: keep the notice visible, never lose it
-        error = item.error or f"{type(exc).__name__}: {exc}"
+        if handed is not None and locked(exc):
+            raise                           # the database refused the mark: stop before handing anything over
+        error = f"{type(exc).__name__}: {exc}"
         kept = _kept(notice, now, handed, Delivery.failed(error)) if handed else None
         store.settle_delivery(pending.key, Status.FAILED, error=error, entry_status=dropped, kept=kept)
         return Outcome(pending.key, OutcomeStatus.FAILED, error), []
@@ -217,7 +291,9 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
     kept = _kept(notice, now, handed, delivery)
     if delivery.ok:
         store.settle_delivery(pending.key, Status.SENT, reference=delivery.reference, reply=reply,
-                              entry_status=dropped, kept=kept, destination=delivery.destination or None)
+                              entry_status=dropped, kept=kept,
+                              destination=delivery.destination or (notice.destination
+                                                                   if notice.destination != pending.destination else None))
         return Outcome(pending.key, OutcomeStatus.SENT, delivery.reference), []
     if not delivery.permanent:
         again = now + retry_wait(policy, pending.attempts)
@@ -258,13 +334,17 @@ def _fall_back(store: Store, policy: Policy, notice: Notice, patron: Patron, rem
     letters, recorded pending and returned to be sent in this pass), else failed."""
     reply = delivery.reply or None
     detail = delivery.detail
-    instead = fallback(policy, notice, patron, remaining, REGISTRY.specs())
+    instead = (Fallback(why_not="a request notice has no fallback") if is_request_notice(policy, notice)
+               else fallback(policy, notice, patron, remaining, REGISTRY.specs()))
     if instead.letters:
-        reason = f"email refused ({delivery.reply or delivery.detail}): sent as a letter instead"
+        channel = instead.letters[0].channel
+        what = "a letter" if channel == "letter" else channel
+        reason = f"{notice.channel} refused ({delivery.reply or delivery.detail}): sent as {what} instead"
         moves = {entry: (letter.key, reason) for letter in instead.letters for entry in letter.entries}
         store.reroute(notice.key, error=detail, reply=reply, replacements=list(instead.letters), moves=moves,
                       entry_status=dropped, kept=kept)
-        return Outcome(notice.key, OutcomeStatus.FAILED, f"{detail}; fallback: {len(instead.letters)} letter(s)",
+        made = f"{len(instead.letters)} letter(s)" if channel == "letter" else f"{len(instead.letters)} by {channel}"
+        return Outcome(notice.key, OutcomeStatus.FAILED, f"{detail}; fallback: {made}",
                        tuple(n.key for n in instead.letters)), list(instead.letters)
     if instead.why_not:
         detail += f"; {instead.why_not}"

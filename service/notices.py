@@ -22,6 +22,7 @@ resend is refused, like any delivery, on a database that belongs to another inst
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field, replace
 from email.utils import format_datetime
 from pathlib import Path
@@ -43,15 +44,25 @@ from engine.delivery import requeue
 from engine.facts import LEDGER_STATUSES, Patron, Status
 from engine.policy import Policy
 from engine.yamlsource import InputError, Problem
+from service import requests
 
-__all__ = ["AmbiguousPatron", "Detail", "Listing", "NoticeView", "ResendResult", "RetryReport", "UnknownPatron", "cancel",
-           "find_patron", "history", "listing", "resend", "resolve", "retry", "save", "show"]
+__all__ = ["AmbiguousPatron", "Detail", "Listing", "NoticeView", "ResendResult", "RetryReport", "UnknownNotice",
+           "UnknownPatron", "cancel", "find_patron", "history", "listing", "resend", "resolve", "retry", "save", "show"]
 
 RESENDABLE = (Status.SENT, Status.FAILED)
 
 
 def _refuse(where: str, message: str) -> InputError:
     return InputError([Problem(where, None, "", message)])
+
+
+class UnknownNotice(InputError):
+    """No notice has this key (``ambiguous``: the beginning of several): bad input at the command
+    line (exit 2), 404 (409 when ambiguous) from the JSON API and the pages."""
+
+    def __init__(self, where: str, message: str, *, ambiguous: bool = False):
+        super().__init__([Problem(where, None, "", message)])
+        self.ambiguous = ambiguous
 
 
 @dataclass(frozen=True)
@@ -207,10 +218,11 @@ def resolve(store: Store, text: str) -> str:
     """A notice's key from the key, or from its beginning when only one notice has it."""
     keys = ledger.keys_like(store, text)
     if not keys:
-        raise _refuse(text, "no such notice (rappel notices lists them, with their keys)")
+        raise UnknownNotice(text, "no such notice (rappel notices lists them, with their keys)")
     if len(keys) > 1:
         shown = ", ".join(keys[:5]) + (", …" if len(keys) > 5 else "")
-        raise _refuse(text, f"the beginning of {len(keys)} notices' keys ({shown}): give more of it")
+        raise UnknownNotice(text, f"the beginning of {len(keys)} notices' keys ({shown}): give more of it",
+                            ambiguous=True)
     return keys[0]
 
 
@@ -278,7 +290,8 @@ def retry(store: Store, policy: Policy, *, keys: list[str] | None = None, since:
                                             f"queue"))
     loans = store.loans_by_id({loan_id for n in failed for loan_id, _ in n.entries})
     for notice in failed:
-        decision = requeue(policy, notice, loans, as_of, force=force)
+        decision = (requests.requeue(store, policy, notice, as_of, force=force) if requests.is_request_notice(
+            policy, notice) else requeue(policy, notice, loans, as_of, force=force))
         if not decision.ok:
             report.skipped.append((notice.key, decision.reason))
         elif ledger.requeue(store, notice.key, actor=actor, why=why, at=at, force=force):
@@ -320,6 +333,12 @@ def resend(store: Store, policy: Policy, channel: Channel, key: str, *, actor: s
                   recipient=row["recipient"], destination=_routed(policy, spec, row))
     if spec.renders == "email":
         notice, delivery = _resend_email(policy, channel, base, detail.data, at, to)
+        destination = notice.destination
+    elif spec.renders in ("text", "json"):      # an SMS (to another number with --to), a webhook's document
+        notice = replace(base, recipient=to, destination=to) if to and spec.renders == "text" else base
+        text = detail.data.decode("utf-8")
+        delivery = _send(lambda: channel.send_text(notice, text) if spec.renders == "text"
+                         else channel.send_json(notice, json.loads(text)))
         destination = notice.destination
     else:
         notice = replace(base, destination=_letter_destination(to)) if to else base

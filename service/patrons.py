@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters.channels.base import Channel, Delivery
+from adapters.channels.registry import REGISTRY
 from adapters.render.email import message_id
 from adapters.render.formats import pick_language
 from adapters.render.report import REPORT_TEMPLATE, render_report
@@ -23,8 +24,10 @@ from adapters.store.patrons import UnknownPatron
 from engine.accounts import (EDITABLE_FIELDS, AccountsPolicy, EditDecision, EditRequest,
                              decide_edits, value_problems)
 from engine.decide import Notice
-from engine.facts import PATRON_FIELDS, Loan, Patron
+from engine.facts import PATRON_FIELDS, Loan, Patron, split_names
+from engine.phones import PhoneProblem, normalise
 from engine.policy import Policy
+from engine.preferences import preference_problems
 from engine.yamlsource import InputError, Problem
 from service import notices as notice_views
 from service.rules import ACCOUNTS_FILE, load_accounts
@@ -141,11 +144,13 @@ class EditRefused(Exception):
 
 
 def edit(store: Store, accounts: AccountsPolicy, barcode: str, role: str, actor: str, changes: dict[str, str],
-         at: dt.datetime) -> EditResult:
+         at: dt.datetime, policy: Policy | None = None) -> EditResult:
     """Apply every change, or none: each field must be allowed for the role and each value valid.
 
     Every change is audited (who, role, when, field, old and new value). A protected field of an
     external account edited here is remembered, so later synchronisations keep the local value.
+    ``policy``: the preference fields (channels, opt_out) are checked against its stages and the
+    registered channels, written one way ("sms email").
     """
     unknown = [f for f in changes if f not in PATRON_FIELDS]
     if unknown:
@@ -159,6 +164,16 @@ def edit(store: Store, accounts: AccountsPolicy, barcode: str, role: str, actor:
         decisions = decide_edits(accounts, [EditRequest(patron.account_type, patron.record_type, role, f)
                                             for f in changes])
         problems = value_problems(accounts, changes, patron)
+        if changes.get("phone") and "phone" not in problems:
+            try:        # stored as E.164, read in the patron's country (as edited) or sms.country
+                changes["phone"] = normalise(changes["phone"], changes.get("country", patron.country),
+                                             policy.sms.country if policy is not None else None)
+            except PhoneProblem as exc:
+                problems["phone"] = str(exc)
+        if policy is not None:
+            problems.update(preference_problems(policy, changes, REGISTRY.specs()))
+            changes.update({f: " ".join(split_names(changes[f])) for f in ("channels", "opt_out")
+                            if f in changes and f not in problems})
         new_barcode = changes.get("barcode")
         if new_barcode and new_barcode != patron.barcode and "barcode" not in problems:
             owner = db.barcode_owner(new_barcode)

@@ -26,6 +26,7 @@ as ``.pdf``, and the email that carries it to its library's mailbox as ``.mailbo
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -99,7 +100,11 @@ def _write(templates: Templates, notice: Notice, ctx: NoticeContext, at: dt.date
     """The notice's message rendered as the dispatch renders it, written as the outbox writes it."""
     message = templates.message(ctx, REGISTRY.spec(notice.channel).renders)
     name = safe_name(notice.key)
-    if isinstance(message, bytes):                   # a letter's PDF
+    if isinstance(message, str):                     # an SMS
+        written = [(out / f"{name}.sms.txt", message.encode("utf-8"))]
+    elif isinstance(message, dict):                  # a webhook's JSON document
+        written = [(out / f"{name}.json", json.dumps(message, ensure_ascii=False, indent=2).encode("utf-8"))]
+    elif isinstance(message, bytes):                 # a letter's PDF
         written = [(out / f"{name}.pdf", message)]
         if notice.destination.startswith("mailbox:"):
             cover = templates.mailbox_email(notice, message, letter_name(notice), at)
@@ -135,7 +140,7 @@ def _patron_notices(store: Store, policy: Policy, stage: Stage, patron_id: str, 
             return patron, day, made, note
         why = why or reason
     if not why:
-        cand = Candidate(loans[0], patron.record_type, patron.user_group)
+        cand = Candidate.of(loans[0], patron)
         audience = next(c for c in reference.checks(policy, index, cand, on) if c.name == "audience")
         why = audience.detail if not audience.ok else f"{stage.id} is due for none of their loans near {on}"
     raise NothingToPreview(f"patron {patron_id} gets no {stage.id}: {why}")
@@ -155,7 +160,7 @@ def _dates(policy: Policy, stage: Stage, loans: list[Loan], on: dt.date) -> list
 def _due_on(policy: Policy, stage: Stage, index: int, patron: Patron, loans: list[Loan], day: dt.date):
     """The stage's notices for the patron on ``day`` as plan_day makes them, the ledger aside; and
     the reason of a decision that sends nothing, if any."""
-    candidates = [Candidate(loan, patron.record_type, patron.user_group) for loan in loans]
+    candidates = [Candidate.of(loan, patron) for loan in loans]
     plan = plan_day(policy, candidates, {patron.patron_id: patron}, day, REGISTRY.specs())
     by_id = {loan.loan_id: loan for loan in loans}
     made = [(n, patron, [by_id[i] for i in n.loan_ids]) for n in plan.notices if n.stage == stage.id]

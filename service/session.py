@@ -27,6 +27,7 @@ from pathlib import Path
 from adapters.channels import registry
 from adapters.channels.base import Channel
 from adapters.render import Templates
+from adapters.store.daemon_state import read_daemon_policy
 from adapters.store.database import Store
 from adapters.store.installation import Guard
 from adapters.store.lease import Lease
@@ -96,6 +97,10 @@ def held_lease(opened: Store) -> Iterator[Lease]:
     if not lease.acquire():
         info = lease.info()
         who = f" ({info.holder}, for {info.expires_in:.0f}s more)" if info else ""
+        daemon = read_daemon_policy(opened.engine)
+        if info is not None and (daemon is None or daemon["holder"] != info.holder):
+            raise Refused(f"another `rappel run` holds the lease on this database{who}: nothing decided or sent; "
+                          f"run again once it has finished (`rappel status` shows its outcome)")
         raise Refused(f"another instance holds the lease on this database{who}: a daemon is active and delivers "
                       f"by itself; nothing decided or sent (to run by hand, stop the daemon first)")
     try:

@@ -9,11 +9,14 @@ import datetime as dt
 from adapters.store.installation import Guard
 from adapters.store.freshness import last_imports
 from adapters.store.lease import read_lease
+from adapters.store.database import WAITING
 from adapters.store.runs import failures, last_completed_day, latest_run, pending_count, unattempted_count
+from adapters.store.runs import waiting as waiting_notices
 from engine.schedule import next_moment, scheduled_day
 from engine.yamlsource import InputError
 from service.facts import age_of_loans
 from service.rules import load_policy
+from service.running_policy import running
 from service.sources import facts_age_limit, load_sources
 
 __all__ = ["status_report", "status_lines"]
@@ -74,6 +77,11 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
             alerts.append(f"the flood guard holds {last_pass['held']} message(s) since {since}: "
                           f"check them, then `rappel run --confirm`")
 
+    left = waiting_notices(engine, WAITING)
+    if left.for_fix:
+        alerts.append(f"{left.for_fix} notice(s) wait for the library to fix its policy or a template, not sent "
+                      f"(they go out once it is fixed, within their window): {left.reasons[0]}")
+
     failed_total, failed = failures(engine, day_ago)
     if failed_total > max_failures:
         alerts.append(f"{failed_total} deliveries failed in the last day or are being retried "
@@ -86,6 +94,9 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
     lease = read_lease(engine)
     if lease is None or not lease.active:
         warnings.append("no daemon holds the lease (none running, or stopped)")
+    runs_policy, differs = running(engine, rules_dir, lease.holder if lease is not None and lease.active else None)
+    if differs:
+        warnings.append(differs)
 
     next_run = behind = limit = None
     imported = last_imports(engine)
@@ -125,11 +136,15 @@ def status_report(store, rules_dir, now: dt.datetime, *, state_dir=None, max_fai
         "days_behind": behind,
         "daemon": None if lease is None else {"holder": lease.holder, "generation": lease.generation,
                                               "active": lease.active, "expires_in": round(lease.expires_in, 1)},
+        "daemon_policy": None if runs_policy is None else {**runs_policy,
+                                                           "loaded_at": _iso(runs_policy["loaded_at"])},
         "installation": {"ok": verdict.ok, "database_id": verdict.database_id, "local_id": verdict.local_id,
                          "detail": verdict.detail},
         "last_purge": _run(purge, tz),
         "ledger": dict(sorted(store.counts().items())),
         "pending": pending_count(engine),
+        "waiting": {"retry": left.retrying, "next_attempt_at": _iso(left.next_at), "fix": left.for_fix,
+                    "reasons": list(left.reasons)},
         "failures": {"count": failed_total, "threshold": max_failures,
                      "shown": [{**f, "updated_at": _iso(f["updated_at"])} for f in failed]},
         "facts": {kind: {"finished_at": _iso(f["finished_at"]), "source": f["source"], "mode": f["mode"],
@@ -165,6 +180,13 @@ def status_lines(report: dict) -> list[str]:
     out.append("daemon:       " + (f"{d['holder']} (lease generation {d['generation']}, "
                                    + (f"{d['expires_in']:.0f}s left)" if d["active"] else "expired)")
                                    if d else "never started"))
+    ran = report.get("daemon_policy")
+    if ran:
+        stages = ", ".join(f"{x['id']} ({x['offset_days']:+d} d, {x['channel']})" for x in ran["summary"].get("stages", []))
+        out.append(f"policy:       {'the daemon runs' if ran['active'] else 'the last daemon ran'} the one loaded "
+                   f"{ran['loaded_at']} (fingerprint {ran['fingerprint'][:12]}"
+                   + ("" if ran.get("same_as_files", True) else ", NOT the files on disk")
+                   + f"): {stages}; libraries {', '.join(ran['summary'].get('libraries', [])) or '-'}")
     purge = report.get("last_purge")
     if purge:
         out.append(f"last purge:   {purge['date']} {purge['outcome']}, finished {purge['finished'] or '-'}")

@@ -160,3 +160,18 @@ def smtp_server():
     smtp = SmtpServer().start()
     yield smtp
     smtp.stop()
+
+
+# --- a real HTTP server that records what arrives (an SMS gateway, a webhook's receiver) ------------
+
+@pytest.fixture
+def http_site():
+    """tests/http_site.py on 127.0.0.1: ``requests`` as they arrived, ``refuse[number] = 400``,
+    ``status = 503``, ``stop()``; stopped after."""
+    try:
+        from tests.http_site import HttpSite
+    except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
+        from http_site import HttpSite
+    site = HttpSite().start()
+    yield site
+    site.stop()

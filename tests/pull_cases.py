@@ -63,10 +63,11 @@ def facts(db: str) -> dict[str, list[tuple]]:
                 "requests": sorted(tuple(r) for r in conn.execute(select(requests)))}
 
 
-def import_csv_files(tmp_path: Path, rules: Path, db: str, **texts: str) -> None:
-    """`rappel import KIND FILE` of each CSV text, in the order given."""
+def import_csv_files(tmp_path: Path, rules: Path, db: str, on: str | None = None, **texts: str) -> None:
+    """`rappel import KIND FILE` of each CSV text, in the order given; ``on``: the export's date (the
+    day a request found ready is recorded ready: a pull's is the day it runs)."""
     for kind, text in texts.items():
         path = tmp_path / f"{kind}.csv"
         path.write_text(text, encoding="utf-8")
-        result = cli("import", kind, str(path), "--rules", str(rules), "--db", db)
+        result = cli("import", kind, str(path), "--rules", str(rules), "--db", db, *(["--on", on] if on else []))
         assert result.exit_code == 0, result.output

@@ -45,6 +45,8 @@ circulation_desk country            Y Y R  O O O
 circulation_desk preferred_language Y Y R  Y Y R
 circulation_desk user_group         N N R  N N R
 circulation_desk record_type        N N R  N N R
+circulation_desk channels           Y Y R  Y Y R
+circulation_desk opt_out            Y Y R  Y Y R
 user_manager     patron_id          I I I  I I I
 user_manager     account_type       I I I  I I I
 user_manager     barcode            Y Y Y  O O O
@@ -60,6 +62,8 @@ user_manager     country            Y Y Y  O O O
 user_manager     preferred_language Y Y Y  Y Y Y
 user_manager     user_group         Y Y Y  Y Y Y
 user_manager     record_type        Y Y Y  Y Y Y
+user_manager     channels           Y Y Y  Y Y Y
+user_manager     opt_out            Y Y Y  Y Y Y
 acquisitions     patron_id          I I I  I I I
 acquisitions     account_type       I I I  I I I
 acquisitions     barcode            R R N  O O O
@@ -75,6 +79,8 @@ acquisitions     country            R R Y  O O O
 acquisitions     preferred_language R R N  R R N
 acquisitions     user_group         R R N  R R N
 acquisitions     record_type        R R N  R R N
+acquisitions     channels           R R N  R R N
+acquisitions     opt_out            R R N  R R N
 overdue_service  patron_id          I I I  I I I
 overdue_service  account_type       I I I  I I I
 overdue_service  barcode            N N N  O O O
@@ -90,6 +96,8 @@ overdue_service  country            N N N  O O O
 overdue_service  preferred_language N N N  N N N
 overdue_service  user_group         N N N  N N N
 overdue_service  record_type        N N N  N N N
+overdue_service  channels           N N N  N N N
+overdue_service  opt_out            N N N  N N N
 library_system   patron_id          I I I  I I I
 library_system   account_type       I I I  I I I
 library_system   barcode            N N N  O O O
@@ -105,6 +113,8 @@ library_system   country            N N N  O O O
 library_system   preferred_language N N N  N N N
 library_system   user_group         N N N  N N N
 library_system   record_type        N N N  N N N
+library_system   channels           N N N  N N N
+library_system   opt_out            N N N  N N N
 stranger         email              N N N  O O O
 stranger         preferred_language N N N  N N N
 stranger         patron_id          I I I  I I I

@@ -61,8 +61,16 @@ def key_of(api, start: str) -> str:
     ("/api/patrons?q=2900P1", ["P1"]),                 # a barcode
     ("/api/patrons?q=P2", ["P2"]),                     # a patron_id
     ("/api/patrons?q=lefèvre", ["P1"]),                # a name, any case
-    ("/api/patrons?q=zoé%20LEF", ["P1"]),              # words of the name
-    ("/api/patrons?q=a", ["P3", "P4", "P2"]),          # Durand, Garcia, Martin: by last name
+    ("/api/patrons?q=LEFEVRE", ["P1"]),                # any case, without its accents
+    ("/api/patrons?q=zoé%20LEF", ["P1"]),              # beginnings of words of the name
+    ("/api/patrons?q=ZOE%20lef", ["P1"]),
+    ("/api/patrons?q=ines", ["P4"]),                   # Inès
+    ("/api/patrons?q=%C3%89V", []),                    # a word is found by its beginning, not its middle
+    ("/api/patrons?q=mart%20l", ["P2"]),               # Léo Martin: every word typed must match
+    ("/api/patrons?q=mart%20z", []),
+    ("/api/patrons?q=d", ["P3"]),                      # Durand
+    ("/api/patrons?q=m", ["P2"]),                      # Martin
+    ("/api/patrons?q=g", ["P4"]),
     ("/api/patrons?q=nobody", []),
     ("/api/patrons?q=%25", []),                        # a LIKE wildcard is a character like the others
 ])
@@ -134,7 +142,13 @@ def test_one_notice_and_its_message(reads, start, media_type, begins):
 def test_unknown_things_are_404(reads):
     assert reads.get("desk", "/api/patrons/NOPE").status_code == 404
     r = reads.get("desk", "/api/notices/2026-01-01/none")
-    assert r.status_code == 422 and "no such notice" in r.json()["errors"][0]["message"]
+    assert r.status_code == 404 and r.json()["errors"] == [
+        {"field": "key", "message": "no such notice (rappel notices lists them, with their keys)"}]
+    for action in ("cancel", "retry"):
+        r = reads.call("desk", "POST", f"/api/notices/2026-01-01/none/{action}", json={"why": "checking"})
+        assert r.status_code == 404, (action, r.text)
+    r = reads.get("desk", "/api/notices/2026-11-23")          # the beginning of several keys
+    assert r.status_code == 409 and "give more of it" in r.json()["errors"][0]["message"]
 
 
 def test_the_day_and_what_needs_someone(reads):
@@ -180,7 +194,7 @@ def test_requests_report_goes_to_the_outbox(api):
 
 
 @pytest.mark.parametrize("who, patron, body, status, fields", [
-    ("desk", "P1", {"email": "zoe@new.example", "phone": "0556000000"}, 200, []),
+    ("desk", "P1", {"email": "zoe@new.example", "phone": "+33556000000"}, 200, []),   # stored E.164 (test_phones)
     ("desk", "P1", {"last_name": "Martin"}, 422, ["last_name"]),           # a supervisor's field
     ("boss", "P1", {"last_name": "Lefèvre-Martin"}, 200, []),
     ("desk", "P4", {"email": "ines@new.example"}, 422, ["email"]),          # owned by the source

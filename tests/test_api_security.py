@@ -10,8 +10,10 @@ import pytest
 
 try:
     from tests.api_site import HOSTILE, NOW, ApiSite
+    from tests.app_routes import app_routes
 except ModuleNotFoundError:  # tests/ on sys.path rather than the project root
     from api_site import HOSTILE, NOW, ApiSite
+    from app_routes import app_routes
 
 # (method, path) → the action of accounts.yaml's may: it needs
 ACTIONS = {
@@ -60,24 +62,9 @@ def api(tmp_path_factory):
     site.close()
 
 
-def walk(routes):
-    """Every route of the application: FastAPI may keep an included router as one entry of
-    app.routes (its routes built lazily, ``effective_candidates``), or copy its routes there."""
-    for route in routes:
-        if hasattr(route, "effective_candidates"):
-            yield from walk(route.effective_candidates())
-        else:
-            yield route
-
-
 def api_routes(app) -> list[tuple[str, str]]:
-    out = []
-    for route in walk(app.routes):
-        path = getattr(route, "path", "")
-        methods = getattr(getattr(route, "original_route", route), "methods", None) or ()
-        if path.startswith("/api"):
-            out += [(method, path.replace("{key:notice_key}", "{key}")) for method in sorted(methods)]
-    return sorted(out)
+    return sorted((method, path.replace("{key:notice_key}", "{key}"))
+                  for method, path in app_routes(app) if path.startswith("/api"))
 
 
 def url(path: str) -> str:

@@ -2,8 +2,8 @@
 
 Like apprise's AppriseURLTester: a table of channels (what each one is) and a table of rows (what
 every channel must do), crossed. Real parts where the channel has them: a real SMTP server
-in-process (aiosmtpd) for smtp and mailbox, a folder for the outbox, the test's own cupsd with a
-PDF printer for print (skipped where CUPS is not installed, as in test_print.py). Adding a channel
+in-process (aiosmtpd) for smtp and mailbox, a folder for the outbox, a real HTTP server in-process
+(tests/http_site.py) for sms and webhook, the test's own cupsd with a PDF printer for print (skipped where CUPS is not installed, as in test_print.py). Adding a channel
 is one row in CHANNELS and one rig below.
 """
 from __future__ import annotations
@@ -21,7 +21,9 @@ from adapters.channels.mailbox import MailboxChannel
 from adapters.channels.memory import MemoryChannel
 from adapters.channels.outbox import OutboxChannel
 from adapters.channels.printer import PrintChannel
+from adapters.channels.sms import SmsChannel
 from adapters.channels.smtp import SmtpEmailChannel
+from adapters.channels.webhook import WebhookChannel
 from adapters.render import NoticeContext, Templates
 from engine.decide import Notice, notice_key
 from engine.facts import Loan, Patron
@@ -41,11 +43,15 @@ REFUSED = "550 5.1.1 <{}>: Recipient address rejected: User unknown"
 CHANNELS = [
     # channel   local  carries
     ("memory",  False, ("email", "letter")),
-    ("outbox",  True,  ("email", "letter")),
+    ("outbox",  True,  ("email", "letter", "text", "json")),
     ("smtp",    False, ("email",)),
     ("mailbox", False, ("letter",)),
     ("print",   False, ("letter",)),
+    ("sms",     False, ("text",)),
+    ("webhook", False, ("json",)),
 ]
+KINDS = ("email", "letter", "text", "json")
+PHONE = "+33612345678"
 
 
 # -- what is sent: a real email and a real letter, rendered from the shipped templates -------------
@@ -72,6 +78,14 @@ class Samples:
         library = "DROIT" if destination.startswith("mailbox:") else "SCI"
         notice = _notice("letter", library, destination, "Zoé Lefèvre, 12 rue des Écoles, 33000 Bordeaux")
         return notice, (self.templates.letter_pdf(self._context(notice)), f"2026-11-23_first_reminder_P1_{library}.pdf")
+
+    def text(self) -> tuple[Notice, tuple]:
+        notice = _notice("sms", None, PHONE, PHONE)
+        return notice, (self.templates.render(self._context(notice), ("sms",))["sms"],)
+
+    def document(self) -> tuple[Notice, tuple]:
+        notice = _notice("webhook", None, "P1", "P1")
+        return notice, (self.templates.message(self._context(notice), "json"),)
 
     def _context(self, notice: Notice) -> NoticeContext:
         loan = Loan("L1", "P1", notice.library or "SCI", dt.date(2026, 11, 16), "B-L1", "Œuvres complètes — 12 €")
@@ -101,7 +115,17 @@ class Rig:
 
     def send(self, kind: str):
         notice, args = self.sample(kind)
-        return (self.channel.send_email if kind == "email" else self.channel.send_letter)(notice, *args)
+        return send_kind(self.channel, kind)(notice, *args)
+
+
+def send_kind(channel: BaseChannel, kind: str):
+    return {"email": channel.send_email, "letter": channel.send_letter, "text": channel.send_text,
+            "json": channel.send_json}[kind]
+
+
+def _any_sample(samples, kind: str):
+    return {"email": samples.email, "text": samples.text, "json": samples.document}.get(
+        kind, lambda: samples.letter("printer:bu-sciences"))()
 
 
 def memory_rig(request, tmp_path, samples) -> Rig:
@@ -112,6 +136,20 @@ def memory_rig(request, tmp_path, samples) -> Rig:
                down=lambda: setattr(channel, "down", "421 4.3.2 Service not available, try again later"))
 
 
+def sms_rig(request, tmp_path, samples) -> Rig:
+    site = request.getfixturevalue("http_site")
+    channel = SmsChannel(site.url("json", "/sms") + "?:to={to}")
+    return Rig(channel, lambda kind: samples.text(), lambda: len([r for r in site.received() if r.status_ok]),
+               refuse=lambda notice: site.refuse.update({notice.destination: 400}), down=site.stop)
+
+
+def webhook_rig(request, tmp_path, samples) -> Rig:
+    site = request.getfixturevalue("http_site")
+    channel = WebhookChannel(site.url("json", "/notices"))
+    return Rig(channel, lambda kind: samples.document(), lambda: len([r for r in site.received() if r.status_ok]),
+               refuse=lambda notice: site.refuse.update({notice.key: 422}), down=site.stop)
+
+
 def outbox_rig(request, tmp_path, samples) -> Rig:
     root = tmp_path / "outbox"
     channel = OutboxChannel(root)
@@ -120,7 +158,7 @@ def outbox_rig(request, tmp_path, samples) -> Rig:
         shutil.rmtree(root, ignore_errors=True)
         root.write_text("not a folder")
 
-    return Rig(channel, lambda kind: samples.email() if kind == "email" else samples.letter("printer:bu-sciences"),
+    return Rig(channel, lambda kind: _any_sample(samples, kind),
                lambda: sum(1 for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0, down=down,
                no_refusal="the outbox writes every notice to a folder: no recipient to refuse")
 
@@ -159,7 +197,8 @@ def print_rig(request, tmp_path, samples) -> Rig:
                no_refusal="CUPS refuses no recipient: every printing failure is the site's, transient")
 
 
-RIGS = {"memory": memory_rig, "outbox": outbox_rig, "smtp": smtp_rig, "mailbox": mailbox_rig, "print": print_rig}
+RIGS = {"memory": memory_rig, "outbox": outbox_rig, "smtp": smtp_rig, "mailbox": mailbox_rig, "print": print_rig,
+        "sms": sms_rig, "webhook": webhook_rig}
 
 
 # -- the rows: what every channel does ------------------------------------------------------------
@@ -178,7 +217,7 @@ def a_refused_recipient_is_a_permanent_failure(rig: Rig, local: bool, carries: t
         pytest.skip(rig.no_refusal)
     notice, args = rig.sample(carries[0])
     rig.refuse(notice)
-    delivery = (rig.channel.send_email if carries[0] == "email" else rig.channel.send_letter)(notice, *args)
+    delivery = send_kind(rig.channel, carries[0])(notice, *args)
     assert not delivery.ok and delivery.permanent, delivery
     assert rig.arrived() == 0
 
@@ -192,14 +231,14 @@ def a_server_down_is_a_transient_failure(rig: Rig, local: bool, carries: tuple[s
 
 
 def refuses_what_it_does_not_carry_for_good(rig: Rig, local: bool, carries: tuple[str, ...]):
-    others = [kind for kind in ("email", "letter") if kind not in carries]
+    others = [kind for kind in KINDS if kind not in carries]
     if not others:
-        pytest.skip(f"{rig.channel.name} carries emails and letters")
-    [other] = others
+        pytest.skip(f"{rig.channel.name} carries every kind")
     notice, _ = rig.sample(carries[0])
-    delivery = rig.channel.send_email(notice, None) if other == "email" else \
-        rig.channel.send_letter(notice, b"%PDF-1.4", "a.pdf")
-    assert not delivery.ok and delivery.permanent and f"not {other}s" in delivery.detail
+    for other in others:
+        args = {"email": (None,), "letter": (b"%PDF-1.4", "a.pdf"), "text": ("hello",), "json": ({},)}[other]
+        delivery = send_kind(rig.channel, other)(notice, *args)
+        assert not delivery.ok and delivery.permanent and f"not {other}s" in delivery.detail
     assert rig.arrived() == 0
 
 
@@ -247,8 +286,9 @@ def test_every_registered_route_has_a_row(tmp_path):
     from engine.policy import parse_policy
 
     text = (ROOT / "rules" / "reminders.yaml").read_text(encoding="utf-8")
-    text += '\ndelivery: {email: {url: "mailto://smtp.univ.example"}, print: {}, mailbox: {}}\n'
-    router = build(parse_policy(text), None, env={}, outbox=tmp_path / "outbox")
+    text += ('\ndelivery: {email: {url: "mailto://smtp.univ.example"}, print: {}, mailbox: {}, channels: '
+             '{sms: {url: "json://sms.univ.example/send?:to={to}"}, webhook: {url: "json://hooks.univ.example/"}}}\n')
+    router = build(parse_policy(text, channels=REGISTRY.specs()), None, env={}, outbox=tmp_path / "outbox")
     try:
         assert set(router.routes) == {r.route for r in REGISTRY}           # every route configured…
         built = {channel.name for channel in [*router.routes.values(), router.fallback]}

@@ -10,6 +10,7 @@ Exit codes: 0 fine, 2 bad input (CSV, policy, templates, --on), 1 anything else.
 """
 from __future__ import annotations
 
+import datetime as dt
 import email
 import email.policy
 import io
@@ -384,6 +385,33 @@ def test_lint_points_at_the_file_and_line_of_a_mistake(tmp_path, file, old, new,
     assert all(err.startswith("error: ") for err in result.stderr.splitlines())
 
 
+@pytest.mark.parametrize("resumed_on, warned", [
+    ("2026-11-22", False),      # the shipped restart day, long past
+    ("2199-06-01", True),       # a year typed wrong: nothing would be sent for 170 years
+])
+def test_lint_warns_of_a_restart_day_in_the_future(tmp_path, resumed_on, warned):
+    rules, line, path = broken_rules(tmp_path, "reminders.yaml", "# restart: {resumed_on: 2026-11-22}",
+                                     f"restart: {{resumed_on: {resumed_on}}}")
+    result = rappel("lint", "--rules", rules)
+    assert result.exit_code == 0, result.stderr        # a warning: the policy is valid
+    warnings = [err for err in result.stderr.splitlines() if "restart.resumed_on" in err]
+    if warned:
+        [warning] = warnings
+        assert warning.startswith(f"warning: {path}:{line}: restart.resumed_on is 2199-06-01, ") and \
+            "no notice is sent before then" in warning, warning
+    else:
+        assert warnings == []
+
+
+def test_the_future_restart_warning_counts_the_days_from_the_institutions_today(tmp_path):
+    from service.checks import future_restart
+    rules, line, path = broken_rules(tmp_path, "reminders.yaml", "# restart: {resumed_on: 2026-11-22}",
+                                     "restart: {resumed_on: 2027-01-04}")
+    assert future_restart(Path(rules), dt.date(2027, 1, 4), dt.date(2026, 12, 3)) == (
+        f"{path}:{line}: restart.resumed_on is 2027-01-04, 32 day(s) after today (2026-12-03): no notice is "
+        f"sent before then, and none whose trigger date is earlier ever; is the date right?")
+
+
 def test_schema_prints_the_json_schema_of_the_policy():
     result = rappel("schema")
     assert result.exit_code == 0
@@ -507,11 +535,16 @@ def test_a_run_on_a_database_of_another_installation_decides_and_sends_nothing(s
 
 
 def test_a_run_beside_an_active_daemon_is_refused(site):
+    import datetime as dt
+
+    from adapters.store.daemon_state import record_daemon_policy
     from adapters.store.lease import Lease, read_lease
     engine = create_engine(site.db)
     try:
         daemon = Lease(engine, ttl=60, holder="prod-host/4242/abcdef")
         assert daemon.acquire()
+        record_daemon_policy(engine, holder="prod-host/4242/abcdef", fingerprint="f", summary={},   # as a daemon does
+                             loaded_at=dt.datetime.now(dt.timezone.utc), at=dt.datetime.now(dt.timezone.utc))
         result = site("run", "--on", DAY, "--outbox", site.outbox)
         assert result.exit_code == 1, result.stderr
         (line,) = result.stderr.splitlines()

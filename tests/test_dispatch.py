@@ -14,7 +14,9 @@ from adapters.channels.memory import MemoryChannel
 from adapters.channels.mailbox import MailboxChannel
 from adapters.channels.outbox import OutboxChannel
 from adapters.channels.printer import PrintChannel
+from adapters.channels.sms import SmsChannel
 from adapters.channels.smtp import SmtpEmailChannel
+from adapters.channels.webhook import WebhookChannel
 from engine.decide import Notice, notice_key
 from engine.policy import parse_policy
 from engine.yamlsource import InputError
@@ -74,7 +76,7 @@ def test_each_route_goes_to_its_registered_channel_or_the_outbox(tmp_path, deliv
 
 
 def test_the_registry_has_one_line_per_route():
-    assert [reg.route for reg in delivery.REGISTRY] == ["email", "printer", "mailbox"]
+    assert [reg.route for reg in delivery.REGISTRY] == ["email", "printer", "mailbox", "sms", "webhook"]
 
 
 @pytest.mark.parametrize("make", [
@@ -85,6 +87,8 @@ def test_the_registry_has_one_line_per_route():
     lambda tmp: MailboxChannel(SmtpEmailChannel("mailto://127.0.0.1:25", "a@b.example", "a@b.example"),
                                lambda n, pdf, name: None),
     lambda tmp: delivery.Router({}, OutboxChannel(tmp)),
+    lambda tmp: SmsChannel("json://127.0.0.1:9/sms?:to={to}"),
+    lambda tmp: WebhookChannel("json://127.0.0.1:9/notices"),
 ])
 def test_every_channel_keeps_the_contract(tmp_path, make):
     assert isinstance(make(tmp_path), Channel)

@@ -49,7 +49,7 @@ ZEPHIRINE = {"patron_id": "P777", "barcode": "ZQV-4481-77", "first_name": "Zéph
              "postal_code": "33170", "city": "Gradignan", "country": "France", "phone": "+33 6 71 82 93 04"}
 NEW_PHONE = "+33 7 55 44 12 90"
 PERSONAL = [ZEPHIRINE[f] for f in ("barcode", "first_name", "last_name", "email", "address_line1", "address_line2",
-                                   "postal_code", "city", "phone")] + [NEW_PHONE]
+                                   "postal_code", "city", "phone")] + [NEW_PHONE, "+33755441290"]   # as edited: E.164
 OTHER = patron_row("P2")
 REFUSAL = "550 5.1.1 <zephirine.qv@example.org>: Recipient address rejected: User unknown"
 AT = dt.datetime(2026, 12, 22, 9, 30, tzinfo=UTC)

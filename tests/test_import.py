@@ -142,10 +142,29 @@ def test_requests_import(with_patrons, policy, tmp_path):
     ])
     report = import_csv(store, policy, "requests", path)
     assert (report.rows, report.inserted, report.updated) == (2, 2, 0)
+    # the last column, ready_on: the day the request became the policy's ready status (none yet)
     assert snapshot(store)["requests"] == [
-        ("R1", "P1", "Le Rouge et le Noir", "SCI", "DROIT", d("2026-11-10"), "active", d("2026-12-10")),
-        ("R2", "P2", "Traité de droit administratif", "DROIT", "DROIT", d("2026-11-12"), "active", None),
+        ("R1", "P1", "Le Rouge et le Noir", "SCI", "DROIT", d("2026-11-10"), "active", d("2026-12-10"), None),
+        ("R2", "P2", "Traité de droit administratif", "DROIT", "DROIT", d("2026-11-12"), "active", None, None),
     ]
+
+
+@pytest.mark.parametrize("exports, ready_on", [
+    # (status, export's date) of R1, one import after the other → its ready_on
+    ([("active", "2026-12-01")], None),
+    ([("on_hold_shelf", "2026-12-01")], "2026-12-01"),
+    ([("active", "2026-12-01"), ("on_hold_shelf", "2026-12-03")], "2026-12-03"),
+    ([("on_hold_shelf", "2026-12-01"), ("on_hold_shelf", "2026-12-03")], "2026-12-01"),   # still the first day
+    ([("on_hold_shelf", "2026-12-01"), ("fulfilled", "2026-12-03")], None),
+    ([("on_hold_shelf", "2026-12-01"), ("in_transit", "2026-12-02"), ("on_hold_shelf", "2026-12-05")], "2026-12-05"),
+])
+def test_an_import_records_the_day_a_request_became_ready(with_patrons, policy, tmp_path, exports, ready_on):
+    for status, day in exports:
+        path = write(tmp_path / "requests.csv", REQUEST_FIELDS, [
+            f"R1,P1,Le Rouge et le Noir,SCI,DROIT,2026-11-10,{status},2026-12-10"])
+        import_csv(with_patrons, policy, "requests", path, facts_date=d(day))
+    [row] = snapshot(with_patrons)["requests"]
+    assert row[-1] == (d(ready_on) if ready_on else None)
 
 
 # --- bad files are rejected whole ----------------------------------------------------------------

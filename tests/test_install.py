@@ -76,7 +76,7 @@ def test_the_starter_folder_passes_lint(tmp_path):
     folder = tmp_path / "rules"
     result = rappel("init", folder)
     assert result.exit_code == 0, result.output
-    assert f"{folder}: 62 files written" in result.stdout
+    assert f"{folder}: 104 files written" in result.stdout
     linted = rappel("lint", "--rules", folder, "--outbox", tmp_path / "outbox")
     assert linted.exit_code == 0, linted.output
     assert f"{folder}/reminders.yaml: ok (4 stages, 2 libraries)" in linted.stdout
@@ -103,7 +103,7 @@ def test_init_refuses_to_overwrite_and_names_what_exists(tmp_path):
     assert result.stderr.splitlines() == [
         f"error: {folder}/reminders.yaml: already exists: not overwritten "
         f"(rappel init --force overwrites the starter files)",
-        f"error: {folder}/templates: 1 of the 60 starter templates already exist (fr/courtesy.subject.j2): "
+        f"error: {folder}/templates: 1 of the 102 starter templates already exist (fr/courtesy.subject.j2): "
         f"not overwritten (rappel init --force overwrites the starter files)",
     ]
     assert (folder / "reminders.yaml").read_text(encoding="utf-8") == "# the site's own policy\n"
@@ -174,7 +174,7 @@ def test_a_plain_install_runs_init_lint_and_demo_in_an_empty_folder(installed, t
 
     init = _run([rappel_cmd, "init"], empty, env)
     assert init.returncode == 0, init.stdout + init.stderr
-    assert "rules: 62 files written" in init.stdout
+    assert "rules: 104 files written" in init.stdout
 
     lint = _run([rappel_cmd, "lint"], empty, env)
     assert lint.returncode == 0, lint.stdout + lint.stderr

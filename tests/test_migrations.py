@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, event, inspect, select, text
 
 from adapters.store.lease import Lease
 from adapters.store.runs import RunLog
+from adapters.store.search import search_patrons
 from adapters.store.schema import metadata
 from adapters.store.database import MIGRATIONS, Store, _sqlite_pragmas
 
@@ -141,6 +142,8 @@ def test_a_database_of_the_first_release_upgrades_to_the_head_without_losing_a_r
         assert {"runs", "leases", "installation"} <= tables
         # and the upgraded database works: the ledger as before, the daemon's tables usable
         assert store.counts() == {"sent": 1, "pending": 1, "superseded": 1}
+        # migration 0009 wrote the name words of the patrons already there: the desk finds them
+        assert [p.patron_id for p in search_patrons(store, "LEA dub")[0]] == ["P2"]
         assert [p.key for p in store.pending()] == ["2026-11-18/letter/letter/P2/DROIT"]
         assert Lease(store.engine, ttl=10, holder="upgraded").acquire()
         RunLog(store.engine, "upgraded").note("day", dt.date(2026, 11, 23), "ok",

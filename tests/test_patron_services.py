@@ -152,7 +152,7 @@ def test_a_patron_is_looked_up_by_patron_id_as_by_barcode(store, command):
     if name == "show":
         assert by_id.output == by_barcode.output
     else:
-        assert "1 field(s) changed" in by_id.output and "phone: already '05 56 00 00 09'" in by_barcode.output
+        assert "1 field(s) changed" in by_id.output and "phone: already '+33556000009'" in by_barcode.output
 
 
 def test_a_value_that_is_one_patrons_barcode_and_anothers_id_is_refused(store, accounts):
@@ -430,7 +430,8 @@ def test_one_list_of_patron_fields_and_record_types():
 
     assert tuple(patrons.c.keys()) == FACT_FIELDS == PATRON_FIELDS == (
         "patron_id", "barcode", "first_name", "last_name", "email", "preferred_language", "account_type",
-        "record_type", "user_group", "address_line1", "address_line2", "postal_code", "city", "country", "phone")
+        "record_type", "user_group", "address_line1", "address_line2", "postal_code", "city", "country", "phone",
+        "channels", "opt_out")
     assert RECORD_TYPES == ("staff", "public", "contact") and ACCOUNT_TYPES == ("internal", "external")
     assert CHOICES == {"account_type": ACCOUNT_TYPES, "record_type": RECORD_TYPES}
     assert tuple(account_policy.RecordTypes.model_fields) == RECORD_TYPES

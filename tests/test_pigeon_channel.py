@@ -142,7 +142,7 @@ def test_a_misspelt_channel_is_an_input_error_with_file_line_and_key(site):
     with pytest.raises(InputError) as err:
         rules_.load_policy(site.rules)
     assert [str(p) for p in err.value.problems] == [
-        f"{path}:{line}: stages[2].channel: unknown channel 'pigoen' (known: email, letter, pigeon)"]
+        f"{path}:{line}: stages[2].channel: unknown channel 'pigoen' (known: email, letter, sms, webhook, pigeon)"]
     result = rappel("lint", "--rules", site.rules)
     assert result.exit_code == 2 and "unknown channel 'pigoen'" in result.output + (result.stderr or "")
 
@@ -164,7 +164,8 @@ def test_the_pigeon_s_own_model_checks_its_settings_at_lint(site, settings, wher
 
 
 @pytest.mark.parametrize("registered, settings, says", [
-    (False, "pigeon: {loft: x}", "delivery.channels.pigeon: unknown channel 'pigeon' (known: email, letter)"),
+    (False, "pigeon: {loft: x}", "delivery.channels.pigeon: unknown channel 'pigeon' (known: email, letter, sms, "
+                                         "webhook)"),
     (True,  "letter: {}",        "delivery.channels.letter: the letter channel takes no settings here; they are "
                                  "delivery.print and delivery.mailbox"),
 ])

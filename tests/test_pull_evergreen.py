@@ -142,12 +142,14 @@ def test_a_pull_then_a_dry_run_gives_the_notices_of_a_csv_import_of_the_same_fac
             "evergreen: 14 loans pulled (14 new, 0 changed, 0 unchanged; 0 closed, absent from the pull)",
             "evergreen: 4 requests pulled (4 new, 0 changed, 0 unchanged; 0 closed, absent from the pull)"]
     imported = f"sqlite:///{tmp_path / 'imported.db'}"
-    import_csv_files(tmp_path, rules, imported, patrons=PATRONS_CSV, loans=LOANS_CSV, requests=REQUESTS_CSV)
+    import_csv_files(tmp_path, rules, imported, on=DAY, patrons=PATRONS_CSV, loans=LOANS_CSV, requests=REQUESTS_CSV)
 
     assert facts(pulled) == facts(imported)
     notices = dry_run(rules, pulled, DAY)
     assert notices == dry_run(rules, imported, DAY)
-    assert [(n["stage"], n["channel"], n["patron_id"], n["library"], n["loan_ids"]) for n in notices] == EXPECTED
+    loan_stages = {"courtesy", "first_reminder", "second_reminder", "letter"}    # request notices: test_request_notices
+    assert [(n["stage"], n["channel"], n["patron_id"], n["library"], n["loan_ids"]) for n in notices
+            if n["stage"] in loan_stages] == EXPECTED
 
 
 def test_a_write_through_the_pull_connection_fails(tmp_path):

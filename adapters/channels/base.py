@@ -1,8 +1,8 @@
 """The channel contract: how a rendered notice leaves rappel.
 
 A channel is one module with one class (like an apprise service, without the size) that
-subclasses ``BaseChannel``: it says what it carries (``carries``: emails, letters), gets a notice
-with its rendered email or letter and answers with a ``Delivery``. It never raises for a delivery
+subclasses ``BaseChannel``: it says what it carries (``carries``: emails, letters, texts, JSON
+documents), gets a notice with its rendered email, letter, text or document and answers with a ``Delivery``. It never raises for a delivery
 failure; ``permanent`` says whether retrying can help (a server that is down, a 4xx reply: not
 permanent) or not (a refused address: permanent, the policy's fallback applies). ``reply`` keeps
 what the server answered (the SMTP reply, lp's job line) for the ledger.
@@ -15,7 +15,7 @@ them), ``checks()`` returning a ``Check`` per server it would use (``rappel lint
 table: the notice's own destination unless the channel puts it elsewhere), and the send methods
 refusing, for good and politely, what the channel does not carry.
 
-Channels: outbox.py (the default), smtp.py, printer.py, mailbox.py; memory.py is the fake that
+Channels: outbox.py (the default), smtp.py, printer.py, mailbox.py, sms.py, webhook.py; memory.py is the fake that
 ships with the product for tests. They are registered in one place, registry.py.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ class BaseChannel:
 
     name: ClassVar[str] = "channel"
     local: ClassVar[bool] = False                 # True: nothing leaves the machine (the flood guard skips it)
-    carries: ClassVar[tuple[str, ...]] = ()       # "email", "letter": what send_email / send_letter take
+    carries: ClassVar[tuple[str, ...]] = ()       # "email", "letter", "text", "json": what send_<kind> takes
 
     @property
     def description(self) -> str:
@@ -84,6 +84,14 @@ class BaseChannel:
 
     def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
         return self.refuse("letter")
+
+    def send_text(self, notice: Notice, text: str) -> Delivery:
+        """A short text to the notice's destination (an SMS: renders "text")."""
+        return BaseChannel.refuse(self, "text")     # (a channel may keep a `refuse` of its own)
+
+    def send_json(self, notice: Notice, body: dict) -> Delivery:
+        """The notice as a JSON document for another system (renders "json")."""
+        return BaseChannel.refuse(self, "json")
 
     def checks(self) -> list[Check]:
         return []

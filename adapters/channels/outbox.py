@@ -2,6 +2,8 @@
 
     <root>/email/<YYYY-MM-DD>/<name>.eml               one RFC 5322 message per email notice
     <root>/letters/<LIBRARY>/<YYYY-MM-DD>/<name>.pdf   one PDF per letter, by library
+    <root>/sms/<YYYY-MM-DD>/<name>.txt                 one text per SMS notice (UTF-8)
+    <root>/webhook/<YYYY-MM-DD>/<name>.json            one JSON document per webhook notice
 
 ``<name>`` comes from the notice key, so sending the same notice again overwrites the same file.
 Files are written to a temporary file beside the target and renamed over it: a crash leaves
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -21,7 +24,7 @@ from adapters.channels.base import BaseChannel, Check, Delivery
 from adapters.render import wire_bytes
 from engine.decide import Notice
 
-__all__ = ["OutboxChannel", "email_file", "letter_file", "safe_name"]
+__all__ = ["OutboxChannel", "email_file", "letter_file", "safe_name", "text_file"]
 
 FILE_MODE = 0o640   # letters and emails carry patrons' personal data
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -38,6 +41,14 @@ def email_file(root: Path, date: dt.date, key: str) -> Path:
     return Path(root) / "email" / date.isoformat() / f"{safe_name(key)}.eml"
 
 
+def text_file(root: Path, date: dt.date, key: str, kind: str = "sms") -> Path:
+    """Where the outbox keeps an SMS (``kind`` "sms") or a webhook's document ("webhook") of ``key``."""
+    return Path(root) / kind / date.isoformat() / f"{safe_name(key)}{TEXT_SUFFIXES[kind]}"
+
+
+TEXT_SUFFIXES = {"sms": ".txt", "webhook": ".json"}
+
+
 def letter_file(root: Path, library: str | None, date: dt.date, key: str) -> Path:
     """Where the outbox keeps the letter of the notice ``key`` of ``date`` for ``library``."""
     library = library or "_none"
@@ -49,7 +60,7 @@ def letter_file(root: Path, library: str | None, date: dt.date, key: str) -> Pat
 class OutboxChannel(BaseChannel):
     name = "outbox"
     local = True       # nothing leaves the machine: the flood guard does not count these
-    carries = ("email", "letter")
+    carries = ("email", "letter", "text", "json")
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -74,6 +85,16 @@ class OutboxChannel(BaseChannel):
     def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
         """Write the PDF; ``filename`` is for attachments, the outbox names files by notice key."""
         return self._write(self.letter_path(notice), lambda: pdf)
+
+    def text_path(self, notice: Notice, kind: str = "sms") -> Path:
+        return text_file(self.root, notice.date, notice.key, kind)
+
+    def send_text(self, notice: Notice, text: str) -> Delivery:
+        return self._write(self.text_path(notice), lambda: text.encode("utf-8"))
+
+    def send_json(self, notice: Notice, body: dict) -> Delivery:
+        return self._write(self.text_path(notice, "webhook"),
+                           lambda: json.dumps(body, ensure_ascii=False, indent=2).encode("utf-8"))
 
     def _write(self, path: Path, data) -> Delivery:
         try:

@@ -1,6 +1,7 @@
 """The outbox folder's files under retention and erasure.
 
-- ``expired``: the files of the dated folders (``email/<DATE>/``, ``letters/<LIBRARY>/<DATE>/``)
+- ``expired``: the files of the dated folders (``email/<DATE>/``, ``letters/<LIBRARY>/<DATE>/``,
+  ``sms/<DATE>/``, ``webhook/<DATE>/``)
   whose date is on or before a cut-off day: the purge of the messages deletes them with the
   database's copy. A folder is dated by its notices' date; a file whose delivery was retried a day
   later goes with the others of its notice's day.
@@ -8,7 +9,7 @@
   outbox writes them, and where the notice's row says it was written) and the emails addressed to
   them that no notice records (a requests report).
 
-Only the outbox's own files are touched (.eml and .pdf under the dated folders); ``remove``
+Only the outbox's own files are touched (.eml, .pdf, .txt and .json under the dated folders); ``remove``
 deletes them and the dated folders left empty, and says which it could not delete.
 """
 from __future__ import annotations
@@ -20,16 +21,16 @@ from email.policy import default as default_policy
 from email.utils import getaddresses
 from pathlib import Path
 
-from adapters.channels.outbox import email_file, letter_file, safe_name
+from adapters.channels.outbox import TEXT_SUFFIXES, email_file, letter_file, safe_name, text_file
 
 __all__ = ["expired", "of_patron", "remove"]
 
-SUFFIXES = (".eml", ".pdf")
+SUFFIXES = (".eml", ".pdf", *TEXT_SUFFIXES.values())
 HEADER_BYTES = 65536        # an email's headers are read from its first bytes
 
 
 def _dated_folders(root: Path) -> Iterable[tuple[dt.date, Path]]:
-    parents = [root / "email"]
+    parents = [root / "email", *(root / kind for kind in TEXT_SUFFIXES)]
     letters = root / "letters"
     if letters.is_dir():
         parents += sorted(p for p in letters.iterdir() if p.is_dir())
@@ -65,6 +66,7 @@ def of_patron(root: Path, notices: Iterable, email: str) -> list[Path]:
     for n in notices:
         found.add(email_file(root, n.date, n.key))
         found.add(letter_file(root, n.library, n.date, n.key))
+        found.update(text_file(root, n.date, n.key, kind) for kind in TEXT_SUFFIXES)
         if n.reference:       # where the notice's row says it was written, if it is one of its files
             where = Path(n.reference)
             if where.suffix in SUFFIXES and where.name.startswith(safe_name(n.key)):

@@ -4,8 +4,9 @@ The registry knows the channel kinds by name, the names a stage's ``channel:`` m
 ``Registration`` is one route: the kind it carries as the engine routes it (a ``ChannelSpec``,
 plain data: which contact it needs, how notices are grouped, what is rendered), what configures
 it in the policy's ``delivery:`` section and how its channel is built from that. Shipped: ``email``
-(patrons' emails), and two routes for the ``letter`` kind, ``printer`` and ``mailbox`` (a letter
-goes where its library's ``letters:`` says). A route with nothing configured goes to the local
+(patrons' emails), two routes for the ``letter`` kind, ``printer`` and ``mailbox`` (a letter
+goes where its library's ``letters:`` says), ``sms`` (adapters/channels/sms.py) and ``webhook``
+(adapters/channels/webhook.py), both configured by an apprise URL under ``delivery.channels``. A route with nothing configured goes to the local
 outbox folder, so a fresh installation runs end to end with nothing to set up.
 
 Adding a channel: one module in adapters/channels/ with a ``BaseChannel`` subclass, and one
@@ -34,7 +35,10 @@ from adapters.channels.base import BaseChannel, Channel, Check, Delivery
 from adapters.channels.mailbox import MailboxChannel
 from adapters.channels.outbox import OutboxChannel
 from adapters.channels.printer import PrintChannel
+from adapters.channels.sms import SMS, SmsChannel
 from adapters.channels.smtp import SmtpEmailChannel
+from adapters.channels.url_channels import UrlSettings, by_url
+from adapters.channels.webhook import WEBHOOK, WebhookChannel
 from adapters.render import Templates
 from engine.channels import EMAIL, LETTER, ChannelSpec
 from engine.decide import Notice
@@ -237,6 +241,8 @@ REGISTRY = Registry(
     Registration("email", EMAIL, "patrons' emails", _email, lambda p: p.delivery.email),
     Registration("printer", LETTER, "letters of libraries with a printer", _printer, lambda p: p.delivery.print_),
     Registration("mailbox", LETTER, "letters of libraries with a mailbox", _mailbox, _mailbox_settings),
+    Registration("sms", SMS, "patrons' SMS", by_url(SmsChannel), settings=UrlSettings),
+    Registration("webhook", WEBHOOK, "notices posted as JSON", by_url(WebhookChannel), settings=UrlSettings),
 )
 
 
@@ -281,7 +287,7 @@ class Router(BaseChannel):
     """The channel contract over the configured channels: each notice to its route's channel."""
 
     name = "router"
-    carries = ("email", "letter")
+    carries = ("email", "letter", "text", "json")
 
     def __init__(self, routes: Mapping[str, Channel], fallback: Channel, pacer: Pacer | None = None):
         self.routes = dict(routes)
@@ -308,6 +314,12 @@ class Router(BaseChannel):
 
     def send_letter(self, notice: Notice, pdf: bytes, filename: str) -> Delivery:
         return self._paced(notice).send_letter(notice, pdf, filename)
+
+    def send_text(self, notice: Notice, text: str) -> Delivery:
+        return self._paced(notice).send_text(notice, text)
+
+    def send_json(self, notice: Notice, body: dict) -> Delivery:
+        return self._paced(notice).send_json(notice, body)
 
     def _paced(self, notice: Notice) -> Channel:
         channel = self.channel_for(notice)

@@ -15,15 +15,23 @@ from pathlib import Path
 from jinja2 import TemplateSyntaxError, UndefinedError
 
 from adapters.render.context import KINDS, MAILBOX, NoticeContext, template_file
+from adapters.render.document import sms_text
+from adapters.render.segments import segments
 from adapters.render.fonts import NO_FONT, find_font, font_problem
 from adapters.render.formats import one_line
 from adapters.render.letter import LETTER_WORDING
+from adapters.render.names_check import unknown_names
+from adapters.render.variables import LIST_ITEMS, MAILBOX_VARIABLES, REPORT_TEMPLATE, TEMPLATE_VARIABLES
 from engine.decide import Notice
 from engine.facts import Loan, Patron
+from adapters.render.requests import request_template_names
 from engine.policy import Policy, Stage
 from engine.yamlsource import Problem
 
-__all__ = ["lint_templates", "sample_letter", "sample_notice", "stage_channels"]
+__all__ = ["RENDERS", "lint_templates", "sample_letter", "sample_notice", "stage_channels"]
+
+SMS_KIND = "sms"                 # <stage>.sms.j2: the text of an SMS
+RENDERS = {"email": "email", "letter": "letter", "sms": "text", "webhook": "json"}   # the shipped channels'
 
 
 def lint_templates(templates) -> list[Problem]:
@@ -75,21 +83,65 @@ def lint_templates(templates) -> list[Problem]:
     first: dict[tuple, Problem] = {}
     for problem in problems:
         first.setdefault((problem.source, problem.line, problem.where), problem)
+    # then the names the sample's branches did not reach, each line once (a rendering error says more)
+    seen = {(p.source, p.line) for p in first.values()}
+    for problem in _name_problems(t, bad):
+        if (problem.source, problem.line) not in seen:
+            seen.add((problem.source, problem.line))
+            first[(problem.source, problem.line, "")] = problem
     return list(first.values())
 
 
+def _name_problems(t, bad: set) -> list[Problem]:
+    """Every name a notice's template uses that rappel does not give it, in any branch."""
+    problems = []
+    request_templates = request_template_names(t.policy)
+    for language in t.policy.available_languages:
+        env = t.environment(language)
+        for name in env.list_templates(extensions=["j2"]):
+            if "/" in name or (language, name) in bad or name.startswith(REPORT_TEMPLATE + ".") \
+                    or name.split(".", 1)[0] in request_templates:     # adapters/render/requests.py checks those
+                continue
+            known = set(MAILBOX_VARIABLES) if name in MAILBOX else \
+                set(TEMPLATE_VARIABLES) | ({"subject"} if name == LETTER_WORDING else set())
+            try:
+                found = unknown_names(env, name, known, LIST_ITEMS)
+            except TemplateSyntaxError:
+                continue     # reported as a syntax error already
+            lines: dict[tuple, list[str]] = {}
+            for source, line, dotted in found:
+                lines.setdefault((source, line), []).append(dotted)
+            problems += [Problem(source, line, f"language {language}",
+                                 f"undefined variable{'s' if len(names) > 1 else ''}: {', '.join(names)}: not "
+                                 f"given to this template by rappel, whatever the branch (in {language}; README, "
+                                 "\"One envelope a day, and what templates see\")") for (source, line), names in lines.items()]
+    return problems
+
+
 def stage_channels(policy: Policy, stage: Stage) -> list[str]:
-    """The channels a stage can go out on: its own, plus letters for patrons without email."""
-    if stage.channel == "letter":
-        return ["letter"]
+    """The channels a stage can go out on: its own and its ``channels:``, plus letters for patrons
+    without email."""
+    routes = list(stage.routes)
+    if "email" not in routes:
+        return routes
     nomail = policy.no_email
     as_letter = nomail.courtesy_by_letter if stage.offset_days < 0 else nomail.letters_after_due
     as_letter = as_letter or policy.fallback.email == "letter"
-    return ["email", "letter"] if as_letter else ["email"]
+    return routes + ["letter"] if as_letter and "letter" not in routes else routes
+
+
+def _kinds(stage: Stage, channel: str) -> tuple[str, ...]:
+    """The templates a stage renders for a channel: an SMS its ``.sms.j2``; its own channel all
+    three; a letter or a webhook document, the subject and the text."""
+    if RENDERS.get(channel) == "text":
+        return (SMS_KIND,)
+    return KINDS if channel == stage.channel and RENDERS.get(channel) != "json" else ("subject", "txt")
 
 
 def _required(t, language: str) -> list[str]:
     names = [template_file(stage, kind) for stage in t.policy.stages for kind in KINDS]
+    names += [template_file(stage, SMS_KIND) for stage in t.policy.stages
+              if any(RENDERS.get(c) == "text" for c in stage_channels(t.policy, stage))]
     if _letters_possible(t.policy):
         names.append(LETTER_WORDING)
     if language == t.policy.language and _mailboxes(t.policy):
@@ -126,7 +178,7 @@ def _check(t, language: str, name: str, what: str, render) -> list[Problem]:
 
 def _render_problems(t, stage: Stage, channel: str, bad: set, language: str) -> list[Problem]:
     values = t.variables(sample_notice(t.policy, stage, channel, language))
-    kinds = KINDS if channel == stage.channel else ("subject", "txt")
+    kinds = _kinds(stage, channel)
     env = t.environment(language)
     problems = []
     for kind in kinds:
@@ -148,7 +200,22 @@ def _render_problems(t, stage: Stage, channel: str, bad: set, language: str) -> 
         if kind == "subject" and not one_line(out):
             problems.append(Problem(str(_find(t, language, name)), None, f"stage {stage.id}",
                                     f"the subject is empty (in {language})"))
+        if kind == SMS_KIND:
+            problems += _segment_problems(t, stage, name, out, language)
     return problems
+
+
+def _segment_problems(t, stage: Stage, name: str, out: str, language: str) -> list[Problem]:
+    """An SMS longer than sms.max_segments (or empty), measured on the sample notice's text."""
+    text, most = sms_text(out), t.policy.sms.max_segments
+    measured = segments(text)
+    if not text:
+        return [Problem(str(_find(t, language, name)), None, f"stage {stage.id}", f"the SMS is empty (in {language})")]
+    if measured.count <= most:
+        return []
+    return [Problem(str(_find(t, language, name)), None, f"stage {stage.id}",
+                    f"language {language}: the SMS takes {measured.describe()}, more than sms.max_segments "
+                    f"({most}) in reminders.yaml")]
 
 
 def _syntax_problem(t, exc: TemplateSyntaxError) -> Problem:

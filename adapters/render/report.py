@@ -13,14 +13,17 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
+from adapters.render.names_check import unknown_names
 from adapters.render.templates import Templates
+from adapters.render.variables import REPORT_TEMPLATE, variable_names
 from engine.facts import Patron
 from engine.policy import Policy
 from engine.yamlsource import Problem
 
 __all__ = ["REPORT_TEMPLATE", "lint_report_templates", "render_report", "report_variables"]
 
-REPORT_TEMPLATE = "requests_report"
+REPORT_LISTS = {"requests": "request"}
+"""What the items of the report's lists are named (``request.title``…), for the check of names."""
 
 
 def render_report(policy: Policy, rules_dir: Path, patron: Patron, active: list[dict], language: str,
@@ -82,6 +85,14 @@ def lint_report_templates(policy: Policy, rules_dir: Path) -> list[Problem]:
             source, line = _template_place(exc, Path(rules_dir) / "templates" / language / f"{REPORT_TEMPLATE}.*.j2")
             problems.append(Problem(source, line, f"language {language}",
                                     f"requests report: {type(exc).__name__}: {exc}"))
+            continue
+        # the names no branch of the sample reached: every name a report template uses is one it gets
+        env = Templates(Path(rules_dir), policy).environment(language)
+        known = variable_names(report_variables(policy, sample, active, language, dt.date(2026, 11, 23)), REPORT_LISTS)
+        for kind in ("subject", "txt", "html"):
+            for source, line, dotted in unknown_names(env, f"{REPORT_TEMPLATE}.{kind}.j2", known, REPORT_LISTS):
+                problems.append(Problem(source, line, f"language {language}", f"requests report: undefined "
+                                        f"variable: {dotted}: not given to this template, whatever the branch"))
     return problems
 
 

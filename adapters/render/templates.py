@@ -13,14 +13,16 @@ from functools import partial
 from pathlib import Path
 
 from jinja2 import FileSystemLoader, StrictUndefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from adapters.render.context import KINDS, MAILBOX, NoticeContext, mailbox_variables, notice_variables
+from adapters.render.document import notice_document, sms_text
 from adapters.render.email import mailbox_message, notice_email, serialize
 from adapters.render.fonts import NO_FONT, MissingFont, find_font
 from adapters.render.formats import format_day, format_money, format_number, one_line, pick_language, tidy
 from adapters.render.letter import LETTER_WORDING, Letter
+from adapters.render.sandbox import LimitedSandbox
 from adapters.render.lint import lint_templates
+from adapters.render.requests import lint_request_templates
 from engine.contact import is_email_address
 from engine.decide import Notice
 from engine.facts import Patron
@@ -36,15 +38,15 @@ class Templates:
     def __init__(self, rules_dir: Path, policy: Policy):
         self.policy = policy
         self.directory = Path(rules_dir) / "templates"
-        self._envs: dict[str, ImmutableSandboxedEnvironment] = {}
+        self._envs: dict[str, LimitedSandbox] = {}
         self.env = self.environment(policy.language)
 
-    def environment(self, language: str) -> ImmutableSandboxedEnvironment:
+    def environment(self, language: str) -> LimitedSandbox:
         """The sandbox for one language: its folder first, then the shared templates folder."""
         env = self._envs.get(language)
         if env is None:
-            env = ImmutableSandboxedEnvironment(
-                loader=FileSystemLoader([str(self.directory / language), str(self.directory)]),
+            env = LimitedSandbox(
+                limits=self.policy.templates, loader=FileSystemLoader([str(self.directory / language), str(self.directory)]),
                 undefined=StrictUndefined,
                 autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
                 trim_blocks=True, lstrip_blocks=True)
@@ -60,7 +62,7 @@ class Templates:
     def lint(self) -> list[Problem]:
         """Every stage's templates exist, compile and render a sample notice in every language;
         [] when all is well."""
-        return lint_templates(self)
+        return lint_templates(self) + lint_request_templates(self)
 
     # -- rendering -----------------------------------------------------------------------------
 
@@ -81,6 +83,8 @@ class Templates:
             out["txt"] = tidy(out["txt"])
         if "html" in out:
             out["html"] = out["html"].strip() + "\n"
+        if "sms" in out:
+            out["sms"] = sms_text(out["sms"])
         return out
 
     def email(self, ctx: NoticeContext) -> EmailMessage:
@@ -113,13 +117,20 @@ class Templates:
         wording["format_date"] = partial(format_day, language=language)
         return wording
 
-    def message(self, ctx: NoticeContext, renders: str) -> EmailMessage | bytes:
+    def message(self, ctx: NoticeContext, renders: str) -> EmailMessage | bytes | str | dict:
         """What a delivery sends for a notice: its email (``renders`` "email", the bytes for the wire
-        computed too) or its letter's PDF. The dispatch and `rappel preview` both render through here."""
+        computed too), its letter's PDF, its SMS text ("text": ``<stage>.sms.j2``) or its JSON document
+        ("json": the subject and text templates rendered, adapters/render/document.py). The dispatch
+        and `rappel preview` both render through here."""
         if renders == "email":
             message = self.email(ctx)
             serialize(message)      # its bytes too, here rather than while sending
             return message
+        if renders == "text":
+            return self.render(ctx, ("sms",))["sms"]
+        if renders == "json":
+            parts = self.render(ctx, ("subject", "txt"))
+            return notice_document(ctx, parts["subject"], parts["txt"], self.language_for(ctx.patron))
         return self.letter_pdf(ctx)
 
     def mailbox_email(self, notice: Notice, pdf: bytes, filename: str, at: dt.datetime | None = None) -> EmailMessage:

@@ -8,7 +8,10 @@ loans, so its items' fields are ``loan.title``, ``loan.due_date``…; ``stages``
 """
 from __future__ import annotations
 
-__all__ = ["LIST_ITEMS", "MAILBOX_VARIABLES", "TEMPLATE_VARIABLES", "variable_names"]
+__all__ = ["LIST_ITEMS", "MAILBOX_VARIABLES", "REPORT_TEMPLATE", "TEMPLATE_VARIABLES", "variable_names"]
+
+REPORT_TEMPLATE = "requests_report"
+"""The requests report's templates (adapters/render/report.py): their own names, checked there."""
 
 LIST_ITEMS = {"triggered": "loan", "library_loans": "loan", "stages": "stage", "stage.loans": "loan",
               "recap": "library", "library.loans": "loan", "loan.received": "earlier"}
@@ -113,8 +116,9 @@ MAILBOX_VARIABLES: dict[str, str] = {
 }
 
 
-def variable_names(values: dict) -> set[str]:
-    """The names of a template context as the tables write them (see the module's doc)."""
+def variable_names(values: dict, lists: dict[str, str] = LIST_ITEMS) -> set[str]:
+    """The names of a template context as the tables write them (see the module's doc); ``lists``:
+    what the items of its lists are named."""
     out: set[str] = set()
 
     def walk(value, name: str) -> None:
@@ -123,10 +127,10 @@ def variable_names(values: dict) -> set[str]:
                 inner = f"{name}.{key}" if name else key
                 out.add(inner)
                 walk(item, inner)
-        elif isinstance(value, list) and name in LIST_ITEMS:
+        elif isinstance(value, list) and name in lists:
             for item in value:
                 for key, field in item.items():
-                    inner = f"{LIST_ITEMS[name]}.{key}"
+                    inner = f"{lists[name]}.{key}"
                     out.add(inner)
                     walk(field, inner)
 

@@ -109,8 +109,15 @@ class CsvRecords:
                                        f"{self.reading.named}; leave out --encoding")
         if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) and not codec.startswith("utf-16"):
             raise self._header_problem("the file is UTF-16 (Excel's \"Unicode text\"): pass --encoding utf-16")
+        if codec == "utf-16" and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise self._header_problem(f"the file does not start with the byte-order mark of {self.reading.named}: "
+                                       f"it is not {self.reading.named} (leave out --encoding for UTF-8, or give "
+                                       f"utf-16-le / utf-16-be if it really is UTF-16 without a mark)")
         self._text = io.TextIOWrapper(self._raw, encoding=codec, errors=_ERRORS, newline="")
-        first = self._text.readline()
+        try:
+            first = self._text.readline()
+        except UnicodeError as exc:
+            raise self._header_problem(f"cannot be read as {self.reading.named}: {exc}") from None
         if not first.strip():
             raise self._header_problem("the file is empty: no header row")
         if _OPEN in first:
@@ -183,6 +190,9 @@ class CsvRecords:
         except csv.Error as exc:
             raise InputError([Problem(self.source, self._reader.line_num, f"row {number + 1}",
                                       f"unreadable: {exc}")]) from None
+        except UnicodeError as exc:     # a decoder that refuses instead of marking the byte (UTF-16's odd end)
+            raise InputError([Problem(self.source, self._reader.line_num + 1, f"row {number + 1}",
+                                      f"cannot be read as {self.reading.named}: {exc}")]) from None
 
     def line_of(self, row: int) -> int:
         return self._reader.line_num

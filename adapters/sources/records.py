@@ -22,11 +22,14 @@ from zoneinfo import ZoneInfo
 
 from adapters.store.database import Store
 from adapters.store.facts import FIELDS, Clash, Staging, record_import
+from adapters.store.requests import mark_ready
 from adapters.store.retention import forgotten_ids
 from engine.contact import is_email_address
-from engine.facts import ACCOUNT_TYPES, RECORD_TYPES
+from engine.facts import ACCOUNT_TYPES, RECORD_TYPES, split_names
+from engine.phones import PhoneProblem, normalise
 from engine.imports import SnapshotCounts, absent_reason, closes, snapshot_refusal
 from engine.policy import Policy
+from engine.preferences import channels_problem, opt_out_problem
 from engine.yamlsource import InputError, Problem
 
 __all__ = ["KINDS", "ImportReport", "RowChecker", "SnapshotRefused", "Undecodable", "load", "local_date"]
@@ -109,22 +112,28 @@ def _shown(status: str) -> str:
     return '"" (no status)' if status == "" else status
 
 
-_TEXT, _DATE, _CHOICE, _EMAIL, _LIBRARY, _STATUS = range(6)
+_TEXT, _DATE, _CHOICE, _EMAIL, _LIBRARY, _STATUS, _CHANNELS, _OPT_OUT, _PHONE = range(9)
 
 
 class RowChecker:
     """Checks one record on its own: every field of the kind, a value for each (None where bad)."""
 
-    def __init__(self, kind: str, policy: Policy):
+    def __init__(self, kind: str, policy: Policy, strict_phones: bool = True):
         self.kind = kind
+        self.strict_phones = strict_phones     # a pull keeps a number it cannot read as written (no SMS to it)
         self.fields = FIELDS[kind]
         self.tz = policy.tz
+        self.earliest, self.latest = policy.imports.dates.earliest, policy.imports.dates.latest
         self.libraries = set(policy.libraries)
         self.known = ", ".join(sorted(self.libraries))
         declared = policy.declared_statuses if kind == "loans" else None
         self.statuses = None if declared is None else set(declared)
         self.declared = ", ".join(_shown(s) for s in declared or ())
         self.plan = [(name, name in REQUIRED[kind], self._check_of(name)) for name in self.fields]
+        self.policy = policy
+        if kind == "patrons":
+            from adapters.channels.registry import REGISTRY   # the channels a patron may prefer
+            self.channels = list(REGISTRY.specs())
 
     def _check_of(self, name: str) -> int:
         if name in DATE_FIELDS:
@@ -137,6 +146,12 @@ class RowChecker:
             return _LIBRARY
         if name == "status" and self.statuses is not None:
             return _STATUS
+        if name == "channels":
+            return _CHANNELS
+        if name == "opt_out":
+            return _OPT_OUT
+        if name == "phone":
+            return _PHONE
         return _TEXT
 
     def row(self, raw: dict) -> tuple[dict, list[str]]:
@@ -168,10 +183,15 @@ class RowChecker:
             if check == _DATE:
                 if value:
                     try:
-                        out.append(local_date(value, self.tz))
-                        continue
+                        day = local_date(value, self.tz)
                     except (ValueError, OverflowError):     # OverflowError: 0001-01-01T00:00+14:00 in Paris
                         problem = f"{name} {value!r} is not a date (YYYY-MM-DD or an ISO 8601 timestamp)"
+                    else:
+                        if self.earliest <= day <= self.latest:
+                            out.append(day)
+                            continue
+                        problem = (f"{name} {value!r} is out of range: between {self.earliest} and {self.latest} "
+                                   f"(imports.dates in reminders.yaml)")
                 else:
                     out.append(None)
                     continue
@@ -183,6 +203,22 @@ class RowChecker:
                 problem = f"{name} {value!r} is not a library of the policy ({self.known})"
             elif check == _STATUS and value not in self.statuses:
                 problem = f"status {value!r} is not one of the statuses the policy declares ({self.declared})"
+            elif check in (_CHANNELS, _OPT_OUT) and value:
+                problem = (channels_problem(value, self.channels) if check == _CHANNELS
+                           else opt_out_problem(value, self.policy))
+                if problem is None:
+                    out.append(" ".join(split_names(value)))      # one way to write it: "sms email"
+                    continue
+            elif check == _PHONE and value:
+                try:
+                    out.append(normalise(value, (get("country") or "").strip(), self.policy.sms.country))
+                    continue
+                except PhoneProblem as exc:
+                    if self.strict_phones:
+                        problem = str(exc)
+                    else:
+                        out.append(" ".join(value.split()))
+                        continue
             elif "\n" in value or "\r" in value:
                 problem = f"{name} contains a line break"
             if problem is None:
@@ -242,7 +278,7 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
         if unknown:
             raise InputError([Problem(source, None, "libraries", f"not a library of the policy: {', '.join(unknown)} "
                                                                   f"({', '.join(sorted(policy.libraries))})")])
-    checker = RowChecker(kind, policy)
+    checker = RowChecker(kind, policy, strict_phones=mode != "pull")
     report = ImportReport(kind, source, mode, facts_date=facts_date, snapshot=snapshot, dry_run=dry_run)
     problems = _Problems(source)
     erased = forgotten_ids(store.engine)      # never brought back by an import
@@ -287,9 +323,14 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
             if dry_run:
                 trans.rollback()
                 return report
+            trans.commit()              # the checks read one snapshot, writing nothing stored (the staging
+            trans = conn.begin()        # table is this connection's); the writes take the lock from here,
+            staging.lock()              # briefly: a run's commits wait seconds, not the whole import
             if counts.closing:
                 report.closed = staging.close_absent(counts.libraries, facts_date, absent_reason(facts_date))
             staging.apply(store.dialect)
+            if kind == "requests":      # the day a request became ready, for the request notices
+                mark_ready(conn, policy, facts_date)
             staging.drop()
             record_import(conn, kind=kind, source=source, mode=mode, facts_date=facts_date, finished_at=finished_at,
                           counts=[("rows", report.rows), ("inserted", report.inserted), ("changed", report.changed),

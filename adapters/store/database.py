@@ -3,23 +3,27 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import and_, create_engine, event, func, insert, make_url, select, update
+from sqlalchemy import and_, bindparam, create_engine, delete, event, func, insert, make_url, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 
-from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, ledger, loans, notices, patrons
-from adapters.store.sent import Handover, keep
+from adapters.store.names import rewrite_patrons
+from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, attempts, ledger, loans, notices, patrons
+from adapters.store.sent import SENDING, Handover, keep
 from engine.decide import Notice, Plan
 from engine.facts import Candidate, Loan, Patron, Status
 from engine.policy import Policy
 from engine.reference import due_ranges
 
 DEFAULT_URL = "sqlite:///rappel.db"
+WAITING = "waiting: "      # the start of a pending notice's last_error while it waits for the library's fix
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 # The database's errors by the names the rest of rappel catches them (only adapters/ import SQLAlchemy):
@@ -32,13 +36,28 @@ def database_url(explicit: str | None) -> str:
     return explicit or os.environ.get("RAPPEL_DB_URL") or DEFAULT_URL
 
 
+def busy_seconds() -> float:
+    """How long a SQLite statement waits for another process's write to end ($RAPPEL_SQLITE_BUSY_SECONDS, 30)."""
+    try:
+        return max(0.0, float(os.environ.get("RAPPEL_SQLITE_BUSY_SECONDS") or 30))
+    except ValueError:
+        return 30.0
+
+
 def _sqlite_pragmas(dbapi_conn, _record):
+    """Every connection: WAL (readers never wait for a writer, nor a writer for them) and a busy timeout."""
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_seconds() * 1000)}")
     cur.close()
+
+
+def locked(exc: BaseException) -> bool:
+    """A statement refused because another process writes (SQLite's 'database is locked', 'busy')."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text)
 
 
 def _alembic_config() -> Config:
@@ -86,10 +105,13 @@ def _patron(row) -> Patron:
 class Store:
     """Every read and write rappel does. One instance per command; methods open short transactions."""
 
+    PATIENCE = 600.0      # seconds delivery keeps trying a commit the database refuses as locked
+
     def __init__(self, url: str | None = None, *, upgrade: bool = True, pool_size: int | None = None):
         """``pool_size``: connections kept for a process of many threads (`rappel serve`), as many
         more when busy; None: SQLAlchemy's default."""
         self.url = database_url(url)
+        self.patience = self.PATIENCE
         self.engine = create_engine(self.url) if pool_size is None else \
             create_engine(self.url, pool_size=pool_size, max_overflow=pool_size)
         if self.engine.dialect.name == "sqlite":
@@ -118,6 +140,19 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def patiently(self, work: Callable[[], object]):
+        """``work()`` (one transaction), again while another process's write (a long import) locks the
+        database, for ``patience`` seconds; then its error is raised. Delivery commits through it."""
+        deadline, pause = time.monotonic() + self.patience, 0.05
+        while True:
+            try:
+                return work()
+            except OperationalError as exc:
+                if not locked(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
     def __enter__(self) -> Store:
         return self
 
@@ -142,15 +177,19 @@ class Store:
         """Insert rows, replacing those whose primary key exists (same code on SQLite and PostgreSQL)."""
         if not rows:
             return
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        stmt = dialect_insert(table)
+        stmt = (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
         pk = [c.name for c in table.primary_key.columns]
         stmt = stmt.on_conflict_do_update(
             index_elements=pk, set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk})
         conn.execute(stmt, rows)
+        if table is patrons:        # the desk's search words follow the names
+            rewrite_patrons(conn, rows)
+
+    def open_loans_by_library(self) -> dict[str, int]:
+        """library → how many open loans it has (`rappel lint --db`: libraries missing from the policy)."""
+        query = select(loans.c.library, func.count()).where(loans.c.returned_on.is_(None)).group_by(loans.c.library)
+        with self.engine.connect() as conn:
+            return dict(conn.execute(query).all())
 
     def patron(self, patron_id: str) -> Patron | None:
         with self.engine.connect() as conn:
@@ -200,7 +239,8 @@ class Store:
         # seek the partial index day by day (an OR of BETWEENs made SQLite scan every open loan).
         days = sorted({lo + dt.timedelta(days=i) for lo, hi in ranges for i in range((hi - lo).days + 1)})
         near = and_(loans.c.returned_on.is_(None), loans.c.due_date.in_(days))
-        query = select(loans, *(patrons.c[n] for n in PATRON_FIELDS if n != "patron_id")).join(
+        n = len(Loan.__match_args__)    # rows as plain tuples: a Loan's fields in order, then its patron's
+        query = select(*(loans.c[f] for f in Loan.__match_args__), *(patrons.c[f] for f in PATRON_FIELDS[1:])).join(
             patrons, patrons.c.patron_id == loans.c.patron_id).where(near)
         recorded_query = select(ledger.c.loan_id, ledger.c.stage).join(
             loans, and_(loans.c.loan_id == ledger.c.loan_id, loans.c.due_date == ledger.c.due_date)).where(near)
@@ -210,17 +250,16 @@ class Store:
         with self.engine.connect() as conn:
             for loan_id, stage in conn.execute(recorded_query):
                 recorded.setdefault(loan_id, set()).add(stage)
-            for row in conn.execute(query):
-                patron = found.get(row.patron_id)
+            for row in conn.execute(query).tuples():
+                patron = found.get(row[1])
                 if patron is None:
-                    patron = found[row.patron_id] = _patron(row)
-                out.append(Candidate(_loan(row), patron.record_type, patron.user_group,
-                                     frozenset(recorded.get(row.loan_id, ()))))
+                    patron = found[row[1]] = Patron(row[1], *row[n:])
+                out.append(Candidate.of(Loan(*row[:n]), patron, frozenset(recorded.get(row[0], ()))))
         return out, found
 
     def ledger_for(self, loan_id: str) -> list[dict]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(ledger).where(ledger.c.loan_id == loan_id)
+            rows = conn.execute(select(ledger).where(ledger.c.loan_id == loan_id, ledger.c.kind == "loan")
                                 .order_by(ledger.c.due_date, ledger.c.decided_on)).mappings().all()
         return [dict(r) for r in rows]
 
@@ -236,7 +275,7 @@ class Store:
             if plan.decisions:
                 conn.execute(insert(ledger), [
                     {"loan_id": d.loan_id, "due_date": d.due_date, "stage": d.stage, "status": d.status,
-                     "notice_key": d.notice_key, "decided_on": plan.as_of, "reason": d.reason}
+                     "notice_key": d.notice_key, "decided_on": plan.as_of, "reason": d.reason, "kind": d.kind}
                     for d in plan.decisions])
 
     def pending(self) -> list[Notice]:
@@ -289,17 +328,21 @@ class Store:
         now = func.now()
         if next_attempt_at is not None:     # in UTC, as every stored time (SQLite keeps no offset)
             next_attempt_at = next_attempt_at.astimezone(dt.timezone.utc)
-        with self.engine.begin() as conn:
-            values = {"status": status, "updated_at": now, "attempts": notices.c.attempts + 1,
-                      "next_attempt_at": next_attempt_at}
-            for name, value in (("reference", reference), ("last_error", error), ("reply", reply),
-                                ("destination", destination)):
-                if value is not None:
-                    values[name] = value
-            conn.execute(update(notices).where(notices.c.key == key).values(**values))
-            self._settle_ledger(conn, key, status, error, entry_status)
-            if kept is not None:
-                keep(conn, key, kept)
+
+        def work():
+            with self.engine.begin() as conn:
+                values = {"status": status, "updated_at": now, "attempts": notices.c.attempts + 1,
+                          "next_attempt_at": next_attempt_at}
+                for name, value in (("reference", reference), ("last_error", error), ("reply", reply),
+                                    ("destination", destination)):
+                    if value is not None:
+                        values[name] = value
+                conn.execute(update(notices).where(notices.c.key == key).values(**values))
+                self._settle_ledger(conn, key, status, error, entry_status)
+                conn.execute(_DROP_SENDING, {"key": key})
+                if kept is not None:
+                    keep(conn, key, kept)
+        self.patiently(work)
 
     def reroute(self, key: str, *, error: str, reply: str | None, replacements: list[Notice],
                 moves: dict[tuple[str, dt.date], tuple[str, str]],
@@ -310,23 +353,27 @@ class Store:
         (``moves``: (loan, due) → (new key, reason)); ``entry_status`` rows are settled as given;
         ``kept``, the attempt refused and its message, is recorded with them."""
         now = func.now()
-        with self.engine.begin() as conn:
-            conn.execute(update(notices).where(notices.c.key == key).values(
-                status=Status.FAILED, updated_at=now, attempts=notices.c.attempts + 1, last_error=error,
-                next_attempt_at=None, replaced_by=" ".join(n.key for n in replacements),
-                **({"reply": reply} if reply is not None else {})))
-            if replacements:
-                conn.execute(insert(notices), [
-                    {"key": n.key, "run_date": n.date, "stage": n.stage, "channel": n.channel,
-                     "patron_id": n.patron_id, "library": n.library, "recipient": n.recipient,
-                     "destination": n.destination, "status": n.status} for n in replacements])
-            for (loan_id, due), (new_key, reason) in moves.items():
-                conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
-                                                  ledger.c.due_date == due)
-                             .values(notice_key=new_key, reason=reason, updated_at=now))
-            self._settle_ledger(conn, key, Status.FAILED, error, entry_status)
-            if kept is not None:
-                keep(conn, key, kept)
+
+        def work():
+            with self.engine.begin() as conn:
+                conn.execute(update(notices).where(notices.c.key == key).values(
+                    status=Status.FAILED, updated_at=now, attempts=notices.c.attempts + 1, last_error=error,
+                    next_attempt_at=None, replaced_by=" ".join(n.key for n in replacements),
+                    **({"reply": reply} if reply is not None else {})))
+                if replacements:
+                    conn.execute(insert(notices), [
+                        {"key": n.key, "run_date": n.date, "stage": n.stage, "channel": n.channel,
+                         "patron_id": n.patron_id, "library": n.library, "recipient": n.recipient,
+                         "destination": n.destination, "status": n.status} for n in replacements])
+                for (loan_id, due), (new_key, reason) in moves.items():
+                    conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
+                                                      ledger.c.due_date == due)
+                                 .values(notice_key=new_key, reason=reason, updated_at=now))
+                self._settle_ledger(conn, key, Status.FAILED, error, entry_status)
+                conn.execute(_DROP_SENDING, {"key": key})
+                if kept is not None:
+                    keep(conn, key, kept)
+        self.patiently(work)
 
     @staticmethod
     def _settle_ledger(conn: Connection, key: str, status: str, error: str | None,
@@ -341,10 +388,13 @@ class Store:
                          .values(status=status, updated_at=now, **({"reason": error} if error else {})))
 
 
+_DROP_SENDING = delete(attempts).where(attempts.c.notice_key == bindparam("key"), attempts.c.outcome == SENDING)
+
+
 def _chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
 
 
-__all__ = ["Store", "database_url", "migrate", "DEFAULT_URL", "LOAN_FIELDS", "DatabaseUnavailable",
+__all__ = ["Store", "database_url", "migrate", "DEFAULT_URL", "WAITING", "busy_seconds", "locked", "LOAN_FIELDS", "DatabaseUnavailable",
            "StatementError"]

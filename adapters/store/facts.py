@@ -16,6 +16,7 @@ from sqlalchemy import (Column, Date, Index, Integer, MetaData, Table, and_, cas
                         literal, or_, select, true, update)
 from sqlalchemy.engine import Connection
 
+from adapters.store.names import rewrite_words
 from adapters.store.schema import (LOAN_FIELDS, PATRON_FIELDS, REQUEST_FIELDS, fact_imports, loans, patrons,
                                    requests)
 from engine.imports import CLOSED_REQUEST
@@ -189,6 +190,13 @@ class Staging:
         return {library: (n, gone) for library, n, gone in self.conn.execute(query)}
 
     # --- writing --------------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Begin the writing transaction (just begun on ``conn``) holding the write lock at once, on
+        SQLite: the writes then never meet a snapshot that another process's commit made stale (SQLite
+        refuses that write at once, 'database is locked', whatever the busy timeout). PostgreSQL needs nothing."""
+        if self.conn.dialect.name == "sqlite":
+            self.conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     def close_absent(self, libraries: Collection[str], facts_date: dt.date, reason: str) -> int:
         """Close what is open in those libraries and absent from the file: loans returned on
         ``facts_date`` with ``reason``; requests marked closed."""
@@ -210,8 +218,20 @@ class Staging:
         if self.kind == "loans":
             values["closed_reason"] = None   # the library system's word about the loan replaces rappel's
         excluded = {name: stmt.excluded[name] for name in self.fields}
+        renamed = self._renamed() if self.kind == "patrons" else []
         self.conn.execute(stmt.on_conflict_do_update(index_elements=[self.key], set_=values,
                                                      where=self._differs(t, excluded)))
+        rewrite_words(self.conn, renamed)
+
+    def _renamed(self) -> list[tuple[str, str, str]]:
+        """(patron_id, first_name, last_name) of the staged patrons that are new or change name: their
+        words for the desk's search are rewritten (adapters/store/names.py)."""
+        s, t = self.table, self.target
+        query = (select(s.c.patron_id, s.c.first_name, s.c.last_name)
+                 .outerjoin(t, t.c.patron_id == s.c.patron_id)
+                 .where(or_(t.c.patron_id.is_(None), t.c.first_name != s.c.first_name,
+                            t.c.last_name != s.c.last_name)))
+        return [(pid, first or "", last or "") for pid, first, last in self.conn.execute(query)]
 
 
 def record_import(conn: Connection, *, kind: str, source: str, mode: str, facts_date: dt.date | None,

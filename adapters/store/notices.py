@@ -12,17 +12,17 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from adapters.store.database import Store
+from adapters.store.database import WAITING, Store
 from adapters.store.schema import attempts, ledger, loans, messages, notices, patrons, staff_actions
-from adapters.store.sent import Attempt, keep_attempt, unpack
+from adapters.store.sent import SENDING, UNKNOWN, Attempt, keep_attempt, unpack
 from engine.decide import Notice
 from engine.facts import Status
 
-__all__ = ["FORCED", "Query", "cancel", "details", "failed", "find", "forced", "keys_like", "keys_of_loans",
-           "loans_of_item", "message", "patron_known", "record_resend", "replacing", "requeue", "resends",
-           "still_pending"]
+__all__ = ["FORCED", "Query", "cancel", "details", "failed", "find", "forced", "hold", "in_doubt", "keys_like",
+           "keys_of_loans", "loans_of_item", "mark_sending", "message", "patron_known", "record_resend", "replacing",
+           "requeue", "resends", "settle_in_doubt", "still_pending", "unmark_sending"]
 
 IN_LIMIT = 500
 FORCED = "forced: past its window"       # the detail of a retry that sends a notice even when late
@@ -218,6 +218,58 @@ def forced(store: Store, keys: Iterable[str]) -> set[str]:
                     .order_by(staff_actions.c.id)):
                 last[key] = detail
     return {key for key, detail in last.items() if detail == FORCED}
+
+
+# --- delivery's own marks: in flight, in doubt, waiting for the library's fix -----------------------
+
+def mark_sending(store: Store, key: str, attempt: Attempt) -> None:
+    """Before a message is handed over: its attempt, committed as ``sending`` (the outcome replaces it).
+    A run that stops between the two leaves it: the next pass does not send it blindly (``in_doubt``)."""
+    def work():
+        with store.engine.begin() as conn:
+            keep_attempt(conn, key, attempt)
+    store.patiently(work)
+
+def unmark_sending(store: Store, key: str) -> None:
+    """The mark of a message that was not handed over after all (the pass stopped just before)."""
+    def work():
+        with store.engine.begin() as conn:
+            conn.execute(delete(attempts).where(attempts.c.notice_key == key, attempts.c.outcome == SENDING))
+    store.patiently(work)
+
+
+def in_doubt(store: Store) -> dict[str, dict]:
+    """Pending notices handed over by a run that stopped before recording the outcome: key → that
+    attempt (at, channel, destination)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(attempts.c.notice_key, attempts.c.at, attempts.c.channel,
+                                   attempts.c.destination).join(notices, notices.c.key == attempts.c.notice_key)
+                            .where(attempts.c.outcome == SENDING, notices.c.status == Status.PENDING)).mappings()
+        return {r["notice_key"]: dict(r) for r in rows}
+
+def settle_in_doubt(store: Store, key: str, reason: str) -> None:
+    """A notice in doubt: its ``sending`` attempt becomes ``unknown`` with ``reason``, also its last_error;
+    it stays pending (delivery re-checks it and sends it again if still due)."""
+    def work():
+        with store.engine.begin() as conn:
+            conn.execute(update(notices).where(notices.c.key == key, notices.c.status == Status.PENDING).values(
+                last_error=reason, updated_at=func.now()))
+            conn.execute(update(attempts).where(attempts.c.notice_key == key, attempts.c.outcome == SENDING)
+                         .values(outcome=UNKNOWN, reply=reason))
+    store.patiently(work)
+
+
+def hold(store: Store, key: str, *, reason: str,
+         entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None) -> None:
+    """A notice kept pending until the library fixes its side (its library missing from the policy,
+    its template failing): ``last_error`` says why (WAITING + the reason), no attempt is counted,
+    nothing was handed over; ``entry_status`` rows (returned loans…) are settled as given."""
+    def work():
+        with store.engine.begin() as conn:
+            conn.execute(update(notices).where(notices.c.key == key, notices.c.status == Status.PENDING).values(
+                last_error=WAITING + reason, next_attempt_at=None, updated_at=func.now()))
+            Store._settle_ledger(conn, key, Status.PENDING, None, entry_status)
+    store.patiently(work)
 
 
 # --- what the staff do ------------------------------------------------------------------------------

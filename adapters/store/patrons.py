@@ -16,12 +16,14 @@ from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from adapters.store.database import Store
+from adapters.store.names import rewrite_patrons, rewrite_words
 from adapters.store.schema import loans, patron_audit, patron_local_edits, patrons, requests
 from engine.facts import PATRON_FIELDS, Loan, Patron
 
 __all__ = ["IN_LIMIT", "AmbiguousPatron", "PatronReader", "PatronWriter", "UnknownPatron", "audit_trail", "known_patron_ids",
            "reading", "writing"]
 
+NAME_FIELDS = frozenset({"first_name", "last_name"})   # what the desk's search words come from
 IN_LIMIT = 2000       # values in one SQL IN list (SQLite allows 32,766 since 3.32)
 
 REQUEST_COLUMNS = ("request_id", "title", "library", "pickup_library", "placed_on", "expires_on", "status")
@@ -114,10 +116,13 @@ class PatronWriter(PatronReader):
         """New patrons, one dict of PATRON_FIELDS each."""
         if rows:
             self.conn.execute(insert(patrons), rows)
+            rewrite_patrons(self.conn, rows)
 
     def change(self, patron_id: str, values: dict[str, str]) -> None:
         """Set some fields of one patron."""
         self.conn.execute(update(patrons).where(patrons.c.patron_id == patron_id).values(values))
+        if NAME_FIELDS & values.keys():
+            self._rename([patron_id])
 
     def change_many(self, fields: list[str], rows: list[tuple[str, dict[str, str]]]) -> None:
         """Set ``fields`` of many patrons at once: (patron_id, {field: value}) each, every field given."""
@@ -127,6 +132,16 @@ class PatronWriter(PatronReader):
                 .values({f: bindparam(f"b_{f}") for f in fields}))
         self.conn.execute(stmt, [{"b_patron_id": pid, **{f"b_{f}": v for f, v in values.items()}}
                                  for pid, values in rows])
+        if NAME_FIELDS & set(fields):
+            self._rename([pid for pid, _ in rows])
+
+    def _rename(self, patron_ids: list[str]) -> None:
+        """Rewrite the search words of these patrons from their names as now written."""
+        named: list[tuple[str, str, str]] = []
+        for part in _slices(patron_ids, IN_LIMIT):
+            named += self.conn.execute(select(patrons.c.patron_id, patrons.c.first_name, patrons.c.last_name)
+                                       .where(patrons.c.patron_id.in_(part))).all()
+        rewrite_words(self.conn, named)
 
     def audit(self, changes: Iterable[tuple[str, str, str, str]], *, at: dt.datetime, actor: str, role: str,
               source: str) -> None:

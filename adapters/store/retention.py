@@ -17,8 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from adapters.store.patrons import IN_LIMIT
 from adapters.store.sent import resend_key
-from adapters.store.schema import (attempts, ledger, loans, messages, notices, patron_audit, patrons, requests, runs,
-                                   staff_actions)
+from adapters.store.schema import (attempts, ledger, loans, messages, notices, patron_audit, patron_name_words,
+                                   patrons, requests, runs, staff_actions)
 from engine.facts import PATRON_FIELDS, Loan, Patron, Status
 from engine.retention import PERSONAL_FIELDS, Cutoff, Erasure
 
@@ -244,6 +244,7 @@ def erase(conn: Connection, erasure: Erasure, *, at: dt.datetime, actor: str, wh
     add("runs", _scrub_rows(conn, runs, (runs.c.run_id,), ("errors",), runs.c.errors != "", erasure))
     add("requests", conn.execute(delete(requests).where(requests.c.patron_id == pid)).rowcount)
     add("patrons", conn.execute(update(patrons).where(patrons.c.patron_id == pid).values(erasure.blanked)).rowcount)
+    conn.execute(delete(patron_name_words).where(patron_name_words.c.patron_id == pid))
     conn.execute(insert(staff_actions).values(at=now, actor=actor, action=FORGET, notice_key=None, patron_id=pid,
                                               why=erasure.scrub(why) or "", detail=_detail(counts)))
     return {name: n for name, n in counts.items() if n}

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from adapters.store.schema import notices, runs
 
 __all__ = ["RunLog", "Counts", "DayTaken", "COMPLETED", "last_completed_day", "history", "to_utc", "failures",
-           "pending_count", "latest_run", "unattempted_count"]
+           "pending_count", "latest_run", "unattempted_count", "Waiting", "waiting"]
 
 UTC = dt.timezone.utc
 COMPLETED = ("ok", "skipped")      # a day with one of these is not evaluated again
@@ -46,6 +46,8 @@ class Counts:
                 self.retrying += 1
             elif o.status == "failed":
                 self.failed += 1
+                self.errors.append(f"{o.key}: {o.detail}")
+            elif o.status == "waiting":      # for the library's fix: pending, counted by `rappel status`
                 self.errors.append(f"{o.key}: {o.detail}")
             elif o.status == "held":
                 if not self.held:
@@ -184,3 +186,35 @@ def unattempted_count(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.scalar(select(func.count()).select_from(notices).where(
             notices.c.status == "pending", notices.c.attempts == 0))
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The pending notices that a delivery pass now would not send: those waiting for their retry
+    time (how many, the first time and the last), and those waiting for the library's fix (how many,
+    a few of their reasons, without the marker)."""
+
+    retrying: int = 0
+    next_at: dt.datetime | None = None      # the earliest next attempt, UTC
+    last_at: dt.datetime | None = None      # the latest
+    for_fix: int = 0
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.retrying + self.for_fix
+
+
+def waiting(engine: Engine, marker: str, limit: int = 5) -> Waiting:
+    """The pending notices waiting (see ``Waiting``); ``marker``: how a waiting notice's last_error starts."""
+    retry = and_(notices.c.status == "pending", notices.c.next_attempt_at.is_not(None))
+    fix = and_(notices.c.status == "pending", notices.c.next_attempt_at.is_(None),
+               notices.c.last_error.like(marker.replace("%", "") + "%"))
+    with engine.connect() as conn:
+        count, first, last = conn.execute(select(func.count(), func.min(notices.c.next_attempt_at),
+                                                 func.max(notices.c.next_attempt_at)).where(retry)).one()
+        held = conn.scalar(select(func.count()).select_from(notices).where(fix))
+        reasons = list(dict.fromkeys(conn.scalars(select(notices.c.last_error).where(fix)
+                                                  .order_by(notices.c.run_date, notices.c.key).limit(200))))
+    return Waiting(count, to_utc(first), to_utc(last), held,
+                   tuple(r.removeprefix(marker) for r in reasons[:limit]))

@@ -15,7 +15,7 @@ metadata = MetaData(naming_convention={
 
 LOAN_FIELDS = ("loan_id", "patron_id", "item_barcode", "title", "library", "due_date", "returned_on", "status",
                "item_type", "loan_policy")
-OPTIONAL_FIELDS = frozenset({"item_type", "loan_policy"})   # columns an export may leave out: "" then
+OPTIONAL_FIELDS = frozenset({"item_type", "loan_policy", "channels", "opt_out"})   # columns an export may leave out: "" then
 REQUEST_FIELDS = ("request_id", "patron_id", "title", "library", "pickup_library", "placed_on", "status",
                   "expires_on")
 
@@ -58,6 +58,9 @@ requests = Table(
     Column("placed_on", Date, nullable=False),
     Column("status", String(64), nullable=False, server_default=""),
     Column("expires_on", Date, nullable=True),
+    # request notices (migration 0011): the day its status became the policy's ready status, set by
+    # the import (adapters/store/requests.py)
+    Column("ready_on", Date, nullable=True),
 )
 
 notices = Table(
@@ -94,6 +97,9 @@ ledger = Table(
     Column("decided_on", Date, nullable=False),
     Column("reason", Text, nullable=False, server_default=""),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # migration 0011: what loan_id names, a loan or a request (whose row is (request, stage, placed_on);
+    # request stage ids differ from loan stage ids, so the key never mixes them up)
+    Column("kind", String(8), nullable=False, server_default="loan"),
     PrimaryKeyConstraint("loan_id", "due_date", "stage"),
 )
 
@@ -275,4 +281,28 @@ api_clients = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("disabled", Integer, nullable=False, server_default="0"),
     Column("last_used_at", DateTime(timezone=True), nullable=True),
+)
+
+# --- migration 0009 ------------------------------------------------------------------------------
+
+# The desk's name search: every word of a patron's first and last name, folded (case, accents) by
+# adapters/store/names.py, so that "dupré", "Dupre" and "DUPRÉ" find the same patron by an index range
+# instead of a scan of the patrons table. Written with every change of a patron's name.
+patron_name_words = Table(
+    "patron_name_words", metadata,
+    Column("word", String(64), nullable=False),
+    Column("patron_id", String(64), nullable=False, index=True),
+    PrimaryKeyConstraint("word", "patron_id"),
+)
+
+# What the daemon is actually running, recorded by the daemon itself at every (re)load of its policy,
+# so that `rappel status` and the staff interface report that and not the files on disk.
+daemon_state = Table(
+    "daemon_state", metadata,
+    Column("name", String(64), primary_key=True),            # "daemon": one row per daemon role
+    Column("holder", String(255), nullable=False, server_default=""),
+    Column("policy_fingerprint", String(128), nullable=False, server_default=""),
+    Column("policy_loaded_at", DateTime(timezone=True), nullable=True),
+    Column("policy_summary", Text, nullable=False, server_default=""),   # JSON: stages, channels, libraries
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -1,23 +1,34 @@
-"""Patrons found by what the desk types: a barcode or patron_id, else words of their name."""
+"""Patrons found by what the desk types: a barcode or patron_id, else the beginnings of words of their
+name, whatever the case and the accents ("dupr" finds Dupré; "jean dup" finds Jean Dupont).
+
+One search for the staff interface, the JSON API and the command line. Name words come from the
+table ``patron_name_words`` (adapters/store/names.py), read by ranges of its primary key: the cost
+follows the number of matches, not the size of the patrons table."""
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, or_, select
 
 from adapters.store.database import Store
-from adapters.store.schema import patrons
+from adapters.store.names import query_words
+from adapters.store.schema import patron_name_words, patrons
 from engine.facts import Patron
 
 __all__ = ["search_patrons"]
 
+_MAX_WORDS = 5
+_CEILING = "\U0010ffff"   # sorts after every character a folded word may hold
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped.lower()}%"
+
+def _starting(word: str):
+    """The patron_ids of patrons with a name word beginning with ``word`` (a key range)."""
+    w = patron_name_words.c.word
+    return (select(patron_name_words.c.patron_id)
+            .where(and_(w >= word, w < word + _CEILING)))
 
 
 def search_patrons(store: Store, text: str, limit: int = 20) -> tuple[list[Patron], bool]:
-    """The patron whose barcode or patron_id is ``text``; else those whose first or last name holds
-    every word of it (any case), by last then first name. (at most ``limit``, whether there are more)."""
+    """The patron whose barcode or patron_id is ``text``; else those with, for every word typed, a
+    name word beginning with it, by last then first name. (at most ``limit``, whether there are more)."""
     text = text.strip()
     if not text:
         return [], False
@@ -26,9 +37,10 @@ def search_patrons(store: Store, text: str, limit: int = 20) -> tuple[list[Patro
                              .order_by(patrons.c.patron_id)).mappings().all()
         if exact:
             return [Patron(**r) for r in exact][:limit], len(exact) > limit
-        words = [and_(or_(func.lower(patrons.c.first_name).like(_like(w), escape="\\"),
-                          func.lower(patrons.c.last_name).like(_like(w), escape="\\"))) for w in text.split()[:5]]
-        rows = conn.execute(select(patrons).where(*words)
-                            .order_by(patrons.c.last_name, patrons.c.first_name, patrons.c.patron_id)
+        typed = query_words(text)[:_MAX_WORDS]
+        if not typed:
+            return [], False
+        query = select(patrons).where(*(patrons.c.patron_id.in_(_starting(w)) for w in typed))
+        rows = conn.execute(query.order_by(patrons.c.last_name, patrons.c.first_name, patrons.c.patron_id)
                             .limit(limit + 1)).mappings().all()
     return [Patron(**r) for r in rows[:limit]], len(rows) > limit

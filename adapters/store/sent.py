@@ -19,12 +19,14 @@ from sqlalchemy.engine import Connection
 
 from adapters.store.schema import attempts, messages
 
-__all__ = ["EMAIL_TYPE", "FAILED", "PDF_TYPE", "RETRYING", "SENT", "Attempt", "Handover", "keep", "keep_attempt",
+__all__ = ["EMAIL_TYPE", "FAILED", "PDF_TYPE", "RETRYING", "SENDING", "SENT", "UNKNOWN", "Attempt", "Handover", "keep", "keep_attempt",
            "resend_key", "unpack"]
 
 EMAIL_TYPE = "message/rfc822"
 PDF_TYPE = "application/pdf"
 SENT, RETRYING, FAILED = "sent", "retrying", "failed"      # an attempt's outcome
+SENDING = "sending"      # handed over, outcome not yet recorded (replaced by it in the same transaction)
+UNKNOWN = "unknown"      # was ``sending`` when its run stopped: it may or may not have gone out
 COMPRESSION = 6                                            # zlib's default: ~4x on an email, fast
 
 
@@ -35,7 +37,7 @@ class Attempt:
     at: dt.datetime              # aware; stored in UTC
     channel: str                 # the notice's channel (email, letter, …)
     destination: str             # the address, printer:NAME, mailbox:ADDRESS
-    outcome: str                 # sent | retrying | failed
+    outcome: str                 # sent | retrying | failed (sending: in flight; unknown: its run stopped)
     reply: str = ""              # the server's own words, lp's answer, or why nothing was answered
     reference: str = ""          # the Message-ID, the print job, the outbox file
     kind: str = "send"           # send (a run) | resend (a member of staff)

@@ -13,7 +13,7 @@ from adapters.store.database import Store
 from adapters.store.schema import login_failures, patrons, staff, staff_actions, web_sessions
 
 __all__ = ["add_failure", "audit", "count_failures", "delete_session", "delete_sessions_of", "find_session",
-           "insert_session", "insert_staff", "list_staff", "search_patrons", "staff_member", "touch_session",
+           "insert_session", "insert_staff", "list_staff", "staff_member", "touch_session",
            "update_staff"]
 
 UTC = dt.timezone.utc
@@ -132,31 +132,3 @@ def count_failures(store: Store, *, name: str, address: str, since: dt.datetime)
                             .where(login_failures.c.at >= since.astimezone(UTC),
                                    or_(login_failures.c.name == name, login_failures.c.address == address))).all()
     return sum(r.name == name for r in rows), sum(r.address == address for r in rows)
-
-
-# --- the desk's search ---------------------------------------------------------------------------
-
-def search_patrons(store: Store, text: str, limit: int = 50) -> tuple[list[dict], bool]:
-    """Patrons whose barcode or patron_id is ``text``, else whose last name, or first name and last
-    name, begin with it (case-insensitive: SQLite's LIKE folds ASCII letters only), by name; (the
-    rows, whether more match than ``limit``)."""
-    text = text.strip()
-    cols = (patrons.c.patron_id, patrons.c.barcode, patrons.c.first_name, patrons.c.last_name,
-            patrons.c.account_type, patrons.c.record_type, patrons.c.user_group)
-    with store.engine.connect() as conn:
-        exact = conn.execute(select(*cols).where(or_(patrons.c.barcode == text, patrons.c.patron_id == text))).all()
-        if exact:
-            return [dict(r._mapping) for r in exact], False
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        pattern = f"{escaped}%"
-        full = patrons.c.first_name + " " + patrons.c.last_name
-
-        def like(column):
-            if store.dialect == "sqlite":
-                return column.like(pattern, escape="\\")
-            return column.ilike(pattern, escape="\\")
-
-        rows = conn.execute(select(*cols).where(or_(like(patrons.c.last_name), like(full)))
-                            .order_by(patrons.c.last_name, patrons.c.first_name, patrons.c.patron_id)
-                            .limit(limit + 1)).all()
-    return [dict(r._mapping) for r in rows[:limit]], len(rows) > limit

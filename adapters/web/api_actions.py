@@ -83,7 +83,8 @@ def edit_patron(patron: PatronArg, body: PatronPatch, call: Call = Depends(calle
     changes = body.model_dump(exclude_none=True)
     if not changes:
         raise ApiError(422, "nothing to change: give the fields to change")
-    result = patrons.edit(call.store, call.accounts, patron, call.client.role, call.actor, changes, call.now)
+    result = patrons.edit(call.store, call.accounts, patron, call.client.role, call.actor, changes, call.now,
+                          policy=call.policy)
     view = patrons.show(call.store, call.accounts, result.patron.patron_id, call.today, role=call.client.role)
     return Edited(patron=detail(view), changed=[f for f, _, _ in result.changed], unchanged=result.unchanged)
 

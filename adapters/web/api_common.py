@@ -10,11 +10,9 @@ raises what the service raises, never builds an error itself.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +26,7 @@ from adapters.web.api_models import Errors
 from engine.yamlsource import InputError
 from service import api_clients, session
 from service.api_clients import Client
+from service.notices import UnknownNotice
 from service.patrons import EditRefused
 from service.pushes import PushRefused, UnknownLoan
 
@@ -71,6 +70,8 @@ def _answer(exc: Exception) -> JSONResponse | None:
         status = 409 if isinstance(exc, AmbiguousPatron) else 404
         what = "loan" if isinstance(exc, UnknownLoan) else "patron"
         return _body(status, [{"field": what, "message": str(exc) if what == "patron" else f"no loan {exc}"}])
+    if isinstance(exc, UnknownNotice):
+        return _body(409 if exc.ambiguous else 404, [{"field": "key", "message": exc.problems[0].message}])
     if isinstance(exc, InputError):
         return _body(422, [_problem(p) for p in exc.problems])
     if isinstance(exc, session.Refused):
@@ -155,56 +156,14 @@ class Call:
             yield inst
 
 
-_RULES: dict[Path, tuple[tuple, session.Rules]] = {}
-_RULES_LOCK = threading.Lock()
-
-
-def _fingerprint(folder: Path) -> tuple:
-    """Every file of the rules folder, with its size and modification time: what says it changed."""
-    out = []
-    for path in sorted(folder.rglob("*")):
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        if path.is_file():
-            out.append((str(path), st.st_size, st.st_mtime_ns))
-    return tuple(out)
-
-
-def current_rules(context) -> session.Rules:
-    """The rules as they are on disk now (context.rules()), parsed again only when a file of the
-    folder changed: an edited policy is in force at the next request, and reading it is not paid
-    at every request (it takes most of a second with its templates checked)."""
-    folder = Path(context.rules_dir)
-    seen = _fingerprint(folder)
-    with _RULES_LOCK:
-        cached = _RULES.get(folder)
-        if cached is not None and cached[0] == seen:
-            return cached[1]
-    rules = context.rules()
-    with _RULES_LOCK:
-        _RULES[folder] = (seen, rules)
-    return rules
-
-
 def _store(request: Request) -> Store:
-    """The application's database, opened (and brought up to date) at its first request, then shared
-    by every request: its connection pool is the application's (``close(app)`` disposes of it)."""
-    state = request.app.state
-    with _RULES_LOCK:
-        opened = getattr(state, "rappel_api_store", None)
-        if opened is None:
-            opened = state.rappel_api_store = Store(state.rappel.db_url)
-    return opened
+    """The application's database: the one the pages use too (WebContext.store)."""
+    return request.app.state.rappel.store()
 
 
 def close(app) -> None:
-    """Dispose of the database the API opened for ``app`` (its tests; a server ends with its process)."""
-    opened = getattr(app.state, "rappel_api_store", None)
-    if opened is not None:
-        opened.close()
-        app.state.rappel_api_store = None
+    """Close the database of ``app`` (its tests; a server ends with its process)."""
+    app.state.rappel.close()
 
 
 def caller(action: str) -> Callable:
@@ -221,7 +180,7 @@ def caller(action: str) -> Callable:
         if client is None:
             raise ApiError(401, "this token is not an enabled client's (rappel api-client list)", "Authorization")
         try:
-            rules = current_rules(context)
+            rules = context.rules()     # read again when a file of the folder changed
         except InputError as exc:
             raise ApiError(503, f"the rules cannot be read, nothing done: {exc.problems[0]}") from None
         if not rules.accounts.may(client.role, action):

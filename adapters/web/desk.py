@@ -14,7 +14,7 @@ from adapters.store.patrons import UnknownPatron
 from adapters.web.security import Staff, allow, context
 from adapters.web.views import page
 from engine.yamlsource import InputError
-from service import patrons
+from service import lookup, patrons
 from service.session import Refused
 
 router = APIRouter(include_in_schema=False)
@@ -30,9 +30,9 @@ def today(ctx):
 def search(request: Request, who: Staff, q: str = ""):
     allow(request, who, "patrons.view")
     ctx = context(request)
-    found, more = staff_rows.search_patrons(ctx.store(), q) if q.strip() else ([], False)
+    found, more = lookup.search(ctx.store(), q, 50) if q.strip() else ([], False)
     if q.strip() and len(found) == 1 and not more:
-        return RedirectResponse(f"/patrons/{quote(found[0]['barcode'], safe='')}", status_code=303)
+        return RedirectResponse(f"/patrons/{quote(found[0].barcode, safe='')}", status_code=303)
     return page(request, "search.html", q=q, found=found, more=more)
 
 
@@ -73,7 +73,8 @@ def edit(request: Request, who: Staff, ident: str):
     if not changes:
         return RedirectResponse(f"/patrons/{quote(current.patron.barcode, safe='')}?done=nothing", status_code=303)
     try:
-        result = patrons.edit(store, rules.accounts, ident, who.role, who.name, changes, ctx.clock())
+        result = patrons.edit(store, rules.accounts, ident, who.role, who.name, changes, ctx.clock(),
+                                  policy=rules.policy)
     except patrons.EditRefused as exc:
         errors = {d.request.field: f"{d.reason} — {d.where}" for d in exc.decisions if not d.allowed}
         errors.update(exc.problems)

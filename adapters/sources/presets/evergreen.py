@@ -59,7 +59,10 @@ SELECT u.id AS patron_id,
        {address('a.post_code')} AS postal_code,
        {address('a.city')} AS city,
        {address('a.country')} AS country,
-       {one_line("COALESCE(NULLIF(u.day_phone, ''), NULLIF(u.evening_phone, ''), u.other_phone)")} AS phone
+       {one_line("COALESCE(NULLIF(u.day_phone, ''), NULLIF(u.evening_phone, ''), u.other_phone)")} AS phone,
+       -- channels and opt-outs are rappel's own (rappel patron edit, the desk), not the source's
+       '' AS channels,
+       '' AS opt_out
   FROM actor.usr u
   LEFT JOIN actor.card c ON c.id = u.card
   LEFT JOIN permission.grp_tree grp ON grp.id = u.profile

@@ -53,7 +53,10 @@ SELECT b.borrowernumber AS patron_id,
        {address('b.zipcode')} AS postal_code,
        {address('b.city')} AS city,
        {address('b.country')} AS country,
-       {one_line("COALESCE(NULLIF(b.phone, ''), b.mobile)")} AS phone
+       {one_line("COALESCE(NULLIF(b.phone, ''), b.mobile)")} AS phone,
+       -- channels and opt-outs are rappel's own (rappel patron edit, the desk), not the source's
+       '' AS channels,
+       '' AS opt_out
   FROM borrowers b
   LEFT JOIN categories c ON c.categorycode = b.categorycode
 """
