@@ -15,14 +15,15 @@ from collections.abc import Mapping
 from engine import requests as req
 from engine import rules
 from engine.channels import DEFAULT, ChannelSpec
-from engine.contact import is_email_address
-from engine.decide import Decision, Entry, Notice, Plan, notice_key
-from engine.delivery import Drop, Requeue, settled
+from engine.decide import Decision, Entry, Notice, Plan, address, notice_key
+from engine.delivery import Drop, Fallback, Requeue, settled
 from engine.facts import Patron, Status
 from engine.policy import Policy
+from engine.preferences import has_contact, lacking, route_order
 from engine.requests import Request, RequestCandidate
 
-__all__ = ["due_requests", "explain_request", "plan_requests", "recheck_requests", "requeue_request"]
+__all__ = ["due_requests", "explain_request", "fallback_request", "plan_requests", "recheck_requests",
+           "requeue_request", "route_request"]
 
 KIND = "request"
 
@@ -42,13 +43,42 @@ def due_requests(policy: Policy, candidates: list[RequestCandidate], as_of: dt.d
 
 def route_request(policy: Policy, stage: req.RequestStage, patron: Patron | None,
                   channels: Mapping[str, ChannelSpec] = DEFAULT) -> tuple[str | None, str]:
-    """The channel a due request stage goes out on, or None and why not (an email needs one valid address)."""
+    """The channel a due request stage goes out on for this patron, and why when it is not the
+    stage's own; or None and why not. As a loan stage's (engine.decide.route): the stage's
+    ``channels:`` in the patron's order of preference (engine.preferences.route_order), the first
+    they can be reached on; no letter instead (a request notice is not set out per library)."""
     if patron is None:
         return None, "unknown patron"
-    if not is_email_address(patron.email):
-        lacking = f"email {patron.email!r} is not one valid address" if patron.email else "no email address"
-        return None, f"{lacking}: a request notice goes out by email only"
-    return channels[stage.channel].name if stage.channel in channels else stage.channel, ""
+    order = route_order(policy, stage, patron)
+    missing = []
+    for name in order:
+        spec = channels.get(name)
+        if spec is None:
+            missing.append(f"channel {name} is not registered")
+        elif has_contact(patron, spec.contact):
+            return spec.name, (f"{'; '.join(missing)}: {name} instead" if missing else "")
+        else:
+            missing.append(lacking(patron, spec))
+    only = f": a request notice of {stage.id} goes out by {' or '.join(order)} only"
+    return None, "; ".join(missing) + only
+
+
+def fallback_request(policy: Policy, notice: Notice, patron: Patron, requests: list[Request],
+                     channels: Mapping[str, ChannelSpec] = DEFAULT) -> Fallback:
+    """A request notice refused for good (an SMS gateway refusing the number): the next of its
+    stage's channels in the patron's order they can be reached on, as for a loan's
+    (engine.delivery.fallback); none left: no fallback, and why."""
+    stage = req.stage_by_id(policy, notice.stage)
+    order = route_order(policy, stage, patron) if stage is not None else ()
+    later = order[order.index(notice.channel) + 1:] if notice.channel in order else ()
+    for name in later:
+        spec = channels.get(name)
+        if spec is not None and has_contact(patron, spec.contact):
+            return Fallback((make_request_notice(notice.date, notice.stage, spec, patron, requests),))
+    if not later:
+        return Fallback(why_not=f"no other channel for {notice.stage} (its channels: {', '.join(order) or '-'})")
+    return Fallback(why_not="no other channel the patron can be reached on (" +
+                    "; ".join(lacking(patron, channels[n]) for n in later if n in channels) + ")")
 
 
 def plan_requests(policy: Policy, candidates: list[RequestCandidate], patrons: Mapping[str, Patron],
@@ -62,6 +92,7 @@ def plan_requests(policy: Policy, candidates: list[RequestCandidate], patrons: M
     for ci, si in due:
         latest[ci] = max(latest.get(ci, -1), si)
     groups: dict[tuple[int, str, str], list[Request]] = defaultdict(list)
+    routed: dict[tuple[int, str, str], str] = {}
     for ci, si in sorted(due):
         r = candidates[ci].request
         stage = policy.request_stages[si]
@@ -77,22 +108,28 @@ def plan_requests(policy: Policy, candidates: list[RequestCandidate], patrons: M
                                            r.patron_id, kind=KIND))
             continue
         groups[(si, channel, r.patron_id)].append(r)
+        routed[(si, channel, r.patron_id)] = why
     for (si, channel, patron_id), requests in sorted(groups.items()):
         stage = policy.request_stages[si]
-        notice = make_request_notice(as_of, stage.id, channel, patrons[patron_id], requests)
+        notice = make_request_notice(as_of, stage.id, channels[channel], patrons[patron_id], requests)
         plan.notices.append(notice)
+        why = routed[(si, channel, patron_id)]
         for r in requests:
             plan.decisions.append(Decision(r.request_id, stage.id, r.placed_on, Status.PENDING, notice.key,
-                                           f"due on {as_of}, {channel}", patron_id, kind=KIND))
+                                           f"due on {as_of}, {channel}" + (f" ({why})" if why else ""),
+                                           patron_id, kind=KIND))
     return plan
 
 
-def make_request_notice(as_of: dt.date, stage_id: str, channel: str, patron: Patron,
+def make_request_notice(as_of: dt.date, stage_id: str, spec: ChannelSpec, patron: Patron,
                         requests: list[Request]) -> Notice:
+    """One patron's request notice of a stage on one channel: to their address, number or id
+    (engine.decide.address), pending, with its ledger rows (request, placed_on)."""
     requests = sorted(requests, key=lambda r: r.request_id)
     ids = tuple(r.request_id for r in requests)
-    return Notice(notice_key(as_of, stage_id, channel, patron.patron_id, None, ids), as_of, stage_id, channel,
-                  patron.patron_id, None, ids, patron.email, patron.email,
+    recipient, destination = address(None, spec, patron, None)
+    return Notice(notice_key(as_of, stage_id, spec.name, patron.patron_id, None, ids), as_of, stage_id, spec.name,
+                  patron.patron_id, None, ids, recipient, destination,
                   entries=tuple((r.request_id, r.placed_on) for r in requests))
 
 
@@ -124,7 +161,7 @@ def recheck_requests(policy: Policy, notice: Notice, requests: Mapping[str, Requ
 
 
 def explain_request(policy: Policy, request: Request, patron: Patron | None, ledger_rows: list[dict],
-                    as_of: dt.date) -> list[str]:
+                    as_of: dt.date, channels: Mapping[str, ChannelSpec] = DEFAULT) -> list[str]:
     """For each request stage: due or not on ``as_of``, and why, in plain lines."""
     later = [r for r in ledger_rows if r["decided_on"] > as_of]
     ledger_rows = [r for r in ledger_rows if r["decided_on"] <= as_of]
@@ -135,20 +172,21 @@ def explain_request(policy: Policy, request: Request, patron: Patron | None, led
     lines = [f"request {request.request_id} ({request.title or 'untitled'}), library {request.library}, pickup at "
              f"{request.pickup_library}, placed {request.placed_on}, status {request.status!r}, ready on "
              f"{request.ready_on or '-'}, expires {request.expires_on or '-'}; patron {request.patron_id}"
-             f"{', email ' + patron.email if patron and patron.email else ', no email'}",
+             f"{', email ' + patron.email if patron and patron.email else ', no email'}"
+             f"{', phone ' + patron.phone if patron and patron.phone.strip() else ''}",
              f"evaluated for {as_of} (policy time zone {policy.timezone})"]
     if not policy.request_stages:
         lines.append("the policy has no request_stages: no request notice is ever sent")
     for si, stage in enumerate(policy.request_stages):
         if si in due and si == latest:
-            channel, why = route_request(policy, stage, patron)
-            verdict = f"DUE → {channel}" if channel else f"DUE but not sent: {why}"
+            channel, why = route_request(policy, stage, patron, channels)
+            verdict = (f"DUE → {channel}" + (f" ({why})" if why else "")) if channel else f"DUE but not sent: {why}"
         elif si in due:
             verdict = f"due, but superseded by {policy.request_stages[latest].id} (only the latest stage is sent)"
         else:
             verdict = "not due"
         lines.append(f"- {stage.id} (when {stage.when}, offset {stage.offset_days} days, window "
-                     f"{req.window(policy, stage)} days, {stage.channel}): {verdict}")
+                     f"{req.window(policy, stage)} days, {' or '.join(stage.routes)}): {verdict}")
         for check in req.checks(policy, si, cand, as_of):
             lines.append(f"    [{'ok' if check.ok else 'no'}] {check.name}: {check.detail}")
     if ledger_rows:

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from engine.channels import DEFAULT, NAME_PATTERN, unknown_channel
 from engine.policy_base import _Strict
@@ -41,6 +41,7 @@ __all__ = ["Check", "Request", "RequestCandidate", "RequestSettings", "RequestSt
 Moment = Literal["ready", "expires", "expired"]
 ORDER = {"ready": 0, "expires": 1, "expired": 2}
 MAX_REQUEST_OFFSET = 366
+DIRECT = ("email", "text", "json")     # what a request notice may be rendered as
 
 
 class RequestStage(_Strict):
@@ -52,7 +53,12 @@ class RequestStage(_Strict):
                              description="Days after ready_on (ready), before expires_on (expires), after "
                                          "expires_on (expired, at least 1)")
     channel: str = Field(default="email", pattern=NAME_PATTERN,
-                         description="The channel it goes out on: one that sends an email (email)")
+                         description="The channel it goes out on: one that reaches the patron themselves "
+                                     "(email, sms, webhook), not a letter")
+    channels: list[str] | None = Field(default=None, description="The channels a patron may have it on, their "
+                                       "preference (a patron's channels) choosing among them, the first they can "
+                                       "be reached by going out and a refused one falling back to the next; "
+                                       "default: its channel only")
     max_delay_days: int | None = Field(default=None, ge=0,
                                        description="Catch-up window; the policy's default when absent")
     template: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$",
@@ -60,18 +66,44 @@ class RequestStage(_Strict):
 
     @field_validator("channel")
     @classmethod
-    def _email_channel(cls, name: str, info: ValidationInfo) -> str:
-        channels = (info.context or {}).get("channels", DEFAULT)
-        spec = channels.get(name)
-        if spec is None:
-            raise ValueError(unknown_channel(name, channels))
-        if spec.renders != "email" or spec.contact != "email":
-            raise ValueError(f"a request notice goes out as an email: {name!r} is not an email channel")
-        return name
+    def _direct_channel(cls, name: str, info: ValidationInfo) -> str:
+        return _direct(name, info)
+
+    @field_validator("channels")
+    @classmethod
+    def _direct_channels(cls, names: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        for name in names or ():
+            _direct(name, info)
+        return names
+
+    @model_validator(mode="after")
+    def _routing(self):
+        if self.channels is not None and self.channel not in self.channels:
+            raise ValueError(f"channels: must include the stage's channel ({self.channel})")
+        return self
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """The channels it may go out on, in the policy's order: its own channel first."""
+        return (self.channel, *[c for c in self.channels or () if c != self.channel])
 
     @property
     def template_name(self) -> str:
         return self.template or self.id
+
+
+def _direct(name: str, info: ValidationInfo) -> str:
+    """A request notice goes to the patron themselves, one per patron: an email, an SMS, a document
+    for another system; not a letter (set out per library, through its printer or mailbox)."""
+    channels = (info.context or {}).get("channels", DEFAULT)
+    spec = channels.get(name)
+    if spec is None:
+        raise ValueError(unknown_channel(name, channels))
+    if spec.renders not in DIRECT or spec.per_library or spec.via_library:
+        fit = [n for n, s in channels.items() if s.renders in DIRECT and not s.per_library and not s.via_library]
+        raise ValueError(f"a request notice goes to the patron themselves ({', '.join(fit)}): {name!r} is a "
+                         f"{spec.renders} set out per library")
+    return name
 
 
 class RequestSettings(_Strict):

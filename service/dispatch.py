@@ -54,9 +54,10 @@ from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENDING,
 from engine.contact import is_email_address
 from engine.decide import Entry, Notice
 from engine.envelope import received
-from engine.delivery import Budget, Drop, Fallback, fallback, hold_pass, narrow, recheck, retry_wait, settled
+from engine.delivery import Budget, Drop, fallback, hold_pass, narrow, recheck, retry_wait, settled
 from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
+from engine.request_notices import fallback_request
 from service.fence import LeaseLost, Stopping
 from service.requests import is_request_notice, prepare_request_notices
 
@@ -334,8 +335,8 @@ def _fall_back(store: Store, policy: Policy, notice: Notice, patron: Patron, rem
     letters, recorded pending and returned to be sent in this pass), else failed."""
     reply = delivery.reply or None
     detail = delivery.detail
-    instead = (Fallback(why_not="a request notice has no fallback") if is_request_notice(policy, notice)
-               else fallback(policy, notice, patron, remaining, REGISTRY.specs()))
+    instead = (fallback_request(policy, notice, patron, remaining, REGISTRY.specs())
+               if is_request_notice(policy, notice) else fallback(policy, notice, patron, remaining, REGISTRY.specs()))
     if instead.letters:
         channel = instead.letters[0].channel
         what = "a letter" if channel == "letter" else channel

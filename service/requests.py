@@ -47,7 +47,7 @@ class Prepared:
     remaining: list[Request]
     notice: Notice | None = None
     patron: Patron | None = None
-    message: EmailMessage | None = None
+    message: EmailMessage | str | dict | None = None     # the email, the SMS text, the JSON document
     waits: str = ""
 
 
@@ -66,14 +66,18 @@ def prepare_request_notices(store: Store, policy: Policy, templates, as_of: dt.d
         entries = tuple(e for e in pending.entries if e not in dropped)
         item.notice = notice = replace(pending, entries=entries, loan_ids=tuple(sorted({r for r, _ in entries})))
         item.patron = patron = people.get(pending.patron_id)
-        if REGISTRY.spec(notice.channel) is None:
+        spec = REGISTRY.spec(notice.channel)
+        if spec is None:
             item.waits = (f"channel {notice.channel!r} is not registered (adapters/channels/registry.py): "
                           f"it waits until the policy names a channel rappel has")
             continue
         if patron is None:
             continue
+        if spec.contact == "phone" and patron.phone != notice.destination:     # the number edited since
+            item.notice = notice = replace(notice, recipient=patron.phone, destination=patron.phone)
         try:
-            item.message = request_message(templates, RequestContext(policy, notice, patron, remaining, as_of, now))
+            item.message = request_message(templates, RequestContext(policy, notice, patron, remaining, as_of, now),
+                                           spec.renders)
         except Exception as exc:  # noqa: BLE001 - a template fault is the library's: the notice waits for the fix
             item.waits = (f"the {notice.stage} template ({notice.channel}) fails to render: {type(exc).__name__}: "
                           f"{exc}; it waits until the template is fixed (rappel lint)")
@@ -86,7 +90,7 @@ def explain(store: Store, policy: Policy, request_id: str, as_of: dt.date) -> li
     if found is None:
         return None
     return explain_request(policy, found, store.patron(found.patron_id), request_ledger(store.engine, request_id),
-                           as_of)
+                           as_of, REGISTRY.specs())
 
 
 def requeue(store: Store, policy: Policy, notice: Notice, as_of: dt.date, *, force: bool = False) -> Requeue:

@@ -2,6 +2,7 @@
 library system's database on MariaDB or PostgreSQL for the pulls)."""
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,15 @@ def _private_state_dir(tmp_path_factory, monkeypatch):
     test sees another's id. A test may still set RAPPEL_STATE_DIR or pass --state-dir itself."""
     if "RAPPEL_STATE_DIR" not in os.environ:
         monkeypatch.setenv("RAPPEL_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(autouse=True)
+def _leaks_show_in_their_own_test():
+    """Collect the garbage after each test, so that a connection, file or socket a test leaves open
+    fails that test (ResourceWarning is an error here) and not whichever test the collector happens
+    to run in later."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

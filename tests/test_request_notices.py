@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from adapters.sources.csvfiles import import_csv
 from adapters.store.requests import request_ledger
-from adapters.store.schema import REQUEST_FIELDS, ledger, loans
+from adapters.store.schema import REQUEST_FIELDS, ledger, loans, patrons
 from engine.facts import Patron, Status
 from engine.request_notices import explain_request, plan_requests, recheck_requests
 from engine.requests import Request, RequestCandidate
@@ -88,7 +88,7 @@ def test_a_patron_without_email_gets_no_request_notice_and_the_ledger_says_why()
     assert plan.notices == []
     [row] = plan.decisions
     assert (row.stage, row.status, row.reason) == ("hold_ready", Status.CANCELLED,
-                                                   "no email address: a request notice goes out by email only")
+                                                   "no email address: a request notice of hold_ready goes out by email only")
 
 
 def test_one_email_per_patron_stage_and_day():
@@ -126,7 +126,7 @@ def test_the_send_time_recheck(now, on, dropped):
       "  - {id: hold_expired, when: expired, offset_days: 0, channel: email}"),
      "request_stages[2].offset_days: an expired notice goes at least 1 day after"),
     (("  - {id: hold_ready, when: ready, channel: email}", "  - {id: hold_ready, when: ready, channel: letter}"),
-     "a request notice goes out as an email"),
+     "a request notice goes to the patron themselves (email): 'letter' is a letter set out per library"),
     (("  - {id: pickup_deadline, when: expires, offset_days: 2, channel: email}",
       "  - {id: pickup_deadline, when: expired, offset_days: 2, channel: email}"),
      "request_stages[2]: request stages go in the order they trigger"),
@@ -336,7 +336,7 @@ def test_rappel_explain_request_and_run(tmp_path, monkeypatch):
     assert "    [no] window: triggers on 2026-12-07, 5 day(s) after 2026-12-02" in result.stdout
     result = site("run", "--on", "2026-12-02", "--dry-run")
     assert result.exit_code == 0, result.stderr
-    assert "hold_ready" in result.stdout and "no email address: a request notice goes out by email only" \
+    assert "hold_ready" in result.stdout and "no email address: a request notice of hold_ready goes out by email only" \
         in result.stdout, result.stdout
     result = site("run", "--on", "2026-12-02", "--outbox", tmp_path / "outbox")
     assert result.exit_code == 0, result.stderr
@@ -411,7 +411,7 @@ def test_a_refused_address_fails_the_request_notice_and_a_retry_sends_it(tmp_pat
         smtp_server.refuse["p01@etu.univ.example"] = "550 5.1.1 User unknown"
         result = site.run(d("2026-12-02"))
         [outcome] = result.outcomes
-        assert outcome.status == "failed" and "a request notice has no fallback" in outcome.detail
+        assert outcome.status == "failed" and "no other channel for hold_ready (its channels: email)" in outcome.detail
         del smtp_server.refuse["p01@etu.univ.example"]
         at = dt.datetime(2026, 12, 3, 9, tzinfo=site.policy.tz)
         report = staff.retry(site.store, site.policy, actor="marie", why="address fixed", at=at, as_of=d("2026-12-03"))
@@ -435,3 +435,165 @@ def test_no_request_notice_triggered_before_the_restart(ready, on, expected):
     policy = policy_variant(("# restart: {resumed_on: 2026-11-22}", "restart: {resumed_on: 2026-12-02}"))
     plan = plan_requests(policy, [RequestCandidate(req(ready=ready, expires="2026-12-20"))], {"P1": P}, d(on))
     assert [n.stage for n in plan.notices] == ([expected] if expected else [])
+
+
+# --- thirty days by email and SMS: the SMTP server and the SMS gateway (a local HTTP server) -------
+
+SMS_STAGES = STAGES.replace("channel: email}", "channel: email, channels: [email, sms]}")
+PHONES = {"P02": "+33612345602", "P03": "+33612345603", "P04": "+33612345604", "P08": ""}   # they prefer sms
+REFUSED = "+33612345603"              # the gateway refuses P03's number for good: email instead, same run
+SMS_WORDS = {"hold_ready": "à retirer à", "pickup_deadline": "vous attendent à", "hold_expired": "ont expiré",
+             "courtesy": "à rendre le"}
+
+
+def _by_sms(patron: str) -> bool:
+    return bool(PHONES.get(patron)) and PHONES[patron] != REFUSED
+
+
+def test_thirty_days_of_holds_by_email_and_sms(tmp_path, db_url, smtp_server, http_site, monkeypatch):
+    """The same thirty days, the request stages and the courtesy offered by email or SMS: P02 and P04
+    prefer SMS and get every notice by SMS; P03 prefers it but the gateway refuses the number, so
+    each of theirs goes by email in the same run; P08 prefers it without a phone: email. Every
+    notice reaches one place once: the SMTP server or the gateway."""
+    try:
+        from tests import delivery_site
+    except ModuleNotFoundError:
+        import delivery_site
+    shipped = "  - {{id: courtesy, offset_days: -3, channel: email}}\n"
+    assert shipped in delivery_site.POLICY
+    monkeypatch.setattr(delivery_site, "POLICY", delivery_site.POLICY.replace(
+        shipped, "  - {{id: courtesy, offset_days: -3, channel: email, channels: [email, sms]}}\n"))
+    http_site.refuse[REFUSED] = 400
+    extra = SMS_STAGES + (f'delivery:\n  email: {{url: "{smtp_server.url}"}}\n'
+                          f'  channels:\n    sms: {{url: "json://{http_site.base}/sms?:to={{to}}"}}\n')
+    site = delivery_site.Site(tmp_path, extra=extra, db_url=db_url)
+    try:
+        for pid, address in PATRONS.items():
+            site.patron(pid, address)
+            if pid in PHONES:
+                with site.store.engine.begin() as conn:
+                    conn.execute(patrons.update().where(patrons.c.patron_id == pid)
+                                 .values(phone=PHONES[pid], channels="sms email"))
+        site.loan("R02", "P02", "2026-12-20", title="Prêt R02")
+        expected = {day: list(notices) for day, notices in EXPECTED.items()}
+        expected["2026-12-17"] = [("courtesy", "P02", ("R02",))]
+        smtp_seen = http_seen = 0
+        for i in range(DAYS):
+            day = START + dt.timedelta(days=i)
+            if day == d("2026-12-19"):
+                with site.store.engine.begin() as conn:
+                    conn.execute(loans.update().where(loans.c.loan_id == "R02").values(returned_on=day))
+            _export(site, day)
+            if day in OUTAGE:
+                continue
+            site.run(day)
+            mail, smtp_seen = smtp_server.messages[smtp_seen:], len(smtp_server.messages)
+            texts = [r for r in http_site.received()[http_seen:] if r.status_ok]
+            http_seen = len(http_site.received())
+            today = expected.get(day.isoformat(), [])
+            assert sorted((m.rcpt_tos[0], m.message["Subject"]) for m in mail) == sorted(
+                (PATRONS[p], SUBJECTS[s]) for s, p, _ in today if not _by_sms(p)), day
+            assert sorted((r.json["to"], next(s for s, w in SMS_WORDS.items() if w in r.json["message"]))
+                          for r in texts) == sorted((PHONES[p], s) for s, p, _ in today if _by_sms(p)), day
+            for r in texts:       # one SMS names how many requests it is for
+                stage, _, ids = next(x for x in today if PHONES.get(x[1]) == r.json["to"])
+                if stage != "courtesy":
+                    assert f"{len(ids)} réservation(s)" in r.json["message"]
+                if stage in ("hold_ready", "pickup_deadline"):      # where to pick it up
+                    assert "Bibliothèque de droit" in r.json["message"]
+        total = sum(len(n) for n in expected.values())
+        by_sms = sum(1 for n in expected.values() for _, p, _ in n if _by_sms(p))
+        assert len(smtp_server.messages) == total - by_sms and by_sms == 7      # P02 4, P04 3
+        refused = [r for r in http_site.received() if not r.status_ok]
+        assert refused and {r.json["to"] for r in refused} == {REFUSED}
+        with site.store.engine.connect() as conn:
+            rows = conn.execute(select(ledger.c.loan_id, ledger.c.stage, ledger.c.status, ledger.c.kind)).all()
+        sent_rows = Counter((r.loan_id, r.stage, r.kind) for r in rows if r.status == "sent")
+        assert set(sent_rows.values()) == {1} and len(sent_rows) == sum(
+            len(ids) for n in expected.values() for _, _, ids in n)
+        again = site.run(d("2026-12-22"))
+        assert again.plan.notices == [] and len(smtp_server.messages) == smtp_seen
+        assert len(http_site.received()) == http_seen
+    finally:
+        site.close()
+
+
+# --- which channel a request notice goes out on --------------------------------------------------
+
+def _with_sms(hold_ready: str):
+    """The shipped policy, its hold_ready stage as given, parsed with the channels rappel registers."""
+    from adapters.channels.registry import REGISTRY
+    text = reminders_text()
+    assert text.count("  - {id: hold_ready, when: ready, channel: email}") == 1
+    return parse_policy(text.replace("  - {id: hold_ready, when: ready, channel: email}", hold_ready),
+                        "variant.yaml", REGISTRY.specs())
+
+
+ROUTES = [
+    # stage's channels   patron's channels  email                    phone           → channel, reason
+    ("[email, sms]",     "",                "p1@etu.univ.example",   "+33612345678", "email", ""),
+    ("[email, sms]",     "sms email",       "p1@etu.univ.example",   "+33612345678", "sms", ""),
+    ("[email, sms]",     "sms email",       "p1@etu.univ.example",   "",             "email",
+     "no phone number for sms: email instead"),
+    ("[email, sms]",     "sms",             "",                      "+33612345678", "sms", ""),
+    ("[email, sms]",     "",                "",                      "+33612345678", "sms",
+     "no email address: sms instead"),
+    ("[email, sms]",     "sms email",       "not-an-address",        "06 12",        None,
+     "phone '06 12' is not an E.164 number for sms; email 'not-an-address' is not one valid address: a request "
+     "notice of hold_ready goes out by sms or email only"),
+    ("[email]",          "sms email",       "p1@etu.univ.example",   "+33612345678", "email", ""),   # not offered
+]
+
+
+@pytest.mark.parametrize("offered, prefers, email, phone, channel, reason", ROUTES)
+def test_the_channel_of_a_request_notice(offered, prefers, email, phone, channel, reason):
+    from adapters.channels.registry import REGISTRY
+    from engine.request_notices import route_request
+    policy = _with_sms(f"  - {{id: hold_ready, when: ready, channel: email, channels: {offered}}}")
+    patron = Patron("P1", email=email, phone=phone, channels=prefers)
+    assert route_request(policy, policy.request_stages[0], patron, REGISTRY.specs()) == (channel, reason)
+    plan = plan_requests(policy, [RequestCandidate(req(ready="2026-12-02", expires="2026-12-09"))], {"P1": patron},
+                         d("2026-12-02"), REGISTRY.specs())
+    assert [(n.channel, n.destination) for n in plan.notices] == \
+        ([(channel, phone if channel == "sms" else email)] if channel else [])
+
+
+def test_a_refused_sms_falls_back_to_the_next_channel_the_patron_has():
+    from adapters.channels.registry import REGISTRY
+    from engine.request_notices import fallback_request
+    policy = _with_sms("  - {id: hold_ready, when: ready, channel: email, channels: [email, sms]}")
+    request = req(ready="2026-12-02", expires="2026-12-09")
+    zoe = Patron("P1", email="p1@etu.univ.example", phone="+33612345678", channels="sms email")
+    [sms] = plan_requests(policy, [RequestCandidate(request)], {"P1": zoe}, d("2026-12-02"), REGISTRY.specs()).notices
+    [email] = fallback_request(policy, sms, zoe, [request], REGISTRY.specs()).letters
+    assert (sms.channel, email.channel, email.destination, email.entries) == \
+        ("sms", "email", "p1@etu.univ.example", sms.entries)
+    no_email = Patron("P1", phone="+33612345678", channels="sms email")
+    assert fallback_request(policy, sms, no_email, [request], REGISTRY.specs()).why_not == \
+        "no other channel the patron can be reached on (no email address)"
+    assert fallback_request(policy, email, zoe, [request], REGISTRY.specs()).why_not == \
+        "no other channel for hold_ready (its channels: sms, email)"
+
+
+def test_lint_measures_a_request_sms_in_every_language(tmp_path):
+    import shutil
+    from pathlib import Path
+    from adapters.channels.registry import REGISTRY
+    from adapters.render import Templates
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "rules", rules)
+    text = (rules / "reminders.yaml").read_text(encoding="utf-8").replace(
+        "  - {id: hold_ready, when: ready, channel: email}",
+        "  - {id: hold_ready, when: ready, channel: email, channels: [email, sms]}")
+
+    def lint():
+        policy = parse_policy(text, str(rules / "reminders.yaml"), REGISTRY.specs())
+        return [str(p) for p in Templates(rules, policy).lint()]
+    assert lint() == []
+    sms = rules / "templates" / "es" / "hold_ready.sms.j2"
+    sms.write_text(sms.read_text(encoding="utf-8").rstrip("\n") + " Gracias." * 40 + "\n", encoding="utf-8")
+    problems = lint()
+    assert len(problems) == 1 and str(sms) in problems[0] and "request stage hold_ready" in problems[0] \
+        and "language es: the SMS takes" in problems[0] and "more than sms.max_segments (2)" in problems[0], problems
+    sms.unlink()
+    assert any(str(sms) in p and "template file is missing (request stage hold_ready)" in p for p in lint())

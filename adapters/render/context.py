@@ -15,11 +15,12 @@ from engine.envelope import Earlier
 from engine.policy import Policy, Sender, Stage
 from engine.presentation import Contact, library_label, sender_for, stage_label
 
-__all__ = ["KINDS", "MAILBOX", "NoticeContext", "library_values", "mailbox_variables", "notice_variables",
+__all__ = ["KINDS", "MAILBOX", "RENDERS", "NoticeContext", "library_values", "mailbox_variables", "notice_variables",
            "sender_values", "template_file"]
 
 KINDS = ("subject", "txt", "html")                      # the three templates of a stage
 MAILBOX = ("_mailbox.subject.j2", "_mailbox.txt.j2")     # the email carrying a letter to a library
+RENDERS = {"email": "email", "letter": "letter", "sms": "text", "webhook": "json"}   # the shipped channels'
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jinja2 import TemplateSyntaxError, UndefinedError
 
-from adapters.render.context import KINDS, MAILBOX, NoticeContext, template_file
+from adapters.render.context import KINDS, MAILBOX, RENDERS, NoticeContext, template_file
 from adapters.render.document import sms_text
 from adapters.render.segments import segments
 from adapters.render.fonts import NO_FONT, find_font, font_problem
@@ -28,10 +28,9 @@ from adapters.render.requests import request_template_names
 from engine.policy import Policy, Stage
 from engine.yamlsource import Problem
 
-__all__ = ["RENDERS", "lint_templates", "sample_letter", "sample_notice", "stage_channels"]
+__all__ = ["lint_templates", "sample_letter", "sample_notice", "stage_channels"]
 
 SMS_KIND = "sms"                 # <stage>.sms.j2: the text of an SMS
-RENDERS = {"email": "email", "letter": "letter", "sms": "text", "webhook": "json"}   # the shipped channels'
 
 
 def lint_templates(templates) -> list[Problem]:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from jinja2 import TemplateNotFound, TemplateSyntaxError
 
-from adapters.render.context import library_values, sender_values
+from adapters.render.context import RENDERS, library_values, sender_values
+from adapters.render.document import sms_text
+from adapters.render.segments import segments
 from adapters.render.email import notice_email, serialize
 from adapters.render.formats import midnight, one_line, tidy
 from adapters.render.names_check import unknown_names
@@ -35,9 +37,9 @@ REQUEST_LISTS = {"requests": "request"}
 REQUEST_VARIABLES = {
     "patron": "the patron", "patron.patron_id": "their id", "patron.barcode": "their card's barcode",
     "patron.first_name": "first name", "patron.last_name": "last name", "patron.full_name": "first and last name",
-    "patron.email": "email address",
+    "patron.email": "email address", "patron.phone": "phone number (E.164)",
     "stage": "the request stage", "stage.id": "its id (hold_ready)", "stage.label": "its name (labels:)",
-    "stage.when": "ready, expires or expired", "stage.offset_days": "its offset_days", "stage.channel": "email",
+    "stage.when": "ready, expires or expired", "stage.offset_days": "its offset_days", "stage.channel": "its own channel",
     "stage.template": "its templates' name",
     "requests": "the patron's requests at this stage (request)",
     "request.request_id": "the request's id", "request.title": "the document's title",
@@ -51,7 +53,7 @@ REQUEST_VARIABLES = {
     "request.expires_on": "the last day to pick it up (or none)",
     "request.days_left": "days left to pick it up on the notice's date (0 after; none without expiry)",
     "request.status": "its status in the library system",
-    "notice": "the notice", "notice.key": "its id", "notice.channel": "email", "notice.date": "its date",
+    "notice": "the notice", "notice.key": "its id", "notice.channel": "the channel it goes out on (email, sms…)", "notice.date": "its date",
     "sender": "who it is from", "sender.from": "From:", "sender.reply_to": "Reply-To:",
     "sender.name": "a name to sign with", "sender.address": "the reply address",
     "language": "the notice's language", "as_of": "the notice's date",
@@ -96,7 +98,7 @@ def request_variables(ctx: RequestContext, language: str) -> dict:
     return {
         "patron": {"patron_id": patron.patron_id, "barcode": patron.barcode, "first_name": one_line(patron.first_name),
                    "last_name": one_line(patron.last_name), "full_name": one_line(patron.full_name),
-                   "email": patron.email},
+                   "email": patron.email, "phone": patron.phone},
         "stage": {"id": stage.id, "label": stage_label(policy, stage.id, language), "when": stage.when,
                   "offset_days": stage.offset_days, "channel": stage.channel, "template": stage.template_name},
         "requests": [one(r) for r in sorted(ctx.requests, key=lambda r: (r.expires_on or dt.date.max, r.title,
@@ -108,21 +110,44 @@ def request_variables(ctx: RequestContext, language: str) -> dict:
     }
 
 
-def request_message(templates, ctx: RequestContext) -> EmailMessage:
-    """The request notice's email to its patron, in their language (``templates``: a Templates)."""
+def request_message(templates, ctx: RequestContext, renders: str = "email") -> EmailMessage | str | dict:
+    """The request notice as its channel carries it, in the patron's language (``templates``: a
+    Templates): its email (``renders`` "email"), its SMS (``<template>.sms.j2``, "text"), or the
+    JSON document of a webhook ("json": its subject and text rendered)."""
     language = templates.language_for(ctx.patron)
     stage = stage_by_id(ctx.policy, ctx.notice.stage)
     if stage is None:
         raise ValueError(f"notice {ctx.notice.key}: {ctx.notice.stage} is not a request stage of the policy")
     values = request_variables(ctx, language)
     env = templates.environment(language)
-    parts = {kind: env.get_template(f"{stage.template_name}.{kind}.j2").render(values)
-             for kind in ("subject", "txt", "html")}
-    parts["subject"], parts["txt"], parts["html"] = (one_line(parts["subject"]), tidy(parts["txt"]),
-                                                     parts["html"].strip() + "\n")
+    kinds = {"email": ("subject", "txt", "html"), "text": ("sms",), "json": ("subject", "txt")}[renders]
+    parts = {kind: env.get_template(f"{stage.template_name}.{kind}.j2").render(values) for kind in kinds}
+    if renders == "text":
+        return sms_text(parts["sms"])
+    parts["subject"], parts["txt"] = one_line(parts["subject"]), tidy(parts["txt"])
+    if renders == "json":
+        return request_document(ctx, parts["subject"], parts["txt"], language)
+    parts["html"] = parts["html"].strip() + "\n"
     message = notice_email(ctx, parts, language)
     serialize(message)
     return message
+
+
+def request_document(ctx: RequestContext, subject: str, text: str, language: str) -> dict:
+    """A request notice as one JSON object (the webhook's body; a loan notice's is
+    adapters/render/document.py's): its key, date, stage, channel, patron, language, requests."""
+    notice = ctx.notice
+    return {
+        "notice": notice.key, "date": notice.date.isoformat(), "stage": notice.stage, "stages": [notice.stage],
+        "channel": notice.channel, "patron_id": notice.patron_id, "library": None, "language": language,
+        "requests": [{"request_id": r.request_id, "title": r.title, "library": r.library,
+                      "pickup_library": r.pickup_library, "status": r.status,
+                      "ready_on": r.ready_on.isoformat() if r.ready_on else None,
+                      "expires_on": r.expires_on.isoformat() if r.expires_on else None}
+                     for r in sorted(ctx.requests, key=lambda r: r.request_id)],
+        "subject": subject,
+        "text": text,
+    }
 
 
 def request_template_names(policy: Policy) -> set[str]:
@@ -133,7 +158,7 @@ def request_template_names(policy: Policy) -> set[str]:
 def _sample(policy: Policy, stage: RequestStage) -> RequestContext:
     code = next(iter(policy.libraries))
     patron = Patron("P-SAMPLE", barcode="0000000", first_name="Camille", last_name="Exemple",
-                    email="camille.exemple@example.org")
+                    email="camille.exemple@example.org", phone="+33612345678")
     day = dt.date(2026, 11, 23)
     reqs = [Request("R-SAMPLE-1", patron.patron_id, code, code, dt.date(2026, 11, 2), policy.requests.ready_status,
                     dt.date(2026, 11, 30), dt.date(2026, 11, 20), "Titre d'exemple"),
@@ -145,34 +170,50 @@ def _sample(policy: Policy, stage: RequestStage) -> RequestContext:
 
 
 def lint_request_templates(templates) -> list[Problem]:
-    """Every request stage's templates exist and render a sample notice in every language; no template
-    of a request stage uses a name it is not given, whatever the branch."""
+    """Every request stage's templates exist and render a sample notice in every language, for each
+    of its channels (an email, an SMS within sms.max_segments, a webhook's document); no template of
+    a request stage uses a name it is not given, whatever the branch."""
     policy = templates.policy
     problems: list[Problem] = []
     for language in policy.available_languages:
         env = templates.environment(language)
         for stage in policy.request_stages:
-            ctx = _sample(policy, stage)
-
-            class _One:     # the sample's language, whatever the patron prefers
-                def __init__(self, t):
-                    self.policy, self.environment = t.policy, t.environment
-
-                def language_for(self, _patron):
-                    return language
-            try:
-                request_message(_One(templates), ctx)
-            except TemplateNotFound as exc:
-                problems.append(Problem(str(templates.directory / language / exc.name), None, f"language {language}",
-                                        f"template file is missing (request stage {stage.id})"))
-            except TemplateSyntaxError:
-                continue       # reported by the templates' own lint
-            except Exception as exc:   # noqa: BLE001 - anything a template can raise is a problem
-                source, line = _place(exc, templates.directory / language / f"{stage.template_name}.*.j2")
-                problems.append(Problem(source, line, f"language {language}",
-                                        f"request stage {stage.id}: {type(exc).__name__}: {exc}"))
+            for renders in dict.fromkeys(RENDERS.get(name, "email") for name in stage.routes):
+                problems += _render_sample(templates, stage, language, renders)
         problems += _names(env, language, request_template_names(policy))
     return problems
+
+
+def _render_sample(templates, stage: RequestStage, language: str, renders: str) -> list[Problem]:
+    policy = templates.policy
+    ctx = _sample(policy, stage)
+
+    class _One:     # the sample's language, whatever the patron prefers
+        def __init__(self, t):
+            self.policy, self.environment = t.policy, t.environment
+
+        def language_for(self, _patron):
+            return language
+    try:
+        out = request_message(_One(templates), ctx, renders)
+    except TemplateNotFound as exc:
+        return [Problem(str(templates.directory / language / exc.name), None, f"language {language}",
+                        f"template file is missing (request stage {stage.id})")]
+    except TemplateSyntaxError:
+        return []       # reported by the templates' own lint
+    except Exception as exc:   # noqa: BLE001 - anything a template can raise is a problem
+        source, line = _place(exc, templates.directory / language / f"{stage.template_name}.*.j2")
+        return [Problem(source, line, f"language {language}", f"request stage {stage.id}: {type(exc).__name__}: {exc}")]
+    if renders != "text":
+        return []
+    where, most, measured = str(templates.directory / language / f"{stage.template_name}.sms.j2"), \
+        policy.sms.max_segments, segments(out)
+    if not out:
+        return [Problem(where, None, f"request stage {stage.id}", f"the SMS is empty (in {language})")]
+    if measured.count > most:
+        return [Problem(where, None, f"request stage {stage.id}", f"language {language}: the SMS takes "
+                        f"{measured.describe()}, more than sms.max_segments ({most}) in reminders.yaml")]
+    return []
 
 
 def _names(env, language: str, stems: Iterable[str]) -> list[Problem]:

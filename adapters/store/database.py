@@ -250,7 +250,7 @@ class Store:
         with self.engine.connect() as conn:
             for loan_id, stage in conn.execute(recorded_query):
                 recorded.setdefault(loan_id, set()).add(stage)
-            for row in conn.execute(query).tuples():
+            for row in conn.execute(query):
                 patron = found.get(row[1])
                 if patron is None:
                     patron = found[row[1]] = Patron(row[1], *row[n:])
