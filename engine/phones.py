@@ -32,6 +32,11 @@ def is_e164(value: str | None) -> bool:
     return bool(value) and _E164.fullmatch(value) is not None
 
 
+# codes in common use that are not ISO 3166's: UK (reserved for the United Kingdom, GB), EL (Greece
+# in the European Union's usage, GR)
+_ALIASES = {"UK": "GB", "EL": "GR"}
+
+
 @lru_cache(maxsize=1)
 def _regions_by_name() -> dict[str, str]:
     names: dict[str, str] = {}
@@ -49,6 +54,7 @@ def region_of(country: str | None) -> str | None:
     text = (country or "").strip()
     if not text:
         return None
+    text = _ALIASES.get(text.upper(), text)
     if len(text) == 2 and text.upper() in phonenumbers.SUPPORTED_REGIONS:
         return text.upper()
     return _regions_by_name().get(text.casefold())
@@ -67,7 +73,7 @@ def normalise(number: str, country: str | None = None, default: str | None = Non
                            f"its name); write the number with its country code (+33 …)")
     where = f"in {named}" if region else ""
     if region is None:
-        region = default
+        region = region_of(default) if default else None
         where = f"in {region} (sms.country)" if region and not international else ""
     if region is None and not international:
         raise PhoneProblem(f"phone {text!r}: no country to read it in (the patron's country, or sms.country in "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
 
 from engine.limits import ImportDates
 
@@ -83,3 +83,12 @@ class Sms(_Strict):
                               description="The most SMS segments a rendered <stage>.sms.j2 may take, in every "
                                           "language (160 GSM-7 characters for one, 153 each for more; 70 and 67 "
                                           "when a character is outside GSM-7): rappel lint measures it")
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, code: str | None) -> str | None:
+        from engine.phones import region_of       # phonenumbers' data: read only for a policy that names one
+        if code is not None and region_of(code) is None:
+            raise ValueError(f"{code} is not a country whose phone numbers rappel can read (an ISO 3166 code: "
+                             f"FR, GB, ES…)")
+        return code

@@ -38,6 +38,10 @@ AT = dt.datetime(2026, 11, 23, 10, 30, tzinfo=dt.timezone.utc)
     ("(514) 555-0199",           "Canada",          None,         "+15145550199"),
     ("030 1234567",              "Deutschland",     None,         "+49301234567"),
     ("06 12 34 56 78",           "",                "FR",         "+33612345678"),   # sms.country
+    ("07911 123456",             "UK",              None,         "+447911123456"),  # UK as written for GB
+    ("07911 123456",             "United Kingdom",  None,         "+447911123456"),
+    ("07911 123456",             "",                "UK",         "+447911123456"),
+    ("691 234 5678",             "EL",              None,         "+306912345678"),  # the EU's code for Greece
     ("",                         "France",          None,         ""),               # no number: nothing to check
 ])
 def test_a_number_is_stored_as_e164(number, country, default, e164):
@@ -133,3 +137,15 @@ def test_a_pull_keeps_a_number_it_cannot_read_as_written(policy):
     assert strict.row(raw | {"phone": "06 12"})[1] == ["phone '06 12' is not a valid number in France"]
     assert lenient.row(raw | {"phone": "06  12"}) == ({**lenient.row(raw)[0], "phone": "06 12"}, [])
     assert lenient.row(raw | {"phone": "06 12 34 56 78"})[0]["phone"] == "+33612345678"
+
+
+@pytest.mark.parametrize("code, read", [("FR", "FR"), ("UK", "UK"), ("ZZ", None)])
+def test_sms_country_must_be_one_whose_numbers_rappel_reads(code, read):
+    from engine.policy import parse_policy
+    text = (RULES / "reminders.yaml").read_text(encoding="utf-8") + f"\nsms: {{country: {code}}}\n"
+    if read is None:
+        with pytest.raises(InputError, match=rf"r\.yaml:\d+: sms\.country: {code} is not a country whose phone "
+                                             rf"numbers rappel can read"):
+            parse_policy(text, "r.yaml")
+    else:
+        assert parse_policy(text, "r.yaml").sms.country == read
