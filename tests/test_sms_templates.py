@@ -92,3 +92,16 @@ def test_a_stage_that_never_goes_by_sms_needs_none(rules):
     (rules / "templates" / "en" / "first_reminder.sms.j2").unlink()
     text = (RULES / "reminders.yaml").read_text(encoding="utf-8")
     assert Templates(rules, parse_policy(text, "reminders.yaml", REGISTRY.specs())).lint() == []
+
+
+def test_a_library_that_sends_a_stage_by_sms_needs_its_sms_template(rules):
+    """The letter stage sent by SMS for DROIT alone (libraries.DROIT.stages): lint asks for
+    letter.sms.j2 in every language, as for a stage the whole institution sends by SMS."""
+    text = (RULES / "reminders.yaml").read_text(encoding="utf-8")
+    droit = '    letters: {mailbox: droit-contentieux@univ.example}\n'
+    assert text.count(droit) == 1
+    text = text.replace(droit, droit + "    stages: [{id: letter, channel: sms}]\n")
+    policy = parse_policy(text, "reminders.yaml", REGISTRY.specs())
+    problems = [str(p) for p in Templates(rules, policy).lint()]
+    assert sorted(p.split("templates/")[1].split(":")[0] for p in problems if "letter.sms.j2" in p) == \
+        ["en/letter.sms.j2", "es/letter.sms.j2", "fr/letter.sms.j2"], problems

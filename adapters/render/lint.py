@@ -26,6 +26,7 @@ from engine.decide import Notice
 from engine.facts import Loan, Patron
 from adapters.render.requests import request_template_names
 from engine.policy import Policy, Stage
+from engine.timeline import timeline
 from engine.yamlsource import Problem
 
 __all__ = ["lint_templates", "sample_letter", "sample_notice", "stage_channels"]
@@ -119,7 +120,16 @@ def _name_problems(t, bad: set) -> list[Problem]:
 
 def stage_channels(policy: Policy, stage: Stage) -> list[str]:
     """The channels a stage can go out on: its own and its ``channels:``, plus letters for patrons
-    without email."""
+    without email; and those a library's own timeline gives it (``libraries.CODE.stages``)."""
+    index = next((i for i, s in enumerate(policy.stages) if s.id == stage.id), None)
+    variants = [v for _, v in timeline(policy).variants(index)] if index is not None else [stage]
+    out: list[str] = []
+    for variant in variants:
+        out += [c for c in _channels_of(policy, variant) if c not in out]
+    return out
+
+
+def _channels_of(policy: Policy, stage: Stage) -> list[str]:
     routes = list(stage.routes)
     if "email" not in routes:
         return routes
