@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from engine import requests as req
 from engine import rules
 from engine.channels import DEFAULT, ChannelSpec
-from engine.decide import Decision, Entry, Notice, Plan, address, notice_key
+from engine.decide import Decision, Entry, Evaluate, Notice, Plan, address, notice_key
 from engine.delivery import Drop, Fallback, Requeue, settled
 from engine.facts import Patron, Status
 from engine.policy import Policy
@@ -28,10 +28,13 @@ __all__ = ["due_requests", "explain_request", "fallback_request", "plan_requests
 KIND = "request"
 
 
-def due_requests(policy: Policy, candidates: list[RequestCandidate], as_of: dt.date) -> set[tuple[int, int]]:
-    """Due (candidate, request stage) pairs from durable-rules, cross-checked against the reference."""
+def due_requests(policy: Policy, candidates: list[RequestCandidate], as_of: dt.date,
+                 evaluate: Evaluate | None = None) -> set[tuple[int, int]]:
+    """Due (candidate, request stage) pairs from durable-rules, cross-checked against the reference.
+    ``evaluate``: the evaluation (None: engine.rules.evaluate_requests_here, in this process; the
+    daemon's runs it in a child process, adapters.isolation)."""
     pairs = [(ci, si) for ci in range(len(candidates)) for si in range(len(policy.request_stages))]
-    got = rules.evaluate_requests_here(policy, candidates, as_of, pairs)
+    got = (evaluate or rules.evaluate_requests_here)(policy, candidates, as_of, pairs)
     expected = {(ci, si) for ci, si in pairs if req.is_due(policy, si, candidates[ci], as_of)}
     if got != expected:
         diff = sorted(got ^ expected)[:5]
@@ -82,12 +85,13 @@ def fallback_request(policy: Policy, notice: Notice, patron: Patron, requests: l
 
 
 def plan_requests(policy: Policy, candidates: list[RequestCandidate], patrons: Mapping[str, Patron],
-                  as_of: dt.date, channels: Mapping[str, ChannelSpec] = DEFAULT) -> Plan:
+                  as_of: dt.date, channels: Mapping[str, ChannelSpec] = DEFAULT,
+                  evaluate: Evaluate | None = None) -> Plan:
     """The day's request decisions and notices (to add to the loans' plan)."""
     plan = Plan(as_of=as_of, candidates=len(candidates), events=len(candidates) * len(policy.request_stages))
     if not candidates or not policy.request_stages:
         return plan
-    due = due_requests(policy, candidates, as_of)
+    due = due_requests(policy, candidates, as_of, evaluate)
     latest: dict[int, int] = {}
     for ci, si in due:
         latest[ci] = max(latest.get(ci, -1), si)

@@ -46,7 +46,7 @@ class DayResult:
 def plan_for(store: Store, policy: Policy, as_of: dt.date, evaluate: Evaluate | None = None) -> Plan:
     candidates, patrons = store.candidates(policy, as_of)
     plan = plan_day(policy, candidates, patrons, as_of, REGISTRY.specs(), evaluate=evaluate)
-    return add_requests(store, policy, plan, as_of)      # the request notices (service/requests.py)
+    return add_requests(store, policy, plan, as_of, evaluate)      # the request notices (service/requests.py)
 
 
 def run_day(store: Store, policy: Policy, templates: Templates, channel: Channel, as_of: dt.date, *,

@@ -8,10 +8,11 @@ from dataclasses import dataclass, replace
 from email.message import EmailMessage
 
 from adapters.channels.registry import REGISTRY
+from adapters.isolation import for_requests
 from adapters.render.requests import RequestContext, request_message
 from adapters.store.database import Store
 from adapters.store.requests import request, request_candidates, request_ledger, requests_by_id
-from engine.decide import Entry, Notice, Plan
+from engine.decide import Entry, Evaluate, Notice, Plan
 from engine.delivery import Drop
 from engine.facts import Patron
 from engine.policy import Policy
@@ -27,12 +28,14 @@ def is_request_notice(policy: Policy, notice: Notice) -> bool:
     return is_request_stage(policy, notice.stage)
 
 
-def add_requests(store: Store, policy: Policy, plan: Plan, as_of: dt.date) -> Plan:
-    """The day's plan with the request notices added (nothing when the policy has no request stages)."""
+def add_requests(store: Store, policy: Policy, plan: Plan, as_of: dt.date, evaluate: Evaluate | None = None) -> Plan:
+    """The day's plan with the request notices added (nothing when the policy has no request stages).
+    ``evaluate``: the loans' evaluation; the requests' goes with it (adapters.isolation.for_requests:
+    in a child process for the daemon)."""
     if not policy.request_stages:
         return plan
     candidates, patrons = request_candidates(store.engine, policy, as_of)
-    extra = plan_requests(policy, candidates, patrons, as_of, REGISTRY.specs())
+    extra = plan_requests(policy, candidates, patrons, as_of, REGISTRY.specs(), evaluate=for_requests(evaluate))
     plan.notices.extend(extra.notices)
     plan.decisions.extend(extra.decisions)
     plan.events += extra.events

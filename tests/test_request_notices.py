@@ -597,3 +597,21 @@ def test_lint_measures_a_request_sms_in_every_language(tmp_path):
         and "language es: the SMS takes" in problems[0] and "more than sms.max_segments (2)" in problems[0], problems
     sms.unlink()
     assert any(str(sms) in p and "template file is missing (request stage hold_ready)" in p for p in lint())
+
+
+def test_the_daemon_decides_the_request_stages_in_a_child_process_as_well():
+    """The daemon evaluates in a short-lived child process (adapters/isolation.py): the request
+    stages too, with the same decisions as in this process."""
+    from adapters import isolation
+    from engine import rules
+    policy = default_policy()
+    cands = [RequestCandidate(req(status, ready, expires, rid=f"R{i}"), frozenset(recorded))
+             for i, (status, ready, expires, recorded, _, _) in enumerate(TABLE)]
+    pairs = [(ci, si) for ci in range(len(cands)) for si in range(len(policy.request_stages))]
+    for day in ("2026-12-02", "2026-12-07", "2026-12-10"):
+        here = rules.evaluate_requests_here(policy, cands, d(day), pairs)
+        assert here and isolation.evaluate_requests_in_child(policy, cands, d(day), pairs) == here
+    assert isolation.for_requests(isolation.evaluate_in_child) is isolation.evaluate_requests_in_child
+    assert isolation.for_requests(None) is None
+    in_child = plan_requests(policy, cands, {"P1": P}, d("2026-12-10"), evaluate=isolation.evaluate_requests_in_child)
+    assert in_child.notices and in_child == plan_requests(policy, cands, {"P1": P}, d("2026-12-10"))
