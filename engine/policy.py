@@ -282,7 +282,7 @@ class Policy(_Strict):
                                  f"not {', '.join(map(repr, bad))}")
             if self.language not in self.languages:
                 raise ValueError(f"languages: the default language {self.language!r} must be one of them")
-        ids = [stage.id for stage in self.stages]
+        ids = [stage.id for stage in (*self.stages, *self.request_stages)]
         for key in ("optional", "mandatory"):
             unknown = [name for name in getattr(self.preferences, key) if name not in ids]
             if unknown:
@@ -290,7 +290,7 @@ class Policy(_Strict):
         both = set(self.preferences.optional) & set(self.preferences.mandatory)
         if both:
             raise ValueError(f"preferences: {sorted(both)[0]} is optional or mandatory, not both")
-        for stage in self.stages:
+        for stage in (*self.stages, *self.request_stages):
             if stage.channels and stage.id in self.preferences.mandatory:
                 raise ValueError(f"preferences.mandatory: {stage.id} goes out on its own channel: its "
                                  f"channels: cannot offer others")

@@ -72,12 +72,13 @@ def channels_problem(value: str, channels: Collection[str]) -> str | None:
 
 def opt_out_problem(value: str, policy: Policy) -> str | None:
     """What is wrong with a patron's ``opt_out`` value, if anything: each an optional stage, or "all"."""
-    optional = [stage.id for stage in policy.stages if policy.is_optional(stage.id)]
+    stages = (*policy.stages, *policy.request_stages)
+    optional = [stage.id for stage in stages if policy.is_optional(stage.id)]
     may = f"optional stages: {', '.join(optional)}, or {OPT_OUT_ALL}" if optional else "the policy has no optional stage"
     for name in split_names(value):
         if name == OPT_OUT_ALL:
             continue
-        if name not in {stage.id for stage in policy.stages}:
+        if name not in {stage.id for stage in stages}:
             return f"opt_out: {name!r} is not a stage of the policy ({may})"
         if name not in optional:
             return f"opt_out: {name} is not optional: patrons cannot opt out of it ({may})"

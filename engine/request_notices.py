@@ -170,7 +170,7 @@ def explain_request(policy: Policy, request: Request, patron: Patron | None, led
     later = [r for r in ledger_rows if r["decided_on"] > as_of]
     ledger_rows = [r for r in ledger_rows if r["decided_on"] <= as_of]
     recorded = frozenset(r["stage"] for r in ledger_rows if r["due_date"] == request.placed_on)
-    cand = RequestCandidate(request, recorded)
+    cand = RequestCandidate(request, recorded, patron.opted_out if patron else frozenset())
     due = {si for _, si in due_requests(policy, [cand], as_of)}
     latest = max(due, default=None)
     lines = [f"request {request.request_id} ({request.title or 'untitled'}), library {request.library}, pickup at "

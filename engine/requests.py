@@ -17,7 +17,9 @@ A request stage S with trigger date T is **due** for request R on a run for date
 3. restart: ``T >= restart.resumed_on`` when the policy has one;
 4. ledger: neither S nor a later request stage is in the ledger for R (once per request: the
    ledger row is (request, stage, placed_on));
-5. deadline: a ``ready`` or ``expires`` notice only while it can still be picked up
+5. opt-out: the patron did not opt out of S, when the policy lets patrons opt out of it
+   (``preferences: {optional: [...]}``, as for a loan stage);
+6. deadline: a ``ready`` or ``expires`` notice only while it can still be picked up
    (``D <= expires_on``, or no expiry).
 
 Several stages due for R on one run: only the latest goes, the others are superseded. The notices
@@ -33,6 +35,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from engine.channels import DEFAULT, NAME_PATTERN, unknown_channel
+from engine.facts import OPT_OUT_ALL
 from engine.policy_base import _Strict
 
 __all__ = ["Check", "Request", "RequestCandidate", "RequestSettings", "RequestStage", "anchor", "checks",
@@ -162,11 +165,16 @@ class RequestCandidate:
 
     request: Request
     recorded: frozenset[str] = field(default_factory=frozenset)
+    opt_out: frozenset[str] = field(default_factory=frozenset)   # the patron's opt-outs (Patron.opted_out)
+
+    def opted_out_of(self, stage_id: str) -> bool:
+        """Whether the patron opted out of this stage (it counts only where the stage is optional)."""
+        return stage_id in self.opt_out or OPT_OUT_ALL in self.opt_out
 
 
 @dataclass(frozen=True)
 class Check:
-    name: str     # status, window, restart, ledger, deadline
+    name: str     # status, window, restart, ledger, opt_out, deadline
     ok: bool
     detail: str
 
@@ -234,6 +242,12 @@ def checks(policy, index: int, cand: RequestCandidate, as_of: dt.date) -> list[C
         out.append(Check("ledger", False, f"a later stage ({', '.join(later)}) is already in the ledger"))
     else:
         out.append(Check("ledger", True, "not in the ledger yet"))
+
+    if policy.is_optional(stage.id):
+        if cand.opted_out_of(stage.id):
+            out.append(Check("opt_out", False, f"the patron opted out of {stage.id} (an optional stage)"))
+        else:
+            out.append(Check("opt_out", True, f"{stage.id} is optional; the patron did not opt out"))
 
     if stage.when in ("ready", "expires"):
         if req.expires_on is not None and as_of > req.expires_on:

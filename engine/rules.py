@@ -239,6 +239,8 @@ def _request_condition(policy: Policy, index: int) -> dict:
     ]
     if policy.resumed_on is not None:
         conds.append({"$gte": {"tr": policy.resumed_on.toordinal()}})
+    if policy.is_optional(stage.id):                     # a patron may opt out of it
+        conds.append({"oo": 0})
     if stage.when in ("ready", "expires"):              # only while it can still be picked up
         conds.append({"$lte": {"bx": 0}})
     return {"$and": conds}
@@ -246,9 +248,10 @@ def _request_condition(policy: Policy, index: int) -> dict:
 
 def _request_event(seq: int, ci: int, si: int, cand, policy: Policy, as_of: dt.date) -> dict:
     r = cand.request
-    on = req.trigger(policy.request_stages[si], r)
+    stage = policy.request_stages[si]
+    on = req.trigger(stage, r)
     recorded = [i for i, s in enumerate(policy.request_stages) if s.id in cand.recorded]
-    return {"id": seq, "c": ci, "s": si, "st": r.status,
+    return {"id": seq, "c": ci, "s": si, "st": r.status, "oo": 1 if cand.opted_out_of(stage.id) else 0,
             "lt": (as_of - on).days if on is not None else NEVER,
             "tr": on.toordinal() if on is not None else 0,
             "lr": max(recorded, default=-1),

@@ -436,10 +436,11 @@ def test_a_dead_engine_process_is_an_engine_fault(monkeypatch):
 # request stages (engine/requests.py): the same property for the request notices
 
 REQUEST_STATUSES = ["on_hold_shelf", "waiting", "expired", "lapsed", "fulfilled", "cancelled", "active", ""]
-REQUEST_RADICES = (12, 9, 16, 16)     # status (0-3: the ready status, 4: an expired one, else REQUEST_STATUSES),
+REQUEST_RADICES = (12, 9, 16, 16, 10)  # status (0-3: the ready status, 4: an expired one, else REQUEST_STATUSES),
 #                                       ready_on (0: none, else as_of - 7..+0), expires_on (0: none, else
-#                                       as_of - 7..+7), recorded stages (a mask of 4)
-REQUEST_EXAMPLES = 1500
+#                                       as_of - 7..+7), recorded stages (a mask of 4), the patron's opt-out
+#                                       (0-3: that stage, 4: all, 5: a loan stage, 6-9: none)
+REQUEST_EXAMPLES = 2500
 _REQUEST_POLICY = st.tuples(
     st.integers(0, 3),                       # 0: no ready stage, else its offset + 1
     st.sets(st.integers(0, 6), max_size=2),  # the expires stages' offsets
@@ -448,12 +449,13 @@ _REQUEST_POLICY = st.tuples(
     st.tuples(*[st.integers(0, 5)] * 4),     # each stage's window (5: the default)
     st.none() | st.integers(-20, 8),         # restart day - as_of
     st.integers(0, 7),                       # ready status (bit 0: waiting), expired statuses (bits 1, 2)
+    st.integers(0, 15),                      # the stages patrons may opt out of (a mask of 4)
 )
 _REQUESTS = st.lists(st.integers(0, math.prod(REQUEST_RADICES) - 1), min_size=1, max_size=10)
 
 
 def build_request_policy(raw, as_of: dt.date) -> Policy:
-    ready, expires, expired, window, windows, restart, statuses = raw
+    ready, expires, expired, window, windows, restart, statuses, optional = raw
     stages = []
     if ready:
         stages.append({"id": "ready", "when": "ready", "offset_days": ready - 1})
@@ -471,6 +473,9 @@ def build_request_policy(raw, as_of: dt.date) -> Policy:
     data.pop("restart", None)
     if restart is not None:
         data["restart"] = {"resumed_on": as_of + dt.timedelta(days=restart)}
+    chosen = [s["id"] for i, s in enumerate(stages) if optional >> i & 1]
+    data["preferences"] = {**data.get("preferences", {}),
+                           "optional": [*data.get("preferences", {}).get("optional", []), *chosen]}
     return Policy.model_validate(data)
 
 
@@ -479,14 +484,15 @@ def build_request_candidates(policy: Policy, as_of: dt.date, codes: list[int]) -
     ids = [s.id for s in policy.request_stages] + ["retired"] * (4 - len(policy.request_stages))
     out = []
     for i, code in enumerate(codes):
-        status, ready, expires, recorded = _digits(code, *REQUEST_RADICES)
+        status, ready, expires, recorded, opt_out = _digits(code, *REQUEST_RADICES)
         text = (policy.requests.ready_status if status < 4 else (policy.requests.expired_statuses or ["expired"])[0]
                 if status == 4 else REQUEST_STATUSES[status - 4])
         out.append(RequestCandidate(Request(
             f"R{i}", "P1", "SCI", "SCI", as_of - dt.timedelta(days=30), text,
             expires_on=None if expires == 0 else as_of + dt.timedelta(days=expires - 8),
             ready_on=None if ready == 0 else as_of + dt.timedelta(days=ready - 8)),
-            frozenset(_subset(recorded, ids))))
+            frozenset(_subset(recorded, ids)),
+            frozenset([ids[opt_out]] if opt_out < 4 else {4: ["all"], 5: ["courtesy"]}.get(opt_out, []))))
     return out
 
 
@@ -531,7 +537,7 @@ def test_request_rules_equal_reference_on_all_pairs():
     assert stats["examples"] == REQUEST_EXAMPLES
     for when in ("ready", "expires", "expired"):
         assert stats["due " + when] >= 50, (when, stats)
-    for name in ("status", "window", "restart", "ledger", "deadline"):
+    for name in ("status", "window", "restart", "ledger", "opt_out", "deadline"):
         assert stats["only " + name] >= 20, (name, stats)
 
 

@@ -615,3 +615,41 @@ def test_the_daemon_decides_the_request_stages_in_a_child_process_as_well():
     assert isolation.for_requests(None) is None
     in_child = plan_requests(policy, cands, {"P1": P}, d("2026-12-10"), evaluate=isolation.evaluate_requests_in_child)
     assert in_child.notices and in_child == plan_requests(policy, cands, {"P1": P}, d("2026-12-10"))
+
+
+# --- opting out of a request stage the policy marks optional --------------------------------------
+
+OPT_OUTS = [
+    # patron's opt_out          run on        → notice (pickup_deadline optional, the others not)
+    ("",                        "2026-12-07", "pickup_deadline"),
+    ("pickup_deadline",         "2026-12-07", None),
+    ("all",                     "2026-12-07", None),
+    ("courtesy",                "2026-12-07", "pickup_deadline"),      # a loan stage's opt-out: not this one
+    ("pickup_deadline",         "2026-12-02", "hold_ready"),           # not optional: sent
+    ("all",                     "2026-12-10", "hold_expired"),
+]
+
+
+@pytest.mark.parametrize("opt_out, on, expected", OPT_OUTS)
+def test_a_patron_may_opt_out_of_an_optional_request_stage(opt_out, on, expected):
+    policy = policy_variant(("  optional: [courtesy]", "  optional: [courtesy, pickup_deadline]"))
+    patron = Patron("P1", email="p1@etu.univ.example", opt_out=opt_out)
+    recorded = {"2026-12-07": ("hold_ready",), "2026-12-10": ("hold_ready",)}.get(on, ())
+    cand = RequestCandidate(req(ready="2026-12-02", expires="2026-12-09"), frozenset(recorded), patron.opted_out)
+    plan = plan_requests(policy, [cand], {"P1": patron}, d(on))
+    assert [n.stage for n in plan.notices] == ([expected] if expected else [])
+    lines = "\n".join(explain_request(policy, cand.request, patron, [
+        {"stage": s, "due_date": d("2026-11-20"), "status": "sent", "decided_on": d("2026-12-02"), "reason": ""}
+        for s in recorded], d(on)))
+    if expected is None:
+        assert "[no] opt_out: the patron opted out of pickup_deadline (an optional stage)" in lines
+
+
+def test_opting_out_of_a_request_stage_is_checked_like_a_loan_stage():
+    from engine.preferences import opt_out_problem
+    policy = policy_variant(("  optional: [courtesy]", "  optional: [courtesy, pickup_deadline]"))
+    assert opt_out_problem("pickup_deadline courtesy", policy) is None
+    assert opt_out_problem("hold_ready", policy) == ("opt_out: hold_ready is not optional: patrons cannot opt out "
+                                                     "of it (optional stages: courtesy, pickup_deadline, or all)")
+    with pytest.raises(InputError, match="preferences.optional: 'hold_redy' is not a stage"):
+        policy_variant(("  optional: [courtesy]", "  optional: [courtesy, hold_redy]"))

@@ -58,7 +58,8 @@ def request_candidates(engine: Engine, policy: Policy, as_of: dt.date) -> tuple[
         for row in conn.execute(query):
             if row.patron_id not in found:
                 found[row.patron_id] = Patron(**{name: getattr(row, name) for name in PATRON_FIELDS})
-            out.append(RequestCandidate(_request(row), frozenset(recorded.get(row.request_id, ()))))
+            out.append(RequestCandidate(_request(row), frozenset(recorded.get(row.request_id, ())),
+                                        found[row.patron_id].opted_out))
     return out, found
 
 
