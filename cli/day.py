@@ -154,6 +154,7 @@ def preview(stage: Annotated[str, typer.Option("--stage", help="The stage whose 
     --patron takes the patron's loans as a run on that date selects them (the ledger aside); when the
     stage is due for none that day, the nearest date it is, said on stderr. Exit 1 when the patron
     gets nothing at that stage (why, on stderr); 2 for an unknown stage, patron or language."""
+    from engine.requests import is_request_stage
     from engine.yamlsource import InputError, Problem
     from service import preview as previews
     from service import session
@@ -163,6 +164,7 @@ def preview(stage: Annotated[str, typer.Option("--stage", help="The stage whose 
             raise InputError([Problem("--patron", None, "", "give either --patron ID or --sample")])
         loaded = session.load_rules(rules, templates=True)
         as_of = parse_date(on, loaded.policy)
+        previews.check_request_preview(loaded.policy, stage, patron)      # before opening the database
         try:
             if sample:
                 done = previews.preview(loaded.policy, loaded.templates, stage, as_of, now_utc(), out, language=lang)
@@ -177,7 +179,8 @@ def preview(stage: Annotated[str, typer.Option("--stage", help="The stage whose 
             typer.echo(f"note: {done.note}", err=True)
         for notice in done.notices:
             typer.echo(f"{done.on}: {notice.stage} by {notice.channel} for {notice.patron_id}"
-                       f"{' (' + notice.library + ')' if notice.library else ''}, loans {','.join(notice.loan_ids)}"
+                       f"{' (' + notice.library + ')' if notice.library else ''}, "
+                       f"{'requests' if is_request_stage(loaded.policy, notice.stage) else 'loans'} {','.join(notice.loan_ids)}"
                        f" -> {notice.recipient}")
         for path in done.files:
             typer.echo(f"  {path}")

@@ -33,16 +33,19 @@ from pathlib import Path
 from adapters.channels.outbox import safe_name, write_atomic
 from adapters.channels.registry import REGISTRY
 from adapters.render import NoticeContext, Templates, wire_bytes
+from adapters.render.requests import RequestContext, request_message
 from adapters.store import patrons as records
 from adapters.store.database import Store
 from engine import reference
 from engine.decide import Notice, make_notice, plan_day, route
 from engine.facts import Candidate, Loan, Patron
 from engine.policy import Policy, Stage
+from engine.request_notices import make_request_notice
+from engine.requests import Request, RequestStage, stage_by_id
 from engine.yamlsource import InputError, Problem
 from service.dispatch import letter_name
 
-__all__ = ["NothingToPreview", "Previewed", "preview", "sample_facts"]
+__all__ = ["NothingToPreview", "Previewed", "check_request_preview", "preview", "sample_facts"]
 
 TRIES = 20           # trigger dates tried, nearest first, when the stage is not due on the date asked
 
@@ -63,11 +66,15 @@ def preview(policy: Policy, templates: Templates, stage_id: str, on: dt.date, at
             store: Store | None = None, patron_id: str | None = None, language: str | None = None) -> Previewed:
     """Render the stage's messages for a patron of ``store`` (``patron_id``) or the sample (no
     ``patron_id``), dated ``at``, into ``out``. InputError for an unknown stage, patron or language;
-    NothingToPreview when the patron gets nothing at this stage."""
-    stage = _stage(policy, stage_id)
+    NothingToPreview when the patron gets nothing at this stage. A request stage previews its sample."""
+    asked = stage_by_id(policy, stage_id)
+    stage = _stage(policy, stage_id) if asked is None else None
     if language is not None and language not in policy.available_languages:
         raise InputError([Problem("--lang", None, "", f"no templates for language {language!r} (the policy's "
                                                       f"languages: {', '.join(policy.available_languages)})")])
+    if asked is not None:
+        check_request_preview(policy, stage_id, patron_id)
+        return _request_sample(policy, templates, asked, on, at, Path(out), language)
     if patron_id is None:
         patron, loans = sample_facts(policy, stage, on)
         made = _sample_notices(policy, stage, patron, loans, on)
@@ -92,13 +99,17 @@ def _stage(policy: Policy, stage_id: str) -> Stage:
     try:
         return policy.stage(stage_id)
     except KeyError:
+        ids = [s.id for s in (*policy.stages, *policy.request_stages)]
         raise InputError([Problem("--stage", None, "", f"no stage {stage_id!r} in the policy (its stages: "
-                                                       f"{', '.join(s.id for s in policy.stages)})")]) from None
+                                                       f"{', '.join(ids)})")]) from None
 
 
 def _write(templates: Templates, notice: Notice, ctx: NoticeContext, at: dt.datetime, out: Path) -> list[Path]:
     """The notice's message rendered as the dispatch renders it, written as the outbox writes it."""
-    message = templates.message(ctx, REGISTRY.spec(notice.channel).renders)
+    return _write_message(templates, notice, templates.message(ctx, REGISTRY.spec(notice.channel).renders), at, out)
+
+
+def _write_message(templates: Templates, notice: Notice, message, at: dt.datetime, out: Path) -> list[Path]:
     name = safe_name(notice.key)
     if isinstance(message, str):                     # an SMS
         written = [(out / f"{name}.sms.txt", message.encode("utf-8"))]
@@ -116,6 +127,46 @@ def _write(templates: Templates, notice: Notice, ctx: NoticeContext, at: dt.date
     for path, data in written:
         write_atomic(path, data)
     return [path for path, _ in written]
+
+
+# --- a request stage's sample ---------------------------------------------------------------------
+
+def check_request_preview(policy: Policy, stage_id: str, patron_id: str | None) -> None:
+    """InputError for a patron's preview of a request stage (it previews its sample only)."""
+    if patron_id is not None and stage_by_id(policy, stage_id) is not None:
+        raise InputError([Problem("--patron", None, "", f"{stage_id} is a request stage: preview it with "
+                                                        f"--sample (a patron's preview takes their loans)")])
+
+
+def _request_sample(policy: Policy, templates: Templates, stage: RequestStage, on: dt.date, at: dt.datetime,
+                    out: Path, language: str | None) -> Previewed:
+    """The request stage's notice for a made-up patron (email and phone) with two requests that
+    trigger it on ``on``, on each of the stage's channels, rendered as the dispatch renders them."""
+    patron = Patron("P-SAMPLE", barcode="0000000", first_name="Camille", last_name="Exemple",
+                    email="camille.exemple@example.org", phone="+33612345678",
+                    preferred_language=language or policy.language)
+    first, last = next(iter(policy.libraries)), list(policy.libraries)[-1]
+    if stage.when == "ready":
+        ready, expires = on - dt.timedelta(days=stage.offset_days), on + dt.timedelta(days=7)
+    elif stage.when == "expires":
+        expires = on + dt.timedelta(days=stage.offset_days)
+        ready = min(on, expires - dt.timedelta(days=7))
+    else:
+        expires = on - dt.timedelta(days=stage.offset_days)
+        ready = expires - dt.timedelta(days=7)
+    status = policy.requests.ready_status
+    reqs = [Request("R-SAMPLE-1", patron.patron_id, first, first, ready - dt.timedelta(days=10), status, expires,
+                    ready, "Titre d'exemple"),
+            Request("R-SAMPLE-2", patron.patron_id, last, first, ready - dt.timedelta(days=9), status, expires,
+                    ready, "Autre titre")]
+    notices, files = [], []
+    for name in stage.routes:
+        spec = REGISTRY.spec(name)
+        notice = make_request_notice(on, stage.id, spec, patron, reqs)
+        message = request_message(templates, RequestContext(policy, notice, patron, reqs, on, at), spec.renders)
+        notices.append(notice)
+        files += _write_message(templates, notice, message, at, out)
+    return Previewed(on, notices, files)
 
 
 # --- a patron of the database ------------------------------------------------------------------------

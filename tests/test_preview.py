@@ -15,6 +15,7 @@ import email
 import email.policy
 import hashlib
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from sqlalchemy import MetaData, select
 from typer.testing import CliRunner
 
 import cli
+from conftest import RULES
 from adapters.store.schema import patrons
 
 try:
@@ -211,3 +213,33 @@ def test_a_patron_without_an_open_loan_has_nothing_to_preview(site, tmp_path):
     result = preview(site, tmp_path / "p", "--stage", "courtesy", "--patron", "P5", "--on", DAY)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: patron P5 has no open loan: nothing written")
+
+
+def test_a_request_stage_previews_its_sample_on_each_of_its_channels(tmp_path):
+    """`rappel preview --stage hold_ready --sample`: the request notice's email (and its SMS when the
+    stage offers sms), for a made-up patron with two requests ready that day; a patron's preview of
+    a request stage is refused, saying to use --sample."""
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    policy = rules / "reminders.yaml"
+    text = policy.read_text(encoding="utf-8")
+    assert text.count("  - {id: hold_ready, when: ready, channel: email}") == 1
+    policy.write_text(text.replace("  - {id: hold_ready, when: ready, channel: email}",
+                                   "  - {id: hold_ready, when: ready, channel: email, channels: [email, sms]}"),
+                      encoding="utf-8")
+    out = tmp_path / "p"
+    result = CliRunner().invoke(cli.app, ["preview", "--stage", "hold_ready", "--sample", "--on", "2026-12-02",
+                                          "--lang", "en", "--out", str(out), "--rules", str(rules)])
+    assert result.exit_code == 0, result.output
+    assert "2026-12-02: hold_ready by email for P-SAMPLE, requests R-SAMPLE-1,R-SAMPLE-2" in result.stdout
+    assert sorted(p.suffix for p in out.iterdir()) == [".eml", ".html", ".txt"]
+    eml = email.message_from_bytes(next(out.glob("*.eml")).read_bytes(), policy=email.policy.default)
+    text = eml.get_body(("plain",)).get_content()
+    assert "Titre d'exemple" in text and "Autre titre" in text
+    sms = next(out.glob("*.sms.txt")).read_text(encoding="utf-8")
+    assert "2 request(s) ready to collect at" in sms
+    refused = CliRunner().invoke(cli.app, ["preview", "--stage", "hold_ready", "--patron", "P1", "--on", "2026-12-02",
+                                           "--out", str(tmp_path / "q"), "--rules", str(rules),
+                                           "--db", f"sqlite:///{tmp_path / 'r.db'}"])
+    assert refused.exit_code == 2 and "--patron: hold_ready is a request stage: preview it with --sample" \
+        in refused.stderr, refused.output
