@@ -150,22 +150,26 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
 
     groups: dict[tuple, list[str]] = defaultdict(list)   # (stage, channel, patron, library) → loan ids
     notes: dict[tuple, str] = {}                         # why a group goes out on another channel
+    line = timeline(policy)
+    per_library = {name: spec.per_library for name, spec in channels.items()}
+    superseded = {s.id: f"superseded by {s.id} on the same run" for s in policy.stages}
+    decisions = plan.decisions
     for ci, si in sorted(due):
         loan = candidates[ci].loan
-        stage = timeline(policy).stage(si, loan.library)
-        own = loan.library if _spec(channels, stage.channel).per_library else None
+        stage = line.stage(si, loan.library)
         if si != latest[ci]:
-            later = policy.stages[latest[ci]].id
-            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.SUPERSEDED, None,
-                                           f"superseded by {later} on the same run", loan.patron_id, own))
+            own = loan.library if _per_library(per_library, stage.channel) else None
+            decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.SUPERSEDED, None,
+                                      superseded[policy.stages[latest[ci]].id], loan.patron_id, own))
             continue
         patron = patrons[loan.patron_id]
         channel, why = route(policy, si, patron, channels, loan.library)
         if channel is None:
-            plan.decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.CANCELLED, None, why,
-                                           loan.patron_id, own))
+            own = loan.library if _per_library(per_library, stage.channel) else None
+            decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.CANCELLED, None, why,
+                                      loan.patron_id, own))
             continue
-        library = loan.library if _spec(channels, channel).per_library else None
+        library = loan.library if _per_library(per_library, channel) else None
         group = envelope(policy, stage.id, channel, patron.patron_id, library)
         groups[group].append((loan.loan_id, stage.id))
         if why:
@@ -174,20 +178,32 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
     order = {s.id: i for i, s in enumerate(policy.stages)}
     by_id = {c.loan.loan_id: c.loan for c in candidates}
     made = []
-    for (_, channel, patron_id, library), rows in groups.items():
+    for (head, channel, patron_id, library), rows in groups.items():
         stages = dict(rows)
-        made.append((make_notice(policy, _spec(channels, channel), as_of, head_stage(policy, stages.values()),
-                                 patrons[patron_id], library, [by_id[loan_id] for loan_id in stages], stages),
-                     (_, channel, patron_id, library), stages))
+        first = rows[0][1]
+        top = first if head is not None or all(s == first for _, s in rows) else head_stage(policy, stages.values())
+        made.append((make_notice(policy, _spec(channels, channel), as_of, top, patrons[patron_id], library,
+                                 [by_id[loan_id] for loan_id in stages], stages),
+                     (head, channel, patron_id, library), stages))
+    due_on = f"due on {as_of}, "
     for notice, group, stages in sorted(made, key=lambda m: (order[m[0].stage], m[0].patron_id, m[0].channel,
                                                               m[0].library or "", m[0].key)):
         plan.notices.append(notice)
+        reason = due_on + notice.channel
         for loan_id in notice.loan_ids:
-            note = notes.get((group, loan_id))
-            plan.decisions.append(Decision(loan_id, stages[loan_id], by_id[loan_id].due_date, Status.PENDING,
-                                           notice.key, f"due on {as_of}, {notice.channel}" +
-                                           (f" ({note})" if note else ""), notice.patron_id, notice.library))
+            note = notes.get((group, loan_id)) if notes else None
+            decisions.append(Decision(loan_id, stages[loan_id], by_id[loan_id].due_date, Status.PENDING,
+                                      notice.key, f"{reason} ({note})" if note else reason, notice.patron_id,
+                                      notice.library))
     return plan
+
+
+def _per_library(per_library: Mapping[str, bool], name: str) -> bool:
+    """Whether a channel goes one per library (as _spec, which says which channel is unknown)."""
+    found = per_library.get(name)
+    if found is None:
+        raise ValueError(f"channel {name!r} is not among the channels given to the engine ({', '.join(per_library)})")
+    return found
 
 
 def make_notice(policy: Policy, spec: ChannelSpec, as_of: dt.date, stage_id: str, patron: Patron,
