@@ -26,7 +26,7 @@ from engine.preferences import has_contact, lacking, route_order
 from engine.timeline import timeline
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """One ledger row to write: (loan, stage, due date) and what became of it."""
 
@@ -47,7 +47,7 @@ Evaluate = Callable[[Policy, list[Candidate], dt.date, list[tuple[int, int]]], s
 """An evaluation of the stage rules: the (candidate, stage) pairs due among those given."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Notice:
     """One message to deliver: an email to a patron, or a letter for one library, with its
     delivery state: its ledger rows, the attempts made, its status. The plan's notices are
@@ -185,11 +185,11 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
         made.append((make_notice(policy, _spec(channels, channel), as_of, top, patrons[patron_id], library,
                                  [by_id[loan_id] for loan_id in stages], stages),
                      (head, channel, patron_id, library), stages))
-    due_on = f"due on {as_of}, "
+    due_on = {name: f"due on {as_of}, {name}" for name in channels}     # one string a channel, not a loan
     for notice, group, stages in sorted(made, key=lambda m: (order[m[0].stage], m[0].patron_id, m[0].channel,
                                                               m[0].library or "", m[0].key)):
         plan.notices.append(notice)
-        reason = due_on + notice.channel
+        reason = due_on.get(notice.channel) or f"due on {as_of}, {notice.channel}"
         for loan_id in notice.loan_ids:
             note = notes.get((group, loan_id)) if notes else None
             decisions.append(Decision(loan_id, stages[loan_id], by_id[loan_id].due_date, Status.PENDING,

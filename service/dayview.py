@@ -34,7 +34,7 @@ __all__ = ["Line", "Side", "diff", "messages", "not_sent", "side", "summary"]
 Destination = Callable[[Notice], str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Line:
     """One line of a day's table: a message, a notice decided but not sent, or a difference."""
 
