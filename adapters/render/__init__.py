@@ -39,7 +39,7 @@ from adapters.render.context import NoticeContext
 from adapters.render.email import WIRE_POLICY, is_address, message_id, serialize, wire_bytes
 from adapters.render.fonts import FONT_DIRS, MissingFont, find_font, font_problem, packaged_font
 from adapters.render.formats import format_day, format_money, format_number, pick_language
-from adapters.render.letter import LETTER_TABLE
+from adapters.render.letter_names import LETTER_TABLE
 from adapters.render.templates import Templates
 
 __all__ = ["FONT_DIRS", "LETTER_TABLE", "WIRE_POLICY", "MissingFont", "NoticeContext", "Templates", "find_font",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 
 from adapters.render.formats import midnight, one_line
-from adapters.render.letter import LETTER_TABLE
+from adapters.render.letter_names import LETTER_TABLE
 from engine.decide import Notice
 from engine.facts import Loan, Patron
 from engine.envelope import Earlier

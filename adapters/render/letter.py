@@ -13,11 +13,10 @@ from pathlib import Path
 from fpdf import FPDF, FontFace
 
 from adapters.render.formats import one_line
+from adapters.render.letter_names import LETTER_TABLE, LETTER_WORDING
 
 __all__ = ["LETTER_TABLE", "LETTER_WORDING", "Letter"]
 
-LETTER_TABLE = "[[rappel:table]]"   # value of {{ letter_table }} in a letter; replaced by the table
-LETTER_WORDING = "_letter.j2"
 
 
 class Letter(FPDF):

@@ -19,7 +19,7 @@ from adapters.render.document import sms_text
 from adapters.render.segments import segments
 from adapters.render.fonts import NO_FONT, find_font, font_problem
 from adapters.render.formats import one_line
-from adapters.render.letter import LETTER_WORDING
+from adapters.render.letter_names import LETTER_WORDING
 from adapters.render.names_check import unknown_names
 from adapters.render.variables import LIST_ITEMS, MAILBOX_VARIABLES, REPORT_TEMPLATE, TEMPLATE_VARIABLES
 from engine.decide import Notice

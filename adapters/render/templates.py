@@ -19,7 +19,7 @@ from adapters.render.document import notice_document, sms_text
 from adapters.render.email import mailbox_message, notice_email, serialize
 from adapters.render.fonts import NO_FONT, MissingFont, find_font
 from adapters.render.formats import format_day, format_money, format_number, one_line, pick_language, tidy
-from adapters.render.letter import LETTER_WORDING, Letter
+from adapters.render.letter_names import LETTER_WORDING
 from adapters.render.sandbox import LimitedSandbox
 from adapters.render.lint import lint_templates
 from adapters.render.requests import lint_request_templates
@@ -102,6 +102,7 @@ class Templates:
         font = find_font()
         if font is None:
             raise MissingFont(NO_FONT)
+        from adapters.render.letter import Letter     # fpdf2: loaded when a letter is drawn, not for lint or a dry run
         return Letter(font).build(values, wording, parts["txt"], ctx.sent_at)
 
     def letter_wording(self, ctx: NoticeContext, subject: str, language: str) -> dict:
