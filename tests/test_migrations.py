@@ -184,3 +184,24 @@ def test_the_migrations_build_exactly_the_tables_the_code_declares(db_url):
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_the_head_read_from_the_migration_files_is_alembic_s(tmp_path):
+    """adapters/store/revision.py reads the head revision and a database's without alembic (a run at
+    the head loads no alembic); both agree with alembic's own reading."""
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+    from adapters.store import revision
+    from adapters.store.database import _alembic_config
+    assert revision.head() == ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        with store.engine.connect() as conn:
+            assert revision.current(conn) == MigrationContext.configure(conn).get_current_revision() == revision.head()
+    finally:
+        store.engine.dispose()
+    empty = create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with empty.connect() as conn:
+        assert revision.current(conn) is None
+    empty.dispose()
