@@ -32,11 +32,8 @@ from urllib.parse import quote
 from pydantic import BaseModel, ValidationError
 
 from adapters.channels.base import BaseChannel, Channel, Check, Delivery
-from adapters.channels.mailbox import MailboxChannel
 from adapters.channels.outbox import OutboxChannel
-from adapters.channels.printer import PrintChannel
 from adapters.channels.sms import SMS, SmsChannel
-from adapters.channels.smtp import SmtpEmailChannel
 from adapters.channels.url_channels import UrlSettings, by_url
 from adapters.channels.webhook import WEBHOOK, WebhookChannel
 from adapters.render import Templates
@@ -176,7 +173,12 @@ class Registry:
         return next((r for r in self._items if r.settings is not None and r.spec.name == name), None)
 
 
+# The SMTP, mailbox and print channels are apprise services: their modules (and apprise) are loaded
+# when such a channel is built, not by every command that reads the registry (lint, a dry run).
+
 def _email(settings, site: Site) -> Channel | None:
+    from adapters.channels.smtp import SmtpEmailChannel
+
     url = site.value(settings.url, ("delivery", "email", "url"), url=True)
     if site.problems:
         return None
@@ -188,6 +190,8 @@ def _email(settings, site: Site) -> Channel | None:
 
 
 def _printer(settings, site: Site) -> Channel | None:
+    from adapters.channels.printer import PrintChannel
+
     base = ("delivery", "print")
     command = site.value(settings.command, base + ("command",))
     server = site.value(settings.server, base + ("server",))
@@ -209,6 +213,9 @@ def _mailbox_settings(policy: Policy):
 
 
 def _mailbox(settings, site: Site) -> Channel | None:
+    from adapters.channels.mailbox import MailboxChannel
+    from adapters.channels.smtp import SmtpEmailChannel
+
     own = settings.url if isinstance(settings, MailboxDelivery) else None
     email = site.policy.delivery.email
     if own is None and email is None:

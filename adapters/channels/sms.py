@@ -20,8 +20,6 @@ import threading
 import time
 from urllib.parse import quote
 
-import apprise
-
 from adapters.channels.base import BaseChannel, Check, Delivery
 from adapters.channels.http_reply import outcome
 from adapters.channels.url_channels import shown_url
@@ -86,6 +84,8 @@ class SmsChannel(BaseChannel):
             raise ValueError(f"{label}: put {TO} where the patron's number goes "
                              f"(jsons://gateway.example/send?:to={TO}, twilio://SID:TOKEN@FROM/{TO})")
         self.url = url
+        import apprise      # loaded with the first SMS channel built, not by every command
+
         probe = apprise.Apprise.instantiate(url.replace(TO, quote("+33612345678", safe="")))
         if probe is None:
             scheme = url.partition("://")[0]
@@ -103,6 +103,8 @@ class SmsChannel(BaseChannel):
             return Delivery.failed(f"sms: {number!r} is not an E.164 number", permanent=True)
         if time.monotonic() < self.down_until:
             return Delivery.failed("sms: not attempted: the provider did not answer a moment ago")
+        import apprise
+
         service = apprise.Apprise.instantiate(self.url.replace(TO, quote(number, safe="")))
         if service is None:
             return Delivery.failed(f"sms: the provider URL does not take the number {number}", permanent=True)

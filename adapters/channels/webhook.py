@@ -19,9 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import apprise
-from apprise.plugins.custom_json import NotifyJSON
-
 from adapters.channels.base import BaseChannel, Check, Delivery
 from adapters.channels.http_reply import outcome
 from adapters.channels.url_channels import shown_url
@@ -42,6 +39,9 @@ class WebhookChannel(BaseChannel):
     carries = ("json",)
 
     def __init__(self, url: str, label: str = "delivery.channels.webhook.url"):
+        import apprise      # loaded with the first webhook channel built, not by every command
+        from apprise.plugins.custom_json import NotifyJSON
+
         service = apprise.Apprise.instantiate(url)
         if not isinstance(service, NotifyJSON):
             raise ValueError(f"{label}: a webhook is an apprise json:// or jsons:// URL "
@@ -57,6 +57,8 @@ class WebhookChannel(BaseChannel):
         return f"webhook:{self.shown}"
 
     def send_json(self, notice: Notice, body: dict) -> Delivery:
+        import apprise
+
         service = apprise.Apprise.instantiate(self.url)
         service.payload_extras = {**{key: "" for key in _STOCK}, **json.loads(json.dumps(body))}
         ok, status, words = send_logged(service, body.get("text") or notice.key, body.get("subject", ""))
