@@ -143,6 +143,7 @@ class Registry:
 
     def __init__(self, *registrations: Registration):
         self._items: list[Registration] = []
+        self._by_name: dict[str, ChannelSpec] = {}      # the specs by name, kept with the registrations
         for registration in registrations:
             self.register(registration)
 
@@ -156,17 +157,19 @@ class Registry:
         if known is not None and known != registration.spec:
             raise ValueError(f"channel {registration.spec.name!r} is already registered as {known}")
         self._items.append(registration)
+        self._by_name = {r.spec.name: r.spec for r in self._items}
         return registration
 
     def unregister(self, route: str) -> None:
         self._items = [r for r in self._items if r.route != route]
+        self._by_name = {r.spec.name: r.spec for r in self._items}
 
     def specs(self) -> dict[str, ChannelSpec]:
-        """The channel kinds a stage may name, for the engine (plain data)."""
-        return {r.spec.name: r.spec for r in self._items}
+        """The channel kinds a stage may name, for the engine (plain data; the caller's own copy)."""
+        return dict(self._by_name)
 
     def spec(self, name: str) -> ChannelSpec | None:
-        return self.specs().get(name)
+        return self._by_name.get(name)
 
     def configurable(self, name: str) -> Registration | None:
         """The registration whose settings are delivery.channels.<name>, if any."""
