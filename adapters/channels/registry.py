@@ -176,12 +176,9 @@ class Registry:
         return next((r for r in self._items if r.settings is not None and r.spec.name == name), None)
 
 
-# The SMTP, mailbox and print channels are apprise services: their modules (and apprise) are loaded
-# when such a channel is built, not by every command that reads the registry (lint, a dry run).
-
 def _email(settings, site: Site) -> Channel | None:
+    # the SMTP, mailbox and print channels (apprise services) are loaded when built, not by lint or a dry run
     from adapters.channels.smtp import SmtpEmailChannel
-
     url = site.value(settings.url, ("delivery", "email", "url"), url=True)
     if site.problems:
         return None
@@ -194,7 +191,6 @@ def _email(settings, site: Site) -> Channel | None:
 
 def _printer(settings, site: Site) -> Channel | None:
     from adapters.channels.printer import PrintChannel
-
     base = ("delivery", "print")
     command = site.value(settings.command, base + ("command",))
     server = site.value(settings.server, base + ("server",))
@@ -218,7 +214,6 @@ def _mailbox_settings(policy: Policy):
 def _mailbox(settings, site: Site) -> Channel | None:
     from adapters.channels.mailbox import MailboxChannel
     from adapters.channels.smtp import SmtpEmailChannel
-
     own = settings.url if isinstance(settings, MailboxDelivery) else None
     email = site.policy.delivery.email
     if own is None and email is None:
