@@ -56,3 +56,16 @@ def test_the_desk_may_not_confirm(held, smtp_server):
     csrf = sign_in(client, "desk")
     assert client.post("/day/confirm", data={"csrf_token": csrf, "why": "x"}).status_code == 403
     assert smtp_server.messages == []
+
+
+def test_the_day_page_lists_the_request_stages_beside_the_timeline(held):
+    site, client = held
+    sign_in(client, "overdue")
+    page = client.get("/day").text
+    rows = re.findall(r'<tr data-stage="([a-z_]+)"><td>[a-z_]+</td>\s*<td>([^<]+)</td>\s*<td>([^<]+)</td>'
+                      r'<td class="num">(\d+)</td>', page)
+    assert rows == [("hold_ready", "the day the request is ready, + 0 day(s)", "email", "2"),
+                    ("pickup_deadline", "2 day(s) before the pickup deadline", "email", "2"),
+                    ("hold_expired", "1 day(s) after the pickup deadline", "email", "2")], rows
+    client.get("/lang/fr")
+    assert "2 jour(s) avant la date limite de retrait" in client.get("/day").text

@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from adapters.web.security import Staff, allow, context
 from adapters.web.views import page
+from engine.requests import window as req_window
 from engine.yamlsource import InputError
 from service import checks, day as days, dayview, letters, notices, session, status
 from service.session import Refused
@@ -62,7 +63,8 @@ def day_page(request: Request, who: Staff, on: str = "", done: str = "", error: 
     return page(request, "day.html", report=report, shown=shown, today=today, by_stage=by_stage,
                 failed=failed, retrying=retrying, waiting=waiting, held_by_guard=held_by_guard,
                 to_print=to_print, libraries=libraries, timeline=_timeline(rules.policy, language(request)),
-                stages=rules.policy.stages, done=done if done in ("confirmed",) else "", error=error)
+                stages=rules.policy.stages,
+                request_stages=[(s, req_window(rules.policy, s)) for s in rules.policy.request_stages], done=done if done in ("confirmed",) else "", error=error)
 
 
 @router.get("/day/letters.pdf")
