@@ -228,7 +228,7 @@ class Store:
             one = pool.setdefault
             shared_loan = [i for i, f in enumerate(Loan.__match_args__) if f in _SHARED]
             shared_patron = [i for i, f in enumerate(PATRON_FIELDS[1:], start=n) if f in _SHARED]
-            for row in conn.execute(query):
+            for row in conn.execute(query.execution_options(yield_per=5000)):   # PostgreSQL: a server-side cursor
                 patron = found.get(row[1])
                 if patron is None:
                     given = list(row[n:])
