@@ -98,3 +98,4 @@ def test_status_reports_the_policy_the_daemon_runs_and_when_the_files_differ(tmp
         assert "a daemon is active" in lost.stderr and lost.returncode == 1
     finally:
         daemon_held.release()
+        site.store.engine.dispose()       # the lease's connection, opened after the site was closed
