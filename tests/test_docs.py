@@ -11,6 +11,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import shlex
 from pathlib import Path
@@ -259,8 +261,7 @@ def test_the_variables_table_is_what_templates_get():
     for channel in ("email", "letter"):
         ctx = sample_notice(policy, policy.stages[2], channel)
         combined = NoticeContext.build(
-            policy, ctx.notice.__class__(**{**ctx.notice.__dict__, "loan_ids": ("L-1", "L-2"),
-                                            "loan_stages": (("L-2", "letter"),)}),
+            policy, dataclasses.replace(ctx.notice, loan_ids=("L-1", "L-2"), loan_stages=(("L-2", "letter"),)),
             ctx.patron, [*ctx.triggered, *ctx.overdue], ctx.as_of,
             history={"L-1": (Earlier("first_reminder", dt.date(2026, 11, 9), "email"),)})
         for one in (ctx, combined):
