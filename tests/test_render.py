@@ -351,6 +351,37 @@ def test_letter_pdf_is_byte_identical_when_rendered_again(policy, templates):
     assert templates.letter_pdf(ctx) == templates.letter_pdf(ctx)
 
 
+@pytest.mark.parametrize("name", ["Zoé Lefèvre", "Łukasz Żółw", "Γιώργος Παπαδόπουλος"])
+def test_a_letter_from_the_shared_font_is_the_letter_fpdf2_makes_alone(policy, templates, name):
+    """The faces parsed once a process and embedded from a cache (adapters/render/letter_fonts.py) give
+    the bytes fpdf2 gives on its own for the same subset, a name outside the shared repertoire (Greek)
+    included; and a cached subset is reused for the next letter."""
+    from adapters.render.letter import Letter
+    from adapters.render.letter_fonts import REPERTOIRE
+
+    first, last = name.split()
+    patron = Patron("P1", first_name=first, last_name=last, address_line1="3 place de la Bourse",
+                    postal_code="33000", city="Bordeaux")
+    ctx = context(policy, letter_notice("SCI", ("L1",), patron=patron), patron=patron, loans=UNICODE_LOANS)
+    shared = templates.letter_pdf(ctx)
+    original = Letter.__init__
+
+    def alone(self, font, shared=True):
+        original(self, font, shared=False)
+        for face in self.fonts.values():        # the same subset: the repertoire first, in its order
+            for c in REPERTOIRE:
+                if ord(c) in face.cmap:
+                    face.subset.pick(ord(c))
+
+    try:
+        Letter.__init__ = alone
+        by_fpdf2 = templates.letter_pdf(ctx)
+    finally:
+        Letter.__init__ = original
+    assert shared == by_fpdf2 and templates.letter_pdf(ctx) == shared
+    assert name in pdf_text(shared)
+
+
 def test_letters_use_the_packaged_font_first(policy, templates, monkeypatch):
     """Noto Sans from pymupdf-fonts (a dependency) comes before any DejaVu the system has: the same
     letters on every machine."""

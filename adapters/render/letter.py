@@ -13,6 +13,7 @@ from pathlib import Path
 from fpdf import FPDF, FontFace
 
 from adapters.render.formats import one_line
+from adapters.render.letter_fonts import LetterOutput, shared_font
 
 __all__ = ["LETTER_TABLE", "LETTER_WORDING", "Letter"]
 
@@ -25,12 +26,18 @@ class Letter(FPDF):
 
     WINDOW_X, WINDOW_Y, WINDOW_W = 110, 48, 85
 
-    def __init__(self, font: dict[str, Path]):
+    def __init__(self, font: dict[str, Path], *, shared: bool = True):
+        """``shared``: the faces parsed once a process and embedded from a cache
+        (adapters/render/letter_fonts.py); False: by fpdf2 alone, for every letter."""
         super().__init__(orientation="P", unit="mm", format="A4")
         self.footer_text = ""
         self.font_name = "Letter"
+        self.shared = shared
         for style, path in font.items():
-            self.add_font(self.font_name, style, str(path))
+            if shared:
+                shared_font(self, self.font_name, style, Path(path))
+            else:
+                self.add_font(self.font_name, style, str(path))
         self.text_of = str
         self.set_margins(20, 15, 20)
         self.set_auto_page_break(True, margin=20)
@@ -83,7 +90,7 @@ class Letter(FPDF):
         if not placed:
             self.ln(3)
             self._table(v["library_loans"], v["combined"])
-        return bytes(self.output())
+        return bytes(self.output(output_producer_class=LetterOutput) if self.shared else self.output())
 
     def _table(self, loans: list[dict], combined: bool = False):
         """The documents; a letter that combines stages has a 5th column: each loan's stage."""
