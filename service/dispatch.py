@@ -50,7 +50,7 @@ from adapters.render import NoticeContext, Templates, wire_bytes
 from adapters.store import notices as queue
 from adapters.store.database import Store, locked
 from adapters.store.history import sent_rows
-from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENDING, SENT, Attempt, Handover
+from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENDING, SENT, Attempt, Handover, pack
 from engine.contact import is_email_address
 from engine.decide import Entry, Notice
 from engine.envelope import received
@@ -174,6 +174,7 @@ class Ready:
     patron: Patron | None = None
     message: EmailMessage | bytes | str | dict | None = None   # the email, the letter's PDF, an SMS, a document
     waits: str = ""                      # why it waits for the library to fix something (not sent)
+    packed: bytes | None = None          # the email's or the PDF's bytes as the database keeps them (sent.pack)
 
 
 def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
@@ -227,6 +228,11 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
         except Exception as exc:  # noqa: BLE001 - a template fault is the library's: the notice waits for the fix
             item.waits = (f"the {notice.stage} template ({notice.channel}) fails to render: {type(exc).__name__}: "
                           f"{exc}; it waits until the template is fixed (rappel lint, rappel preview)")
+            continue
+        if spec.renders == "email":          # compressed here, ahead, rather than between two messages
+            item.packed = pack(wire_bytes(item.message))
+        elif spec.renders not in HANDED:
+            item.packed = pack(item.message)
     return out
 
 
@@ -241,8 +247,11 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
              item: Ready) -> tuple[Outcome, list[Notice]]:
     """Send one prepared notice and commit its outcome (before anything else is sent)."""
     pending, dropped, notice, patron = item.pending, item.dropped, item.notice, item.patron
-    if not queue.still_pending(store, pending.key):      # cancelled by a member of staff since the pass began
-        return Outcome(pending.key, OutcomeStatus.CANCELLED, "cancelled while this pass ran: not sent"), []
+    sends = bool(item.remaining) and patron is not None and not item.waits and not _no_usable_email(notice, patron)
+    # cancelled by a member of staff since the pass began: not sent (what is sent is asked in the
+    # transaction of its ``sending`` mark, just before it is handed over)
+    if not sends and not queue.still_pending(store, pending.key):
+        return _cancelled(pending)
     if not item.remaining:
         status, reason = settled(dropped)
         store.settle_delivery(pending.key, status, error=reason, entry_status=dropped)
@@ -260,6 +269,7 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
         return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery)
     handed: tuple[bytes, str, str, str] | None = None     # what the channel is given, its name, where it goes
     renders = REGISTRY.spec(notice.channel).renders
+    marked = False
     try:
         if renders == "email":
             handed = (wire_bytes(item.message), EMAIL_TYPE, _file_name(notice, ".eml"),   # the bytes it sends,
@@ -270,8 +280,10 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
             handed = (item.message, PDF_TYPE, letter_name(notice), notice.destination)
         # committed before the hand-over (a database that refuses it stops the pass here, nothing sent);
         # a pass that dies after the hand-over leaves it, and the next one does not resend blindly
-        queue.mark_sending(store, pending.key, Attempt(at=now, channel=notice.channel, destination=handed[3],
-                                                       outcome=SENDING))
+        if not queue.mark_sending(store, pending.key, Attempt(at=now, channel=notice.channel,
+                                                              destination=handed[3], outcome=SENDING)):
+            return _cancelled(pending)
+        marked = True
         try:
             delivery = (channel.send_email(notice, item.message) if renders == "email"
                         else channel.send_text(notice, item.message) if renders == "text"
@@ -283,12 +295,14 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
     except Exception as exc:  # a rendering or channel fault: keep the notice visible, never lose it
         if handed is not None and locked(exc):
             raise                           # the database refused the mark: stop before handing anything over
+        if not marked and not queue.still_pending(store, pending.key):
+            return _cancelled(pending)
         error = f"{type(exc).__name__}: {exc}"
-        kept = _kept(notice, now, handed, Delivery.failed(error)) if handed else None
+        kept = _kept(notice, now, handed, Delivery.failed(error), item.packed) if handed else None
         store.settle_delivery(pending.key, Status.FAILED, error=error, entry_status=dropped, kept=kept)
         return Outcome(pending.key, OutcomeStatus.FAILED, error), []
     reply = delivery.reply or None
-    kept = _kept(notice, now, handed, delivery)
+    kept = _kept(notice, now, handed, delivery, item.packed)
     if delivery.ok:
         store.settle_delivery(pending.key, Status.SENT, reference=delivery.reference, reply=reply,
                               entry_status=dropped, kept=kept,
@@ -305,13 +319,19 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
     return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery, kept)
 
 
-def _kept(notice: Notice, now: dt.datetime, handed: tuple[bytes, str, str, str], delivery: Delivery) -> Handover:
-    """The attempt and the message handed over, to be recorded with the outcome."""
+def _cancelled(pending: Notice) -> Outcome:
+    return Outcome(pending.key, OutcomeStatus.CANCELLED, "cancelled while this pass ran: not sent")
+
+
+def _kept(notice: Notice, now: dt.datetime, handed: tuple[bytes, str, str, str], delivery: Delivery,
+          packed: bytes | None = None) -> Handover:
+    """The attempt and the message handed over, to be recorded with the outcome (``packed``: its
+    bytes compressed ahead, for an email or a PDF)."""
     outcome = SENT if delivery.ok else FAILED if delivery.permanent else RETRYING
     data, media_type, filename, destination = handed
     attempt = Attempt(at=now, channel=notice.channel, destination=delivery.destination or destination,
                       outcome=outcome, reply=delivery.reply or delivery.detail, reference=delivery.reference)
-    return Handover(attempt, data, media_type, filename)
+    return Handover(attempt, data, media_type, filename, packed if media_type in (EMAIL_TYPE, PDF_TYPE) else None)
 
 
 def _to(message: EmailMessage) -> str:

@@ -222,13 +222,18 @@ def forced(store: Store, keys: Iterable[str]) -> set[str]:
 
 # --- delivery's own marks: in flight, in doubt, waiting for the library's fix -----------------------
 
-def mark_sending(store: Store, key: str, attempt: Attempt) -> None:
+def mark_sending(store: Store, key: str, attempt: Attempt) -> bool:
     """Before a message is handed over: its attempt, committed as ``sending`` (the outcome replaces it).
-    A run that stops between the two leaves it: the next pass does not send it blindly (``in_doubt``)."""
+    A run that stops between the two leaves it: the next pass does not send it blindly (``in_doubt``).
+    The notice's status is read in the same transaction: False, and nothing written, when it is no
+    longer pending (cancelled by a member of staff since the pass read it): it is not handed over."""
     def work():
         with store.engine.begin() as conn:
+            if conn.scalar(_STATUS, {"key": key}) != Status.PENDING:
+                return False
             keep_attempt(conn, key, attempt)
-    store.patiently(work)
+            return True
+    return store.patiently(work)
 
 def unmark_sending(store: Store, key: str) -> None:
     """The mark of a message that was not handed over after all (the pass stopped just before)."""
