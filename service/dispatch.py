@@ -37,9 +37,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
+import os
 import re
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -63,6 +66,8 @@ from service.requests import is_request_notice, prepare_request_notices
 __all__ = ["BATCH", "Outcome", "dispatch", "flood_guard", "letter_name", "prepare", "unknown_library"]
 
 BATCH = 25          # notices read and rendered at a time, the next batch while this one is sent
+WORKERS = min(2, os.cpu_count() or 1)   # processes rendering a batch, each a part of it (1: the thread alone)
+WORKERS_FROM = 200  # due notices from which a pass renders in worker processes (fewer: not worth forking)
 HANDED = {          # what is kept of an SMS and of a webhook's document: (bytes, media type, file name)
     "text": lambda notice, text: (text.encode("utf-8"), "text/plain; charset=utf-8", _file_name(notice, ".sms.txt")),
     "json": lambda notice, body: (json.dumps(body, ensure_ascii=False).encode("utf-8"), "application/json",
@@ -104,12 +109,13 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
         return outcomes
     budget = Budget.for_pass(policy, (p.key for p in due if not _is_local(channel, p)), confirm)
     held_letters: list[Outcome] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead:
-        coming = ahead.submit(prepare, store, policy, templates, as_of, batches[0], now)
+    with _renderers(store, policy, templates, len(due)) as render, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead:
+        coming = ahead.submit(render, as_of, batches[0], now)
         for number in range(len(batches)):
             ready = coming.result()
             if number + 1 < len(batches):
-                coming = ahead.submit(prepare, store, policy, templates, as_of, batches[number + 1], now)
+                coming = ahead.submit(render, as_of, batches[number + 1], now)
             for item in ready:
                 outcome, replacements = _deliver(store, policy, channel, now, item)
                 budget.delivered(outcome.key, outcome.status, leaves=outcome.status != OutcomeStatus.WAITING
@@ -133,6 +139,58 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
     for outcome in held_letters:
         outcome.detail = reason
     return outcomes
+
+
+@contextmanager
+def _renderers(store: Store, policy: Policy, templates: Templates, due: int):
+    """What reads and renders a batch ahead: ``prepare`` in the helper thread; for a pass of WORKERS_FROM
+    notices or more, on a database other processes can open, ``prepare`` in WORKERS forked processes,
+    each a part of the batch (rendering is most of a message's work and takes the interpreter's lock:
+    in one process the rendering and the sending share one core). The batch is the same, read and
+    re-checked as one, and the sending stays in this process, one message at a time."""
+    in_process = lambda as_of, batch, now: prepare(store, policy, templates, as_of, batch, now)  # noqa: E731
+    if WORKERS < 2 or due < WORKERS_FROM or not _forkable(store):
+        yield in_process
+        return
+    pool = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_worker_start, initargs=(store, policy, templates))
+    try:
+        for started in [pool.submit(os.getpid) for _ in range(WORKERS)]:   # forked now, from this thread
+            started.result()
+
+        def in_workers(as_of: dt.date, batch: list[Notice], now: dt.datetime) -> list[Ready]:
+            size = -(-len(batch) // WORKERS)
+            parts = [pool.submit(_worker_prepare, as_of, batch[i:i + size], now)
+                     for i in range(0, len(batch), size)]
+            return [item for part in parts for item in part.result()]
+        yield in_workers
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _forkable(store: Store) -> bool:
+    """A database a forked process can open again (not SQLite in memory), where processes fork."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return False
+    if store.dialect != "sqlite":
+        return True
+    database = store.engine.url.database
+    return database not in (None, "", ":memory:") and not database.startswith("file::memory:")
+
+
+_worker: tuple[Store, Policy, Templates] | None = None
+
+
+def _worker_start(store: Store, policy: Policy, templates: Templates) -> None:
+    """In a forked worker: its own connections (the parent's are left to the parent)."""
+    global _worker
+    store.engine.dispose(close=False)
+    _worker = (store, policy, templates)
+
+
+def _worker_prepare(as_of: dt.date, batch: list[Notice], now: dt.datetime) -> list[Ready]:
+    store, policy, templates = _worker
+    return prepare(store, policy, templates, as_of, batch, now)
 
 
 def _in_doubt(store: Store, policy: Policy, key: str, mark: dict) -> None:
@@ -251,7 +309,7 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
     # cancelled by a member of staff since the pass began: not sent (what is sent is asked in the
     # transaction of its ``sending`` mark, just before it is handed over)
     if not sends and not queue.still_pending(store, pending.key):
-        return _cancelled(pending)
+        return _cancelled(pending), []
     if not item.remaining:
         status, reason = settled(dropped)
         store.settle_delivery(pending.key, status, error=reason, entry_status=dropped)
@@ -282,7 +340,7 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
         # a pass that dies after the hand-over leaves it, and the next one does not resend blindly
         if not queue.mark_sending(store, pending.key, Attempt(at=now, channel=notice.channel,
                                                               destination=handed[3], outcome=SENDING)):
-            return _cancelled(pending)
+            return _cancelled(pending), []
         marked = True
         try:
             delivery = (channel.send_email(notice, item.message) if renders == "email"
@@ -296,7 +354,7 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
         if handed is not None and locked(exc):
             raise                           # the database refused the mark: stop before handing anything over
         if not marked and not queue.still_pending(store, pending.key):
-            return _cancelled(pending)
+            return _cancelled(pending), []
         error = f"{type(exc).__name__}: {exc}"
         kept = _kept(notice, now, handed, Delivery.failed(error), item.packed) if handed else None
         store.settle_delivery(pending.key, Status.FAILED, error=error, entry_status=dropped, kept=kept)
