@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import threading
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -133,14 +133,18 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """``data`` as the file ``path`` (a temporary file renamed over it); ``durable``: forced to disk
     (the file and its folder) before returning."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the temporary file is this writer's own (process and thread): no random name to find, half
+    # the cost of mkstemp's; a leftover of a crash is truncated and reused, a link planted there refused
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as out:
+            if hasattr(os, "fchmod"):
+                os.fchmod(out.fileno(), FILE_MODE)      # whatever the umask
             out.write(data)
             if durable:
                 out.flush()
                 os.fsync(out.fileno())
-        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:
