@@ -338,8 +338,11 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
             handed = (item.message, PDF_TYPE, letter_name(notice), notice.destination)
         # committed before the hand-over (a database that refuses it stops the pass here, nothing sent);
         # a pass that dies after the hand-over leaves it, and the next one does not resend blindly
+        # the channel's guard (the lease renewed, no stop asked: service/fence.py) in the same transaction
+        guard = getattr(channel, "before_handover", None)
         if not queue.mark_sending(store, pending.key, Attempt(at=now, channel=notice.channel,
-                                                              destination=handed[3], outcome=SENDING)):
+                                                              destination=handed[3], outcome=SENDING),
+                                  (lambda conn: guard(conn, notice)) if guard is not None else None):
             return _cancelled(pending), []
         marked = True
         try:

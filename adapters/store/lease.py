@@ -117,6 +117,21 @@ class Lease:
                 self._valid_until = 0.0
         return ok
 
+    def confirm_in(self, conn: Connection) -> bool:
+        """``confirm()`` inside the caller's transaction: its commit is the renewal. The delivery renews
+        the lease in the transaction that marks a message ``sending``: the mark and the renewal are one
+        commit, and a lost lease leaves no mark. A database error goes to the caller (its transaction
+        fails: nothing is handed over)."""
+        started = time.monotonic()
+        ok = conn.execute(_renewal(conn.dialect.name), {"lease_name": self.name, "lease_holder": self.holder,
+                                                        "lease_ttl": self.ttl}).rowcount == 1
+        if ok:
+            self._trust(started)
+        else:
+            with self._lock:
+                self._valid_until = 0.0
+        return ok
+
     def release(self) -> None:
         """Give the lease up at once (a clean stop): the next instance need not wait for it to expire."""
         self.stop_heartbeat()
