@@ -27,7 +27,10 @@ next pass records that attempt ``unknown`` before re-checking the notice and sen
 it, in the same transaction, the attempt (when, channel, destination, the server's reply or the
 print job) and the message handed over: the email's bytes, serialised once and sent as they are
 kept, or the letter's PDF (adapters/store/sent.py). A notice cancelled by a member of staff while
-the pass runs is not sent: its status is read again just before its message is handed over.
+the pass runs is not sent: its status is read again just before its message is handed over, in the
+transaction of its ``sending`` mark (with the lease's renewal, for the daemon and `rappel run`).
+From WORKERS_FROM due notices the batch read ahead is read, re-checked and rendered in WORKERS forked
+processes, a part each (``_renderers``); the sending stays in this process, one message at a time.
 
 The decisions (re-check, retry wait, flood guard, fallback) are engine.delivery's; this module
 reads the facts they need, acts on them (store writes, channel sends) and reports the outcomes.
@@ -233,6 +236,7 @@ class Ready:
     message: EmailMessage | bytes | str | dict | None = None   # the email, the letter's PDF, an SMS, a document
     waits: str = ""                      # why it waits for the library to fix something (not sent)
     packed: bytes | None = None          # the email's or the PDF's bytes as the database keeps them (sent.pack)
+    to: str | None = None                # the address an email's To names (_to), read while rendering
 
 
 def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
@@ -287,8 +291,9 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
             item.waits = (f"the {notice.stage} template ({notice.channel}) fails to render: {type(exc).__name__}: "
                           f"{exc}; it waits until the template is fixed (rappel lint, rappel preview)")
             continue
-        if spec.renders == "email":          # compressed here, ahead, rather than between two messages
+        if spec.renders == "email":          # compressed (and its To read) here, ahead, not between two messages
             item.packed = pack(wire_bytes(item.message))
+            item.to = _to(item.message)
         elif spec.renders not in HANDED:
             item.packed = pack(item.message)
     return out
@@ -331,7 +336,7 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
     try:
         if renders == "email":
             handed = (wire_bytes(item.message), EMAIL_TYPE, _file_name(notice, ".eml"),   # the bytes it sends,
-                      _to(item.message) or notice.destination)                          # to the To it names
+                      (item.to if item.to is not None else _to(item.message)) or notice.destination)  # to its To
         elif renders in HANDED:
             handed = (*HANDED[renders](notice, item.message), notice.destination)
         else:
