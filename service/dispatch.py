@@ -30,7 +30,7 @@ kept, or the letter's PDF (adapters/store/sent.py). A notice cancelled by a memb
 the pass runs is not sent: its status is read again just before its message is handed over, in the
 transaction of its ``sending`` mark (with the lease's renewal, for the daemon and `rappel run`).
 From WORKERS_FROM due notices the batch read ahead is read, re-checked and rendered in WORKERS forked
-processes, a part each (``_renderers``); the sending stays in this process, one message at a time.
+processes, a part each (service/render_ahead.py); the sending stays in this process, one message at a time.
 
 The decisions (re-check, retry wait, flood guard, fallback) are engine.delivery's; this module
 reads the facts they need, acts on them (store writes, channel sends) and reports the outcomes.
@@ -40,12 +40,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import multiprocessing
-import os
 import re
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -64,13 +61,12 @@ from engine.delivery import Budget, Drop, Fallback, fallback, hold_pass, narrow,
 from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
 from service.fence import LeaseLost, Stopping
+from service.render_ahead import renderers
 from service.requests import is_request_notice, prepare_request_notices
 
 __all__ = ["BATCH", "Outcome", "dispatch", "flood_guard", "letter_name", "prepare", "unknown_library"]
 
 BATCH = 25          # notices read and rendered at a time, the next batch while this one is sent
-WORKERS = min(2, os.cpu_count() or 1)   # processes rendering a batch, each a part of it (1: the thread alone)
-WORKERS_FROM = 200  # due notices from which a pass renders in worker processes (fewer: not worth forking)
 HANDED = {          # what is kept of an SMS and of a webhook's document: (bytes, media type, file name)
     "text": lambda notice, text: (text.encode("utf-8"), "text/plain; charset=utf-8", _file_name(notice, ".sms.txt")),
     "json": lambda notice, body: (json.dumps(body, ensure_ascii=False).encode("utf-8"), "application/json",
@@ -112,7 +108,7 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
         return outcomes
     budget = Budget.for_pass(policy, (p.key for p in due if not _is_local(channel, p)), confirm)
     held_letters: list[Outcome] = []
-    with _renderers(store, policy, templates, len(due)) as render, \
+    with renderers(prepare, store, policy, templates, len(due)) as render, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead:
         coming = ahead.submit(render, as_of, batches[0], now)
         for number in range(len(batches)):
@@ -142,58 +138,6 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
     for outcome in held_letters:
         outcome.detail = reason
     return outcomes
-
-
-@contextmanager
-def _renderers(store: Store, policy: Policy, templates: Templates, due: int):
-    """What reads and renders a batch ahead: ``prepare`` in the helper thread; for a pass of WORKERS_FROM
-    notices or more, on a database other processes can open, ``prepare`` in WORKERS forked processes,
-    each a part of the batch (rendering is most of a message's work and takes the interpreter's lock:
-    in one process the rendering and the sending share one core). The batch is the same, read and
-    re-checked as one, and the sending stays in this process, one message at a time."""
-    in_process = lambda as_of, batch, now: prepare(store, policy, templates, as_of, batch, now)  # noqa: E731
-    if WORKERS < 2 or due < WORKERS_FROM or not _forkable(store):
-        yield in_process
-        return
-    pool = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_worker_start, initargs=(store, policy, templates))
-    try:
-        for started in [pool.submit(os.getpid) for _ in range(WORKERS)]:   # forked now, from this thread
-            started.result()
-
-        def in_workers(as_of: dt.date, batch: list[Notice], now: dt.datetime) -> list[Ready]:
-            size = -(-len(batch) // WORKERS)
-            parts = [pool.submit(_worker_prepare, as_of, batch[i:i + size], now)
-                     for i in range(0, len(batch), size)]
-            return [item for part in parts for item in part.result()]
-        yield in_workers
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _forkable(store: Store) -> bool:
-    """A database a forked process can open again (not SQLite in memory), where processes fork."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return False
-    if store.dialect != "sqlite":
-        return True
-    database = store.engine.url.database
-    return database not in (None, "", ":memory:") and not database.startswith("file::memory:")
-
-
-_worker: tuple[Store, Policy, Templates] | None = None
-
-
-def _worker_start(store: Store, policy: Policy, templates: Templates) -> None:
-    """In a forked worker: its own connections (the parent's are left to the parent)."""
-    global _worker
-    store.engine.dispose(close=False)
-    _worker = (store, policy, templates)
-
-
-def _worker_prepare(as_of: dt.date, batch: list[Notice], now: dt.datetime) -> list[Ready]:
-    store, policy, templates = _worker
-    return prepare(store, policy, templates, as_of, batch, now)
 
 
 def _in_doubt(store: Store, policy: Policy, key: str, mark: dict) -> None:

@@ -467,10 +467,11 @@ def test_a_pass_rendered_in_worker_processes_delivers_what_the_thread_delivers(t
     of the batch: the same outcomes, files and kept messages as the helper thread gives, in the order
     of the batch; a notice cancelled by staff after it was rendered is still not sent."""
     from service import dispatch as dispatch_
+    from service import render_ahead
     from adapters.store import notices as queue
 
-    monkeypatch.setattr(dispatch_, "WORKERS", 2)
-    monkeypatch.setattr(dispatch_, "WORKERS_FROM", workers_from)
+    monkeypatch.setattr(render_ahead, "WORKERS", 2)
+    monkeypatch.setattr(render_ahead, "WORKERS_FROM", workers_from)
     monkeypatch.setattr(dispatch_, "BATCH", 4)
     site = Site(tmp_path)
     try:
