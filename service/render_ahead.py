@@ -5,8 +5,8 @@ forked worker processes.
 thread; rendering is most of a message's work and holds the interpreter's lock, so there the
 rendering of the next batch and the sending of this one share one core. From WORKERS_FROM due
 notices, on a database another process can open (not SQLite in memory) and where processes fork,
-the batch is split in WORKERS parts, each prepared in a worker process forked at the start of the
-pass (its own connections); the parts come back in the batch's order. The sending stays in the
+the batch is dealt in WORKERS parts (every WORKERS-th notice), each prepared in a worker process
+forked at the start of the pass (its own connections); the items come back in the batch's order. The sending stays in the
 pass's process, one message at a time, each outcome committed before the next is handed over.
 """
 from __future__ import annotations
@@ -49,10 +49,11 @@ def renderers(prepare: Prepare, store: Store, policy: Policy, templates: Templat
             started.result()
 
         def in_workers(as_of: dt.date, batch: list[Notice], now: dt.datetime) -> list:
-            size = -(-len(batch) // WORKERS)
-            parts = [pool.submit(_worker_prepare, as_of, batch[i:i + size], now)
-                     for i in range(0, len(batch), size)]
-            return [item for part in parts for item in part.result()]
+            # every WORKERS-th notice to each (letters and emails of a batch shared alike), put back in
+            # the batch's order: prepare gives one item per notice, in the order given
+            parts = [pool.submit(_worker_prepare, as_of, batch[i::WORKERS], now) for i in range(WORKERS)]
+            done = [part.result() for part in parts]
+            return [done[n % WORKERS][n // WORKERS] for n in range(len(batch))]
         yield in_workers
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
