@@ -14,7 +14,9 @@ What it does:
 4. checks every message the server received: one recipient, the To of that patron, the From
    and Reply-To of the policy, the Message-ID derived from the notice key, a text and an HTML
    part in the patron's language, the patron's titles; and every notice sent, with its reply.
-Target on a 2-core machine: >= 100 emails/s.
+Target on a 2-core machine (issue 13): >= 800 emails/s on one connection. From 200 notices the
+emails are rendered in worker processes (service/dispatch.py): the CPU printed is the sending
+process's and the workers' (reaped at the end of the pass, counted as this process's children).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import email
 import email.policy
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import socket
 import sys
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 RUN = dt.date(2026, 11, 23)
 DUE = dt.date(2026, 11, 16)          # first reminder (day 7) on RUN
+TARGET = 800                         # emails/s, one connection (issue 13)
 SUBJECTS = {"fr": "Premier rappel : documents en retard", "en": "First reminder: overdue items",
             "es": "Primer aviso: ejemplares con retraso"}
 
@@ -188,10 +192,12 @@ def main() -> int:
         assert len(plan.notices) == args.notices, (len(plan.notices), args.notices)
 
         router = delivery.build(policy, templates, env={}, outbox=work / "outbox", rules_dir=rules)
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        children = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_CHILDREN))  # noqa: E731
+        t0, cpu0, kids0 = time.perf_counter(), time.process_time(), children()
         outcomes = pipeline.dispatch(store, policy, templates, router, RUN,
                                      now=dt.datetime.now(dt.timezone.utc))
         dispatch_s, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+        workers_s = children() - kids0       # the render workers, reaped when the pass ends
         router.close()
 
         stop.set()
@@ -204,16 +210,17 @@ def main() -> int:
         print(f"dispatch: {sent} emails sent in {dispatch_s:.2f} s = {rate:.0f} emails/s "
               f"(render + apprise/SMTP + ledger per message; database {store.dialect})")
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"cpu per email: rappel {cpu_s / max(sent, 1) * 1000:.1f} ms, SMTP server "
+        print(f"cpu per email: rappel {cpu_s / max(sent, 1) * 1000:.1f} ms sending + "
+              f"{workers_s / max(sent, 1) * 1000:.1f} ms rendering (worker processes), SMTP server "
               f"{server_cpu_s / max(len(received), 1) * 1000:.1f} ms; {os.cpu_count()} CPUs, load average {load:.1f} "
               f"(other processes share the machine)")
         print(f"server received {len(received)} messages; content checks: "
               f"{'all correct' if not problems else f'{len(problems)} problem(s)'}")
         for problem in problems[:10]:
             print("  " + problem)
-        print(f"target >= 100 emails/s: {'met' if rate >= 100 and not problems else 'NOT met'}")
+        print(f"target >= {TARGET} emails/s: {'met' if rate >= TARGET and not problems else 'NOT met'}")
         store.close()
-        return 0 if rate >= 100 and not problems else 1
+        return 0 if rate >= TARGET and not problems else 1
     finally:
         stop.set()
         shutil.rmtree(work, ignore_errors=True)

@@ -241,7 +241,7 @@ class Daemon:
         running_policy.record(self.store.engine, self.lease.holder, loaded, now)
 
     def _fenced(self, policy: Policy, templates) -> Channel:
-        return _Fenced(self.s.channel_for(policy, templates), self.before_send)
+        return _Fenced(self.s.channel_for(policy, templates), self.before_send, self.check_in)
 
     # --- days ----------------------------------------------------------------------------------
     def _run_due_days(self, now: dt.datetime) -> None:
@@ -396,4 +396,11 @@ class Daemon:
         if self.stop.is_set():
             raise Stopping()
         if not self.lease.confirm():
+            raise LeaseLost()
+
+    def check_in(self, conn) -> None:
+        """``before_send`` inside the transaction that marks a message sending (one commit for both)."""
+        if self.stop.is_set():
+            raise Stopping()
+        if not self.lease.confirm_in(conn):
             raise LeaseLost()

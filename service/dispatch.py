@@ -27,7 +27,10 @@ next pass records that attempt ``unknown`` before re-checking the notice and sen
 it, in the same transaction, the attempt (when, channel, destination, the server's reply or the
 print job) and the message handed over: the email's bytes, serialised once and sent as they are
 kept, or the letter's PDF (adapters/store/sent.py). A notice cancelled by a member of staff while
-the pass runs is not sent: its status is read again just before its message is handed over.
+the pass runs is not sent: its status is read again just before its message is handed over, in the
+transaction of its ``sending`` mark (with the lease's renewal, for the daemon and `rappel run`).
+From WORKERS_FROM due notices the batch read ahead is read, re-checked and rendered in WORKERS forked
+processes, a part each (service/render_ahead.py); the sending stays in this process, one message at a time.
 
 The decisions (re-check, retry wait, flood guard, fallback) are engine.delivery's; this module
 reads the facts they need, acts on them (store writes, channel sends) and reports the outcomes.
@@ -50,7 +53,7 @@ from adapters.render import NoticeContext, Templates, wire_bytes
 from adapters.store import notices as queue
 from adapters.store.database import Store, locked
 from adapters.store.history import sent_rows
-from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENDING, SENT, Attempt, Handover
+from adapters.store.sent import EMAIL_TYPE, FAILED, PDF_TYPE, RETRYING, SENDING, SENT, Attempt, Handover, pack
 from engine.contact import is_email_address
 from engine.decide import Entry, Notice
 from engine.envelope import received
@@ -59,6 +62,7 @@ from engine.facts import Loan, OutcomeStatus, Patron, Status
 from engine.policy import Policy
 from engine.request_notices import fallback_request
 from service.fence import LeaseLost, Stopping
+from service.render_ahead import renderers
 from service.requests import is_request_notice, prepare_request_notices
 
 __all__ = ["BATCH", "Outcome", "dispatch", "flood_guard", "letter_name", "prepare", "unknown_library"]
@@ -105,12 +109,13 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
         return outcomes
     budget = Budget.for_pass(policy, (p.key for p in due if not _is_local(channel, p)), confirm)
     held_letters: list[Outcome] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead:
-        coming = ahead.submit(prepare, store, policy, templates, as_of, batches[0], now)
+    with renderers(prepare, store, policy, templates, len(due)) as render, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead:
+        coming = ahead.submit(render, as_of, batches[0], now)
         for number in range(len(batches)):
             ready = coming.result()
             if number + 1 < len(batches):
-                coming = ahead.submit(prepare, store, policy, templates, as_of, batches[number + 1], now)
+                coming = ahead.submit(render, as_of, batches[number + 1], now)
             for item in ready:
                 outcome, replacements = _deliver(store, policy, channel, now, item)
                 budget.delivered(outcome.key, outcome.status, leaves=outcome.status != OutcomeStatus.WAITING
@@ -175,6 +180,8 @@ class Ready:
     patron: Patron | None = None
     message: EmailMessage | bytes | str | dict | None = None   # the email, the letter's PDF, an SMS, a document
     waits: str = ""                      # why it waits for the library to fix something (not sent)
+    packed: bytes | None = None          # the email's or the PDF's bytes as the database keeps them (sent.pack)
+    to: str | None = None                # the address an email's To names (_to), read while rendering
 
 
 def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
@@ -228,6 +235,12 @@ def prepare(store: Store, policy: Policy, templates: Templates, as_of: dt.date,
         except Exception as exc:  # noqa: BLE001 - a template fault is the library's: the notice waits for the fix
             item.waits = (f"the {notice.stage} template ({notice.channel}) fails to render: {type(exc).__name__}: "
                           f"{exc}; it waits until the template is fixed (rappel lint, rappel preview)")
+            continue
+        if spec.renders == "email":          # compressed (and its To read) here, ahead, not between two messages
+            item.packed = pack(wire_bytes(item.message))
+            item.to = _to(item.message)
+        elif spec.renders not in HANDED:
+            item.packed = pack(item.message)
     return out
 
 
@@ -242,8 +255,11 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
              item: Ready) -> tuple[Outcome, list[Notice]]:
     """Send one prepared notice and commit its outcome (before anything else is sent)."""
     pending, dropped, notice, patron = item.pending, item.dropped, item.notice, item.patron
-    if not queue.still_pending(store, pending.key):      # cancelled by a member of staff since the pass began
-        return Outcome(pending.key, OutcomeStatus.CANCELLED, "cancelled while this pass ran: not sent"), []
+    sends = bool(item.remaining) and patron is not None and not item.waits and not _no_usable_email(notice, patron)
+    # cancelled by a member of staff since the pass began: not sent (what is sent is asked in the
+    # transaction of its ``sending`` mark, just before it is handed over)
+    if not sends and not queue.still_pending(store, pending.key):
+        return _cancelled(pending), []
     if not item.remaining:
         status, reason = settled(dropped)
         store.settle_delivery(pending.key, status, error=reason, entry_status=dropped)
@@ -261,18 +277,24 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
         return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery)
     handed: tuple[bytes, str, str, str] | None = None     # what the channel is given, its name, where it goes
     renders = REGISTRY.spec(notice.channel).renders
+    marked = False
     try:
         if renders == "email":
             handed = (wire_bytes(item.message), EMAIL_TYPE, _file_name(notice, ".eml"),   # the bytes it sends,
-                      _to(item.message) or notice.destination)                          # to the To it names
+                      (item.to if item.to is not None else _to(item.message)) or notice.destination)  # to its To
         elif renders in HANDED:
             handed = (*HANDED[renders](notice, item.message), notice.destination)
         else:
             handed = (item.message, PDF_TYPE, letter_name(notice), notice.destination)
         # committed before the hand-over (a database that refuses it stops the pass here, nothing sent);
         # a pass that dies after the hand-over leaves it, and the next one does not resend blindly
-        queue.mark_sending(store, pending.key, Attempt(at=now, channel=notice.channel, destination=handed[3],
-                                                       outcome=SENDING))
+        # the channel's guard (the lease renewed, no stop asked: service/fence.py) in the same transaction
+        guard = getattr(channel, "before_handover", None)
+        if not queue.mark_sending(store, pending.key, Attempt(at=now, channel=notice.channel,
+                                                              destination=handed[3], outcome=SENDING),
+                                  (lambda conn: guard(conn, notice)) if guard is not None else None):
+            return _cancelled(pending), []
+        marked = True
         try:
             delivery = (channel.send_email(notice, item.message) if renders == "email"
                         else channel.send_text(notice, item.message) if renders == "text"
@@ -284,12 +306,14 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
     except Exception as exc:  # a rendering or channel fault: keep the notice visible, never lose it
         if handed is not None and locked(exc):
             raise                           # the database refused the mark: stop before handing anything over
+        if not marked and not queue.still_pending(store, pending.key):
+            return _cancelled(pending), []
         error = f"{type(exc).__name__}: {exc}"
-        kept = _kept(notice, now, handed, Delivery.failed(error)) if handed else None
+        kept = _kept(notice, now, handed, Delivery.failed(error), item.packed) if handed else None
         store.settle_delivery(pending.key, Status.FAILED, error=error, entry_status=dropped, kept=kept)
         return Outcome(pending.key, OutcomeStatus.FAILED, error), []
     reply = delivery.reply or None
-    kept = _kept(notice, now, handed, delivery)
+    kept = _kept(notice, now, handed, delivery, item.packed)
     if delivery.ok:
         store.settle_delivery(pending.key, Status.SENT, reference=delivery.reference, reply=reply,
                               entry_status=dropped, kept=kept,
@@ -306,13 +330,19 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
     return _fall_back(store, policy, notice, patron, item.remaining, dropped, delivery, kept)
 
 
-def _kept(notice: Notice, now: dt.datetime, handed: tuple[bytes, str, str, str], delivery: Delivery) -> Handover:
-    """The attempt and the message handed over, to be recorded with the outcome."""
+def _cancelled(pending: Notice) -> Outcome:
+    return Outcome(pending.key, OutcomeStatus.CANCELLED, "cancelled while this pass ran: not sent")
+
+
+def _kept(notice: Notice, now: dt.datetime, handed: tuple[bytes, str, str, str], delivery: Delivery,
+          packed: bytes | None = None) -> Handover:
+    """The attempt and the message handed over, to be recorded with the outcome (``packed``: its
+    bytes compressed ahead, for an email or a PDF)."""
     outcome = SENT if delivery.ok else FAILED if delivery.permanent else RETRYING
     data, media_type, filename, destination = handed
     attempt = Attempt(at=now, channel=notice.channel, destination=delivery.destination or destination,
                       outcome=outcome, reply=delivery.reply or delivery.detail, reference=delivery.reference)
-    return Handover(attempt, data, media_type, filename)
+    return Handover(attempt, data, media_type, filename, packed if media_type in (EMAIL_TYPE, PDF_TYPE) else None)
 
 
 def _to(message: EmailMessage) -> str:

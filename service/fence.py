@@ -23,10 +23,28 @@ class _Fenced(BaseChannel):
     """The policy's channel, checked before every message (``before_send`` raises to stop it):
     for the daemon, not after a stop and only while leased. Everything else is the inner channel's."""
 
-    def __init__(self, inner: Channel, before_send: Callable[[], None]):
+    def __init__(self, inner: Channel, before_send: Callable[[], None],
+                 check_in: Callable[[object], None] | None = None):
+        """``check_in(conn)``: the same check inside a transaction of the caller's (see ``before_handover``)."""
         self.inner = inner
         self.before_send = before_send
+        self.check_in = check_in
         self.name = inner.name
+        self._checked: object = None       # the notice checked in its mark's transaction, not yet sent
+
+    def before_handover(self, conn, notice) -> None:
+        """The check, inside the transaction that marks ``notice`` sending (service/dispatch.py): it
+        raises there, and no mark is committed; the send of that notice that follows does not check again."""
+        if self.check_in is None:
+            return
+        self._checked = None
+        self.check_in(conn)
+        self._checked = notice.key
+
+    def _check(self, notice) -> None:
+        checked, self._checked = self._checked, None
+        if checked is None or checked != getattr(notice, "key", None):
+            self.before_send()
 
     @property
     def description(self) -> str:
@@ -44,11 +62,11 @@ class _Fenced(BaseChannel):
         return self.inner.destination(notice)
 
     def send_email(self, notice, message):
-        self.before_send()
+        self._check(notice)
         return self.inner.send_email(notice, message)
 
     def send_letter(self, notice, pdf, filename):
-        self.before_send()
+        self._check(notice)
         return self.inner.send_letter(notice, pdf, filename)
 
     def checks(self):
@@ -67,4 +85,8 @@ def leased(channel: Channel, lease: Lease) -> Channel:
         if not lease.confirm():
             raise LeaseLost()
 
-    return _Fenced(channel, before_send)
+    def check_in(conn) -> None:
+        if not lease.confirm_in(conn):
+            raise LeaseLost()
+
+    return _Fenced(channel, before_send, check_in)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import select
 
 from adapters.channels import registry as delivery
+from adapters.store.schema import messages
+from adapters.store.sent import unpack
 
 from engine.delivery import retry_wait
 from adapters.channels.base import BaseChannel, Channel
@@ -452,5 +455,51 @@ def test_messages_are_dated_when_sent_and_outbox_deliveries_are_recorded_as_the_
         assert sci.reference == str(pdf)
         created = PdfReader(pdf).metadata["/CreationDate"]
         assert created.startswith("D:20261123111530+01")          # the letter is dated like the emails
+    finally:
+        site.close()
+
+
+# -- rendering in worker processes ------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers_from", [1, 10_000])
+def test_a_pass_rendered_in_worker_processes_delivers_what_the_thread_delivers(tmp_path, monkeypatch, workers_from):
+    """From WORKERS_FROM due notices the batches are read and rendered in forked processes, each a part
+    of the batch: the same outcomes, files and kept messages as the helper thread gives, in the order
+    of the batch; a notice cancelled by staff after it was rendered is still not sent."""
+    from service import dispatch as dispatch_
+    from service import render_ahead
+    from adapters.store import notices as queue
+
+    monkeypatch.setattr(render_ahead, "WORKERS", 2)
+    monkeypatch.setattr(render_ahead, "WORKERS_FROM", workers_from)
+    monkeypatch.setattr(dispatch_, "BATCH", 4)
+    site = Site(tmp_path)
+    try:
+        for n in range(1, 12):          # emails, and letters for those without an address
+            site.patron(f"P{n}", f"p{n}@etu.example" if n % 3 else "", first="Zoé")
+            site.loan(f"L{n}", f"P{n}", "2026-11-16", library="SCI" if n % 2 else "DROIT")
+        plan = site.decide_only()
+        keys = sorted(n.key for n in plan.notices)
+        original = dispatch_._deliver
+
+        def cancel_the_fifth(store, policy, channel, now, item):
+            if item.pending.key == keys[4]:
+                queue.cancel(store, keys[4], actor="marie", why="returned at the desk", at=now)
+            return original(store, policy, channel, now, item)
+
+        monkeypatch.setattr(dispatch_, "_deliver", cancel_the_fifth)
+        router = site.router()
+        try:
+            outcomes = dispatch_.dispatch(site.store, site.policy, site.templates, router, RUN)
+        finally:
+            router.close()
+        assert [o.key for o in outcomes] == keys
+        assert {o.key: o.status for o in outcomes} == {k: "cancelled" if k == keys[4] else "sent" for k in keys}
+        files = site.outbox_files()
+        assert len(files) == 10 and {f.suffix for f in files} == {".eml", ".pdf"}
+        with site.store.engine.connect() as conn:
+            kept = conn.execute(select(messages.c.notice_key, messages.c.body)).all()
+        by_file = {f.name: f.read_bytes() for f in files}
+        assert len(kept) == 10 and all(unpack(body) in by_file.values() for _, body in kept)
     finally:
         site.close()

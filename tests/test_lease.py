@@ -121,3 +121,48 @@ def test_a_leased_channel_renews_before_each_message_and_stops_once_the_lease_is
         channel.send_letter("notice 3", b"%PDF", "letter.pdf")
     assert [n for n, _ in inner.emails] == ["notice 1"] and inner.letters == []
     assert read_lease(store.engine).holder == "daemon"
+
+
+def test_a_pass_renews_the_lease_in_each_marks_transaction_and_stops_once_it_is_lost(tmp_path):
+    """dispatch renews the lease in the transaction that marks a message sending: once another
+    instance took the lease, the next message is not marked nor handed over, and stays pending."""
+    from sqlalchemy import select
+
+    from adapters.channels.memory import MemoryChannel
+    from adapters.store.schema import attempts, leases, notices
+    from service.daemon import leased
+    from service.dispatch import dispatch
+    try:
+        from tests.delivery_site import RUN, Site
+    except ModuleNotFoundError:
+        from delivery_site import RUN, Site
+
+    site = Site(tmp_path)
+    try:
+        for n in (1, 2, 3):
+            site.patron(f"P{n}", f"p{n}@etu.example")
+            site.loan(f"L{n}", f"P{n}", "2026-11-16")
+        site.decide_only()
+        run = Lease(site.store.engine, ttl=30, holder="rappel-run")
+        assert run.acquire()
+        renewals = []
+
+        class TakenOverAfterTheFirst(MemoryChannel):
+            def send_email(self, notice, message):
+                renewals.append(read_lease(site.store.engine).holder)
+                with site.store.engine.begin() as conn:          # paused past its lease …
+                    conn.execute(leases.update().values(expires_at=leases.c.expires_at - 3600))
+                assert Lease(site.store.engine, ttl=30, holder="daemon").acquire()   # … and taken over
+                return super().send_email(notice, message)
+
+        inner = TakenOverAfterTheFirst()
+        with pytest.raises(LeaseLost):
+            dispatch(site.store, site.policy, site.templates, leased(inner, run), RUN)
+        assert len(inner.emails) == 1 and renewals == ["rappel-run"]
+        with site.store.engine.connect() as conn:
+            status = dict(conn.execute(select(notices.c.key, notices.c.status)).all())
+            marks = conn.execute(select(attempts.c.notice_key, attempts.c.outcome)).all()
+        assert sorted(status.values()) == ["pending", "pending", "sent"]
+        assert [outcome for _, outcome in marks] == ["sent"]          # no mark left for the others
+    finally:
+        site.close()

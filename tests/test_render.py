@@ -351,6 +351,37 @@ def test_letter_pdf_is_byte_identical_when_rendered_again(policy, templates):
     assert templates.letter_pdf(ctx) == templates.letter_pdf(ctx)
 
 
+@pytest.mark.parametrize("name", ["Zoé Lefèvre", "Łukasz Żółw", "Γιώργος Παπαδόπουλος"])
+def test_a_letter_from_the_shared_font_is_the_letter_fpdf2_makes_alone(policy, templates, name):
+    """The faces parsed once a process and embedded from a cache (adapters/render/letter_fonts.py) give
+    the bytes fpdf2 gives on its own for the same subset, a name outside the shared repertoire (Greek)
+    included; and a cached subset is reused for the next letter."""
+    from adapters.render.letter import Letter
+    from adapters.render.letter_fonts import REPERTOIRE
+
+    first, last = name.split()
+    patron = Patron("P1", first_name=first, last_name=last, address_line1="3 place de la Bourse",
+                    postal_code="33000", city="Bordeaux")
+    ctx = context(policy, letter_notice("SCI", ("L1",), patron=patron), patron=patron, loans=UNICODE_LOANS)
+    shared = templates.letter_pdf(ctx)
+    original = Letter.__init__
+
+    def alone(self, font, shared=True):
+        original(self, font, shared=False)
+        for face in self.fonts.values():        # the same subset: the repertoire first, in its order
+            for c in REPERTOIRE:
+                if ord(c) in face.cmap:
+                    face.subset.pick(ord(c))
+
+    try:
+        Letter.__init__ = alone
+        by_fpdf2 = templates.letter_pdf(ctx)
+    finally:
+        Letter.__init__ = original
+    assert shared == by_fpdf2 and templates.letter_pdf(ctx) == shared
+    assert name in pdf_text(shared)
+
+
 def test_letters_use_the_packaged_font_first(policy, templates, monkeypatch):
     """Noto Sans from pymupdf-fonts (a dependency) comes before any DejaVu the system has: the same
     letters on every machine."""
@@ -452,3 +483,35 @@ def test_bytes_computed_ahead_are_dropped_when_a_header_changes(policy, template
     msg.replace_header("Subject", "Changed after rendering")
     assert b"Subject: Changed after rendering" in render.wire_bytes(msg)
     assert b"\r\n" in render.wire_bytes(msg) and b"\n\n" not in render.wire_bytes(msg)
+
+
+@pytest.mark.parametrize("body", [
+    "Madame, Monsieur,\nSauf erreur de notre part, les documents ci-dessous n'ont pas été rendus à la date prévue, "
+    "et nous vous prions de bien vouloir les rapporter au plus vite à la bibliothèque, ou de nous écrire.\n"
+    "[[rappel:table]]\nVeuillez agréer, Madame, Monsieur, l'expression de nos salutations distinguées.",
+    "Un mot-composé-très-long-qui-tombe-juste-à-la-fin-de-la-ligne-et-que-fpdf2-peut-couper entre-temps "
+    "au-delà de la marge, vis-à-vis des autres mots de la ligne qui la précèdent et la suivent ici.",
+    "Anticonstitutionnellementanticonstitutionnellementanticonstitutionnellementanticonstitutionnellement x",
+    "Montant\u00a0: 12,50\u00a0€ à régler\u202favant le 1er décembre, avec\tune tabulation et  deux espaces ",
+])
+def test_a_paragraph_broken_by_words_is_the_one_multi_cell_breaks(body):
+    """Letter._paragraph breaks plain words itself and draws each line with cell(); the PDF is byte for
+    byte the one multi_cell makes (long paragraphs, hyphens, a word wider than the line, special spaces)."""
+    from adapters.render.letter import Letter
+
+    v = {"library": {"name": "Bibliothèque des sciences", "address": ["351 cours de la Libération"]},
+         "sender": {"name": "Service du contentieux", "address": "contentieux@univ.example"}, "language": "fr",
+         "patron": {"postal_lines": ["Zoé Lefèvre", "12 rue des Écoles", "33000 Bordeaux"]},
+         "library_loans": [{"title": "Œuvres complètes — 12 €", "item_barcode": "S-0001",
+                            "due_date": dt.date(2026, 11, 1), "days_overdue": 22, "stage_label": ""}],
+         "combined": False}
+    wording = {"subject_line": "Objet : Documents non rendus, premier rappel avant la lettre recommandée", "page": "page",
+               "date_line": "Le 23 novembre 2026", "columns": ["Titre", "Code-barres", "Échéance", "Jours"],
+               "table_date": "dd/MM/y", "no_due": "-", "format_date": lambda day, format: day.isoformat()}
+    when = dt.datetime(2026, 11, 23, 9, tzinfo=dt.timezone.utc)
+    made = {}
+    for fast in (True, False):
+        letter = Letter(find_font())
+        letter.FAST_BREAKS = fast
+        made[fast] = letter.build(v, wording, body, when)
+    assert made[True] == made[False]

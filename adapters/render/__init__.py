@@ -7,6 +7,7 @@ One module per role:
 - ``lint``: the check of every template, in every language, before anything goes out;
 - ``email``: MIME building, Message-ID, the bytes on the wire;
 - ``letter``: the fpdf2 PDF letter;
+- ``letter_fonts``: its faces parsed once a process, the embedded subset computed once (a cache);
 - ``fonts``: the letters' Unicode font (``find_font``, ``packaged_font``, ``MissingFont``);
 - ``formats``: dates, amounts and languages (Babel), one-line headers;
 - ``report``: the email listing a patron's active requests.

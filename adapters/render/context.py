@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
+from functools import lru_cache
 
 from adapters.render.formats import midnight, one_line
 from adapters.render.letter_names import LETTER_TABLE
@@ -135,10 +136,15 @@ def mailbox_variables(policy: Policy, notice: Notice, filename: str) -> dict:
 
 def sender_values(sender: Sender) -> dict:
     """A sender for templates: both headers, a name to sign with and the reply address."""
-    from_name, _ = parseaddr(sender.from_)
-    _, reply_address = parseaddr(sender.reply_to)
+    from_name, reply_address = _sender_parts(sender.from_, sender.reply_to)
     return {"from": sender.from_, "reply_to": sender.reply_to, "name": from_name or reply_address,
             "address": reply_address}
+
+
+@lru_cache(maxsize=256)
+def _sender_parts(from_: str, reply_to: str) -> tuple[str, str]:
+    """The From's name and the Reply-To's address (parsed once a sender: every notice asks)."""
+    return parseaddr(from_)[0], parseaddr(reply_to)[1]
 
 
 def library_values(policy: Policy, code: str, language: str | None = None) -> dict:

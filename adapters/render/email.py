@@ -140,7 +140,9 @@ def _address_header(value: str) -> str:
     return formataddr((name, addr), charset="utf-8") if name else addr
 
 
+@lru_cache(maxsize=1024)
 def _text_header(value: str) -> str:
+    """A Subject, RFC 2047-encoded when not ASCII (encoded once: a day's subjects are a few)."""
     value = one_line(value)
     return value if value.isascii() else Header(value, "utf-8").encode(maxlinelen=76)
 

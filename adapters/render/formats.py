@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import lru_cache
 
 from babel.dates import format_date as babel_date
 from babel.numbers import format_currency, format_decimal
@@ -42,6 +43,17 @@ def pick_language(preferred: str, policy: Policy) -> str:
 def format_day(value: dt.date, format: str = "long", *, language: str) -> str:   # noqa: A002 - Jinja's name
     """A date for the language: Babel's short, medium, long or full, or a CLDR pattern (dd/MM/y),
     in the language's typography: the first of the month is "1er" in French ("1er décembre 2026")."""
+    if type(value) is dt.date and isinstance(format, str) and isinstance(language, str):
+        return _format_date(value, format, language)      # a day's notices share a few dates: each written once
+    return _format_day(value, format, language)
+
+
+@lru_cache(maxsize=4096)
+def _format_date(value: dt.date, format: str, language: str) -> str:   # noqa: A002
+    return _format_day(value, format, language)
+
+
+def _format_day(value: dt.date, format: str, language: str) -> str:   # noqa: A002
     text = babel_date(value, format=format, locale=language)
     if value.day == 1 and language.split("_")[0].split("-")[0] == "fr":
         text = _FRENCH_FIRST.sub("1er", text, count=1)

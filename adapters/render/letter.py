@@ -7,16 +7,21 @@ The fixed wording (date line, subject line, table headings, page word) comes fro
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import partial
 from pathlib import Path
 
 from fpdf import FPDF, FontFace
+from fpdf.line_break import BREAKING_SPACE_SYMBOLS_STR, NBSP, SOFT_HYPHEN
+from fpdf.util import FloatTolerance
 
 from adapters.render.formats import one_line
+from adapters.render.letter_fonts import LetterOutput, shared_font
 from adapters.render.letter_names import LETTER_TABLE, LETTER_WORDING
 
 __all__ = ["LETTER_TABLE", "LETTER_WORDING", "Letter"]
 
+_SPECIAL = re.compile("[" + re.escape(BREAKING_SPACE_SYMBOLS_STR.replace(" ", "") + SOFT_HYPHEN + NBSP + "\n\r") + "]")
 
 
 class Letter(FPDF):
@@ -24,12 +29,18 @@ class Letter(FPDF):
 
     WINDOW_X, WINDOW_Y, WINDOW_W = 110, 48, 85
 
-    def __init__(self, font: dict[str, Path]):
+    def __init__(self, font: dict[str, Path], *, shared: bool = True):
+        """``shared``: the faces parsed once a process and embedded from a cache
+        (adapters/render/letter_fonts.py); False: by fpdf2 alone, for every letter."""
         super().__init__(orientation="P", unit="mm", format="A4")
         self.footer_text = ""
         self.font_name = "Letter"
+        self.shared = shared
         for style, path in font.items():
-            self.add_font(self.font_name, style, str(path))
+            if shared:
+                shared_font(self, self.font_name, style, Path(path))
+            else:
+                self.add_font(self.font_name, style, str(path))
         self.text_of = str
         self.set_margins(20, 15, 20)
         self.set_auto_page_break(True, margin=20)
@@ -66,7 +77,7 @@ class Letter(FPDF):
         self.cell(self.WINDOW_W, 5, self.text_of(one_line(wording["date_line"])), new_x="LMARGIN", new_y="NEXT")
         self.set_y(110)
         self.set_font(self.font_name, "B", 11)
-        self.multi_cell(0, 5.5, self.text_of(one_line(subject)), align="L", new_x="LMARGIN", new_y="NEXT")
+        self._paragraph(5.5, self.text_of(one_line(subject)))
         self.ln(4)
         # body, with the table where the template asks for it
         self.set_font(self.font_name, "", 10)
@@ -76,13 +87,49 @@ class Letter(FPDF):
                 self._table(v["library_loans"], v["combined"])
                 placed = True
             elif line.strip():
-                self.multi_cell(0, 5, self.text_of(line), align="L", new_x="LMARGIN", new_y="NEXT")
+                self._paragraph(5, self.text_of(line))
             else:
                 self.ln(3)
         if not placed:
             self.ln(3)
             self._table(v["library_loans"], v["combined"])
-        return bytes(self.output())
+        return bytes(self.output(output_producer_class=LetterOutput) if self.shared else self.output())
+
+    FAST_BREAKS = True      # False: every paragraph through multi_cell (tests compare both)
+
+    def _paragraph(self, h: float, text: str) -> None:
+        """``multi_cell(0, h, text, align="L", new_x="LMARGIN", new_y="NEXT")``: a paragraph from the
+        left margin. fpdf2 breaks it character by character (most of a letter's time); a paragraph
+        of plain words is broken here by words where fpdf2 would break it (at the last space that
+        keeps the line within the width) and each line drawn with ``cell``; anything else (a word
+        wider than the line, a hyphen where a line breaks, tabs, other spaces) goes to multi_cell."""
+        lines = self._lines(text) if self.FAST_BREAKS else None
+        if lines is None:
+            self.multi_cell(0, h, text, align="L", new_x="LMARGIN", new_y="NEXT")
+            return
+        for line in lines:
+            self.cell(0, h, line, align="L", new_x="LMARGIN", new_y="NEXT")
+
+    def _lines(self, text: str) -> list[str] | None:
+        if not text or text[0] == " " or text[-1] == " " or "  " in text or _SPECIAL.search(text):
+            return None
+        room = self.w - self.r_margin - self.x - 2 * self.c_margin
+        width = self.get_string_width
+        words = text.split(" ")
+        if FloatTolerance.greater_than(width(words[0]), room):
+            return None
+        lines, line = [], words[0]
+        for word in words[1:]:
+            longer = f"{line} {word}"
+            if not FloatTolerance.greater_than(width(longer), room):
+                line = longer
+                continue
+            if "-" in word or FloatTolerance.greater_than(width(word), room):
+                return None          # fpdf2 would break inside the word
+            lines.append(line)
+            line = word
+        lines.append(line)
+        return lines
 
     def _table(self, loans: list[dict], combined: bool = False):
         """The documents; a letter that combines stages has a 5th column: each loan's stage."""

@@ -5,6 +5,7 @@ import datetime as dt
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import and_, bindparam, create_engine, delete, event, func, insert, make_url, select, update
@@ -310,19 +311,17 @@ class Store:
         a loan returned since the decision is cancelled while the rest of the notice is sent. ``kept``:
         the attempt and the message handed to the channel (adapters/store/sent.py), recorded in the
         same transaction."""
-        now = func.now()
         if next_attempt_at is not None:     # in UTC, as every stored time (SQLite keeps no offset)
             next_attempt_at = next_attempt_at.astimezone(dt.timezone.utc)
+        given = {name: value for name, value in (("reference", reference), ("last_error", error), ("reply", reply),
+                                                 ("destination", destination)) if value is not None}
+        statement = _settle_statement(tuple(given))
+        params = {"settle_key": key, "settle_status": status, "settle_next": next_attempt_at,
+                  **{f"settle_{name}": value for name, value in given.items()}}
 
         def work():
             with self.engine.begin() as conn:
-                values = {"status": status, "updated_at": now, "attempts": notices.c.attempts + 1,
-                          "next_attempt_at": next_attempt_at}
-                for name, value in (("reference", reference), ("last_error", error), ("reply", reply),
-                                    ("destination", destination)):
-                    if value is not None:
-                        values[name] = value
-                conn.execute(update(notices).where(notices.c.key == key).values(**values))
+                conn.execute(statement, params)
                 self._settle_ledger(conn, key, status, error, entry_status)
                 conn.execute(_DROP_SENDING, {"key": key})
                 if kept is not None:
@@ -369,11 +368,29 @@ class Store:
                                               ledger.c.due_date == due)
                          .values(status=st, reason=reason, updated_at=now))
         if status != Status.PENDING:
-            conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.status == Status.PENDING)
-                         .values(status=status, updated_at=now, **({"reason": error} if error else {})))
+            conn.execute(_settle_rows(bool(error)), {"rows_key": key, "rows_status": status, "rows_reason": error})
 
 
 _DROP_SENDING = delete(attempts).where(attempts.c.notice_key == bindparam("key"), attempts.c.outcome == SENDING)
+
+
+# Built once (a delivery settles one notice a message): the notice's outcome, with the columns given …
+@lru_cache(maxsize=64)
+def _settle_statement(given: tuple[str, ...]):
+    values = {"status": bindparam("settle_status"), "updated_at": func.now(), "attempts": notices.c.attempts + 1,
+              "next_attempt_at": bindparam("settle_next", type_=notices.c.next_attempt_at.type),
+              **{name: bindparam(f"settle_{name}", type_=notices.c[name].type) for name in given}}
+    return update(notices).where(notices.c.key == bindparam("settle_key")).values(**values)
+
+
+# … and its pending ledger rows' (with the reason, when there is one)
+@lru_cache(maxsize=4)
+def _settle_rows(with_reason: bool):
+    values = {"status": bindparam("rows_status"), "updated_at": func.now()}
+    if with_reason:
+        values["reason"] = bindparam("rows_reason")
+    return update(ledger).where(ledger.c.notice_key == bindparam("rows_key"),
+                                ledger.c.status == Status.PENDING).values(**values)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:

@@ -17,8 +17,9 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
-from sqlalchemy import and_, case, literal_column, or_, select, update
+from sqlalchemy import Float, and_, bindparam, case, literal_column, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,7 +38,11 @@ def holder_name() -> str:
 
 def db_now(conn: Connection):
     """The database's clock, in seconds since the epoch, as an SQL expression."""
-    if conn.dialect.name == "postgresql":
+    return _now_sql(conn.dialect.name)
+
+
+def _now_sql(dialect: str):
+    if dialect == "postgresql":
         return literal_column("CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)")
     return literal_column("((julianday('now') - 2440587.5) * 86400.0)")
 
@@ -100,13 +105,26 @@ class Lease:
         started = time.monotonic()
         try:
             with self.engine.begin() as conn:
-                now = db_now(conn)
-                ok = conn.execute(update(leases).where(and_(
-                    leases.c.name == self.name, leases.c.holder == self.holder, leases.c.expires_at >= now))
-                    .values(renewed_at=now, expires_at=now + self.ttl)).rowcount == 1
+                ok = conn.execute(_renewal(conn.dialect.name), {"lease_name": self.name, "lease_holder": self.holder,
+                                                                "lease_ttl": self.ttl}).rowcount == 1
         except SQLAlchemyError as exc:
             log.warning("cannot renew the lease: %s", exc.__class__.__name__)
             return self.held            # trusted until the last renewal runs out
+        if ok:
+            self._trust(started)
+        else:
+            with self._lock:
+                self._valid_until = 0.0
+        return ok
+
+    def confirm_in(self, conn: Connection) -> bool:
+        """``confirm()`` inside the caller's transaction: its commit is the renewal. The delivery renews
+        the lease in the transaction that marks a message ``sending``: the mark and the renewal are one
+        commit, and a lost lease leaves no mark. A database error goes to the caller (its transaction
+        fails: nothing is handed over)."""
+        started = time.monotonic()
+        ok = conn.execute(_renewal(conn.dialect.name), {"lease_name": self.name, "lease_holder": self.holder,
+                                                        "lease_ttl": self.ttl}).rowcount == 1
         if ok:
             self._trust(started)
         else:
@@ -160,6 +178,15 @@ class Lease:
             if not self.confirm():
                 log.warning("lease %r lost: another instance may take over", self.name)
                 return
+
+
+@lru_cache(maxsize=4)
+def _renewal(dialect: str):
+    """The renewal of a lease still ours and unexpired (built once: it runs before every message)."""
+    now = _now_sql(dialect)
+    return update(leases).where(and_(leases.c.name == bindparam("lease_name"), leases.c.holder == bindparam("lease_holder"),
+                                     leases.c.expires_at >= now)).values(
+        renewed_at=now, expires_at=now + bindparam("lease_ttl", type_=Float()))
 
 
 def read_lease(engine: Engine, name: str = DEFAULT_NAME) -> LeaseInfo | None:

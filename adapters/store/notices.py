@@ -9,7 +9,7 @@ in UTC (SQLite keeps none: what it keeps is UTC).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -222,13 +222,22 @@ def forced(store: Store, keys: Iterable[str]) -> set[str]:
 
 # --- delivery's own marks: in flight, in doubt, waiting for the library's fix -----------------------
 
-def mark_sending(store: Store, key: str, attempt: Attempt) -> None:
+def mark_sending(store: Store, key: str, attempt: Attempt, check: Callable[[object], None] | None = None) -> bool:
     """Before a message is handed over: its attempt, committed as ``sending`` (the outcome replaces it).
-    A run that stops between the two leaves it: the next pass does not send it blindly (``in_doubt``)."""
+    A run that stops between the two leaves it: the next pass does not send it blindly (``in_doubt``).
+    The notice's status is read in the same transaction: False, and nothing written, when it is no
+    longer pending (cancelled by a member of staff since the pass read it): it is not handed over.
+    ``check(conn)``: the channel's guard (the lease renewed, no stop asked) in the same transaction;
+    what it raises rolls the mark back."""
     def work():
         with store.engine.begin() as conn:
+            if conn.scalar(_STATUS, {"key": key}) != Status.PENDING:
+                return False
+            if check is not None:
+                check(conn)
             keep_attempt(conn, key, attempt)
-    store.patiently(work)
+            return True
+    return store.patiently(work)
 
 def unmark_sending(store: Store, key: str) -> None:
     """The mark of a message that was not handed over after all (the pass stopped just before)."""

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from adapters.store.schema import attempts, messages
 
 __all__ = ["EMAIL_TYPE", "FAILED", "PDF_TYPE", "RETRYING", "SENDING", "SENT", "UNKNOWN", "Attempt", "Handover", "keep", "keep_attempt",
-           "resend_key", "unpack"]
+           "pack", "resend_key", "unpack"]
 
 EMAIL_TYPE = "message/rfc822"
 PDF_TYPE = "application/pdf"
@@ -52,13 +52,15 @@ class Handover:
     data: bytes                  # exactly what was handed over: the email's wire bytes, the PDF
     media_type: str              # EMAIL_TYPE | PDF_TYPE
     filename: str
+    packed: bytes | None = None  # pack(data), when computed ahead (the dispatch does it while rendering)
 
 
 def keep(conn: Connection, key: str, handover: Handover) -> None:
     """Record the attempt and (replacing any earlier one) the message, inside the caller's transaction."""
     keep_attempt(conn, key, handover.attempt)
     row = {"notice_key": key, "media_type": handover.media_type, "filename": handover.filename,
-           "body": zlib.compress(handover.data, COMPRESSION), "size": len(handover.data),
+           "body": handover.packed if handover.packed is not None else pack(handover.data),
+           "size": len(handover.data),
            "stored_at": _utc(handover.attempt.at)}
     upsert = _upsert(conn.dialect.name)
     if upsert is not None:
@@ -94,6 +96,11 @@ def _upsert(dialect: str):
     return statement.on_conflict_do_update(
         index_elements=[messages.c.notice_key],
         set_={c.name: statement.excluded[c.name] for c in messages.columns if c.name != "notice_key"})
+
+
+def pack(data: bytes) -> bytes:
+    """A message's bytes as the database keeps them (``unpack`` gives them back)."""
+    return zlib.compress(data, COMPRESSION)
 
 
 def resend_key(key: str, number: int) -> str:
