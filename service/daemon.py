@@ -241,7 +241,7 @@ class Daemon:
         running_policy.record(self.store.engine, self.lease.holder, loaded, now)
 
     def _fenced(self, policy: Policy, templates) -> Channel:
-        return _Fenced(self.s.channel_for(policy, templates), self.before_send, self.check_in)
+        return _Fenced(self.s.channel_for(policy, templates), self.before_send, self.before_send)
 
     # --- days ----------------------------------------------------------------------------------
     def _run_due_days(self, now: dt.datetime) -> None:
@@ -392,15 +392,9 @@ class Daemon:
         return wake
 
     # --- the guard on every message ----------------------------------------------------------------
-    def before_send(self) -> None:
+    def before_send(self, conn=None) -> None:
+        """Stop when asked, send only while leased (``conn``: in the transaction marking it sending)."""
         if self.stop.is_set():
             raise Stopping()
-        if not self.lease.confirm():
-            raise LeaseLost()
-
-    def check_in(self, conn) -> None:
-        """``before_send`` inside the transaction that marks a message sending (one commit for both)."""
-        if self.stop.is_set():
-            raise Stopping()
-        if not self.lease.confirm_in(conn):
+        if not (self.lease.confirm() if conn is None else self.lease.confirm_in(conn)):
             raise LeaseLost()

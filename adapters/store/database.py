@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 
 from adapters.store.revision import MIGRATIONS, DatabaseNotReady, _alembic_config, migrate, require_current_schema
 from adapters.store.names import rewrite_patrons
-from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, attempts, ledger, loans, notices, patrons
+from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, SHARED_VALUES, attempts, ledger, loans, notices, patrons
 from adapters.store.sent import SENDING, Handover, keep
 from engine.decide import Notice, Plan
 from engine.facts import Candidate, Loan, Patron, Status
@@ -67,12 +67,6 @@ def _loan(row) -> Loan:
 
 def _patron(row) -> Patron:
     return Patron(**{name: getattr(row, name) for name in PATRON_FIELDS})
-
-
-# columns whose values many candidates share (adapters/store/database.py's candidates)
-_SHARED = frozenset({"library", "due_date", "status", "item_type", "loan_policy", "title", "preferred_language",
-                     "account_type", "record_type", "user_group", "postal_code", "city", "country", "channels",
-                     "opt_out"})
 
 
 class Store:
@@ -227,8 +221,8 @@ class Store:
             # kept once, not once a row: 80,000 candidates take a third less memory
             pool: dict = {}
             one = pool.setdefault
-            shared_loan = [i for i, f in enumerate(Loan.__match_args__) if f in _SHARED]
-            shared_patron = [i for i, f in enumerate(PATRON_FIELDS[1:], start=n) if f in _SHARED]
+            shared_loan = [i for i, f in enumerate(Loan.__match_args__) if f in SHARED_VALUES]
+            shared_patron = [i for i, f in enumerate(PATRON_FIELDS[1:], start=n) if f in SHARED_VALUES]
             for row in conn.execute(query.execution_options(yield_per=5000)):   # PostgreSQL: a server-side cursor
                 patron = found.get(row[1])
                 if patron is None:

@@ -18,6 +18,10 @@ LOAN_FIELDS = ("loan_id", "patron_id", "item_barcode", "title", "library", "due_
 OPTIONAL_FIELDS = frozenset({"item_type", "loan_policy", "channels", "opt_out"})   # columns an export may leave out: "" then
 REQUEST_FIELDS = ("request_id", "patron_id", "title", "library", "pickup_library", "placed_on", "status",
                   "expires_on")
+# columns whose values many rows share: the day's candidates keep each value once (Store.candidates)
+SHARED_VALUES = frozenset({"library", "due_date", "status", "item_type", "loan_policy", "title", "preferred_language",
+                           "account_type", "record_type", "user_group", "postal_code", "city", "country",
+                           "channels", "opt_out"})
 
 patrons = Table(
     "patrons", metadata,
