@@ -16,7 +16,7 @@ from engine.contact import is_email_address
 from engine.calendar import CalendarSpec, ClosedDays
 from engine.facts import RecordType
 from engine.limits import TemplateLimits
-from engine.policy_base import Imports, Preferences, Schedule, Sms, _Strict
+from engine.policy_base import Imports, Preferences, Schedule, Sms, _Routed, _Strict
 from engine.presentation import Contact, LanguageLabels, StageSender, label_problems
 from engine.requests import RequestSettings, RequestStage, check_request_stages
 from engine.retention import Retention, check_retention
@@ -58,7 +58,7 @@ class Restart(_Strict):
     resumed_on: dt.date = Field(description="No notice whose trigger date is before this day is ever sent")
 
 
-class Stage(_Strict):
+class Stage(_Routed):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Stage name, used in the ledger and template names")
     offset_days: int = Field(description="Days after the due date (negative: before it)")
     count: Count = Field(default="days", description="How offset_days counts: days, or open_days of the loan's "
@@ -83,21 +83,6 @@ class Stage(_Strict):
         for name in names or ():
             _known_channel(name, info)
         return names
-
-    @model_validator(mode="after")
-    def _routing(self):
-        if self.channels is not None and self.channel not in self.channels:
-            raise ValueError(f"channels: must include the stage's channel ({self.channel})")
-        return self
-
-    @property
-    def template_name(self) -> str:
-        return self.template or self.id
-
-    @property
-    def routes(self) -> tuple[str, ...]:
-        """The channels it may go out on, in the policy's order: its own channel first."""
-        return (self.channel, *[c for c in self.channels or () if c != self.channel])
 
 
 class LetterRoute(_Strict):

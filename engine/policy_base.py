@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from engine.limits import ImportDates
 
@@ -12,6 +12,26 @@ __all__ = ["Imports", "Preferences", "Schedule", "Share", "Sms"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class _Routed(_Strict):
+    """What a loan stage and a request stage share: its ``channel``, the ``channels:`` a patron may
+    have it on instead (its own among them), and its templates' name (``template``, else its ``id``)."""
+
+    @model_validator(mode="after")
+    def _routing(self):
+        if self.channels is not None and self.channel not in self.channels:
+            raise ValueError(f"channels: must include the stage's channel ({self.channel})")
+        return self
+
+    @property
+    def routes(self) -> tuple[str, ...]:
+        """The channels it may go out on, in the policy's order: its own channel first."""
+        return (self.channel, *[c for c in self.channels or () if c != self.channel])
+
+    @property
+    def template_name(self) -> str:
+        return self.template or self.id
 
 
 class Schedule(_Strict):

@@ -32,11 +32,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from engine.channels import DEFAULT, NAME_PATTERN, unknown_channel
 from engine.facts import OPT_OUT_ALL
-from engine.policy_base import _Strict
+from engine.policy_base import _Routed, _Strict
 
 __all__ = ["Check", "Request", "RequestCandidate", "RequestSettings", "RequestStage", "anchor", "checks",
            "check_request_stages", "is_due", "trigger"]
@@ -47,7 +47,7 @@ MAX_REQUEST_OFFSET = 366
 DIRECT = ("email", "text", "json")     # what a request notice may be rendered as
 
 
-class RequestStage(_Strict):
+class RequestStage(_Routed):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Stage name (distinct from the loan stages'), "
                                                                "used in the ledger and template names")
     when: Moment = Field(description="ready: the day the request became ready (+ offset_days); expires: "
@@ -78,21 +78,6 @@ class RequestStage(_Strict):
         for name in names or ():
             _direct(name, info)
         return names
-
-    @model_validator(mode="after")
-    def _routing(self):
-        if self.channels is not None and self.channel not in self.channels:
-            raise ValueError(f"channels: must include the stage's channel ({self.channel})")
-        return self
-
-    @property
-    def routes(self) -> tuple[str, ...]:
-        """The channels it may go out on, in the policy's order: its own channel first."""
-        return (self.channel, *[c for c in self.channels or () if c != self.channel])
-
-    @property
-    def template_name(self) -> str:
-        return self.template or self.id
 
 
 def _direct(name: str, info: ValidationInfo) -> str:

@@ -105,17 +105,11 @@ class Lease:
         started = time.monotonic()
         try:
             with self.engine.begin() as conn:
-                ok = conn.execute(_renewal(conn.dialect.name), {"lease_name": self.name, "lease_holder": self.holder,
-                                                                "lease_ttl": self.ttl}).rowcount == 1
+                ok = self._renew(conn)
         except SQLAlchemyError as exc:
             log.warning("cannot renew the lease: %s", exc.__class__.__name__)
             return self.held            # trusted until the last renewal runs out
-        if ok:
-            self._trust(started)
-        else:
-            with self._lock:
-                self._valid_until = 0.0
-        return ok
+        return self._renewed(ok, started)
 
     def confirm_in(self, conn: Connection) -> bool:
         """``confirm()`` inside the caller's transaction: its commit is the renewal. The delivery renews
@@ -123,8 +117,15 @@ class Lease:
         commit, and a lost lease leaves no mark. A database error goes to the caller (its transaction
         fails: nothing is handed over)."""
         started = time.monotonic()
-        ok = conn.execute(_renewal(conn.dialect.name), {"lease_name": self.name, "lease_holder": self.holder,
-                                                        "lease_ttl": self.ttl}).rowcount == 1
+        return self._renewed(self._renew(conn), started)
+
+    def _renew(self, conn: Connection) -> bool:
+        """The renewal statement in ``conn``'s transaction: True when the lease is still ours."""
+        return conn.execute(_renewal(conn.dialect.name), {"lease_name": self.name, "lease_holder": self.holder,
+                                                          "lease_ttl": self.ttl}).rowcount == 1
+
+    def _renewed(self, ok: bool, started: float) -> bool:
+        """Trust the lease from ``started`` when renewed, or no longer at all."""
         if ok:
             self._trust(started)
         else:
