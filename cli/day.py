@@ -50,28 +50,29 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
         if other is not None and not dry_run:
             raise InputError([Problem("--diff", None, "", "only with --dry-run: compare first, then run")])
         if dry_run:     # a dry run neither creates nor upgrades, nor claims the database
-            with session.installation(loaded, db, writes=False, channel=True, outbox=outbox) as inst:
-                age = facts.age_of_loans(inst.store, policy, sources, now_utc())
-                where = inst.channel.destination
+            with day.collector_paused():     # the plan and its lines: many objects that live on (service/day.py)
+                with session.installation(loaded, db, writes=False, channel=True, outbox=outbox) as inst:
+                    age = facts.age_of_loans(inst.store, policy, sources, now_utc())
+                    where = inst.channel.destination
+                    if other is not None:
+                        compared = day.compare(inst.store, policy, as_of, other, where)
+                    else:
+                        plan = day.plan_for(inst.store, policy, as_of)
+                        leaving = sum(not inst.channel.is_local(n) for n in plan.notices)
+                if age.stale:
+                    typer.echo(f"stale facts: {age.why(policy.tz)}: a run would decide nothing without "
+                               f"--accept-stale-facts", err=True)
                 if other is not None:
-                    compared = day.compare(inst.store, policy, as_of, other, where)
-                else:
-                    plan = day.plan_for(inst.store, policy, as_of)
-                    leaving = sum(not inst.channel.is_local(n) for n in plan.notices)
-            if age.stale:
-                typer.echo(f"stale facts: {age.why(policy.tz)}: a run would decide nothing without "
-                           f"--accept-stale-facts", err=True)
-            if other is not None:
-                _print_compared(compared, as_json)
+                    _print_compared(compared, as_json)
+                    return
+                sent = dayview.messages(plan, where)
+                others = dayview.not_sent(policy, plan)
+                print_day(f"{as_of}: {len(plan.notices)} message(s) would go out (dry run)", sent, others,
+                          dayview.summary(policy, [*sent, *others]), as_json=as_json, full=all_)
+                if leaving > policy.flood_guard.max_per_run:
+                    typer.echo(f"flood guard: {leaving} messages would leave, more than flood_guard.max_per_run "
+                               f"({policy.flood_guard.max_per_run}): a run would send nothing without --confirm", err=True)
                 return
-            sent = dayview.messages(plan, where)
-            others = dayview.not_sent(policy, plan)
-            print_day(f"{as_of}: {len(plan.notices)} message(s) would go out (dry run)", sent, others,
-                      dayview.summary(policy, [*sent, *others]), as_json=as_json, full=all_)
-            if leaving > policy.flood_guard.max_per_run:
-                typer.echo(f"flood guard: {leaving} messages would leave, more than flood_guard.max_per_run "
-                           f"({policy.flood_guard.max_per_run}): a run would send nothing without --confirm", err=True)
-            return
         with session.installation(loaded, db, channel=True, outbox=outbox, guard=True, lease=True,
                                   state_dir=state_dir, clock=now_utc) as inst:
             facts.require_fresh(inst.store, policy, sources, now_utc(), as_of, accept_stale=accept_stale_facts)

@@ -10,7 +10,9 @@ passes adapters.isolation.evaluate_in_child)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from adapters.channels.base import Channel
@@ -27,8 +29,8 @@ from service.dispatch import Outcome, dispatch
 from service.requests import add_requests
 
 
-__all__ = ["Compared", "DayResult", "Outcome", "compare", "dispatch", "left_waiting", "plan_for", "run_day",
-           "run_recorded"]
+__all__ = ["Compared", "DayResult", "Outcome", "collector_paused", "compare", "dispatch", "left_waiting", "plan_for",
+           "run_day", "run_recorded"]
 
 
 @dataclass
@@ -44,9 +46,26 @@ class DayResult:
 
 
 def plan_for(store: Store, policy: Policy, as_of: dt.date, evaluate: Evaluate | None = None) -> Plan:
-    candidates, patrons = store.candidates(policy, as_of)
-    plan = plan_day(policy, candidates, patrons, as_of, REGISTRY.specs(), evaluate=evaluate)
-    return add_requests(store, policy, plan, as_of, evaluate)      # the request notices (service/requests.py)
+    with collector_paused():
+        candidates, patrons = store.candidates(policy, as_of)
+        plan = plan_day(policy, candidates, patrons, as_of, REGISTRY.specs(), evaluate=evaluate)
+        return add_requests(store, policy, plan, as_of, evaluate)      # the request notices (service/requests.py)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cycle collector paused while a day is planned (and its lines are printed): the
+    candidates, the plan and its lines are hundreds of thousands of objects that all live on, and
+    each full collection walks every one of them (measured at 80,000 candidates: about a third of
+    the dry run's CPU time, for nothing collected). Reference counting still frees everything as
+    usual; the collector resumes where it was (nested pauses included) when the block ends."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def run_day(store: Store, policy: Policy, templates: Templates, channel: Channel, as_of: dt.date, *,
