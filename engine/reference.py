@@ -160,8 +160,14 @@ def due_pairs(policy: Policy, candidates: list[Candidate], as_of: dt.date) -> se
 
 def due_ranges(policy: Policy, as_of: dt.date) -> list[tuple[dt.date, dt.date]]:
     """Due-date ranges (inclusive) in which a loan can have a stage due on as_of: the SQL pre-filter,
-    over every library's timeline and calendar (a stage's trigger never comes earlier for a later
-    due date, so each range is found by bisection)."""
+    over every library's timeline and calendar."""
+    return _merged([(lo, hi) for _, lo, hi in stage_ranges(policy, as_of)])
+
+
+def stage_ranges(policy: Policy, as_of: dt.date) -> list[tuple[int, dt.date, dt.date]]:
+    """(stage index, first due date, last due date) of every range in which a loan can have that
+    stage due on as_of, in some library (the institution's rule, then each library's): a stage's
+    trigger never comes earlier for a later due date, so each range is found by bisection."""
     line = timeline(policy)
     libraries = [""] + list(policy.libraries)
     ranges = []
@@ -176,8 +182,22 @@ def due_ranges(policy: Policy, as_of: dt.date) -> list[tuple[dt.date, dt.date]]:
             lo = _first_due(lambda due: _on(line, si, library, due) >= first, as_of, stage)
             hi = _first_due(lambda due: _on(line, si, library, due) > as_of, as_of, stage) - dt.timedelta(days=1)
             if lo <= hi:
-                ranges.append((lo, hi))
-    return _merged(ranges)
+                ranges.append((si, lo, hi))
+    return ranges
+
+
+def last_stage_by_due_date(policy: Policy, as_of: dt.date) -> dict[dt.date, int]:
+    """For each due date of the pre-filter's ranges, the last stage (its index) that could be due on
+    as_of for a loan due that day, in any library. A stage is due only while neither it nor a later
+    stage is in the ledger for the loan's due date: a loan whose ledger holds that last stage, or a
+    later one, has nothing due, and the SQL pre-filter leaves it out (the next day's candidates are
+    then the loans still to decide, not every loan in the ranges)."""
+    out: dict[dt.date, int] = {}
+    for si, lo, hi in stage_ranges(policy, as_of):
+        for n in range((hi - lo).days + 1):
+            day = lo + dt.timedelta(days=n)
+            out[day] = max(out.get(day, -1), si)
+    return out
 
 
 def _on(line, si: int, library: str, due: dt.date) -> dt.date:

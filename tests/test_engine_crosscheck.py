@@ -216,6 +216,13 @@ def test_rules_equal_reference_on_all_pairs():
         ranges = reference.due_ranges(policy, as_of)
         for ci, _ in expected:
             assert any(lo <= cands[ci].loan.due_date <= hi for lo, hi in ranges)
+        # ... nor does the ledger's: a loan whose ledger holds the last stage it could be due for
+        # (or a later one) is not read, and none of those has a stage due
+        last, ids = reference.last_stage_by_due_date(policy, as_of), [s.id for s in policy.stages]
+        settled = {ci for ci, c in enumerate(cands)
+                   if c.loan.due_date in last and c.recorded & set(ids[last[c.loan.due_date]:])}
+        assert not settled & {ci for ci, _ in expected}
+        stats["candidates the ledger settles"] += len(settled)
 
         # which condition alone keeps a triggered stage from being due: each must be exercised
         for ci, cand_ in enumerate(cands):
@@ -242,7 +249,7 @@ def test_rules_equal_reference_on_all_pairs():
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     print(f"\ncross-check: {stats['examples']} examples ({stats['examples with a due pair']} with a due pair), "
           f"{stats['pairs']} pairs, {stats['due']} due, {elapsed:.1f}s ({cpu:.1f}s CPU); "
-          + ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if k.startswith(("only ", "due "))))
+          + ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if k.startswith(("only ", "due ", "candidates "))))
     # not vacuous: a fair share of the examples have something due
     assert stats["examples"] == MAX_EXAMPLES
     assert stats["examples with a due pair"] > MAX_EXAMPLES // 10
@@ -252,6 +259,7 @@ def test_rules_equal_reference_on_all_pairs():
     # each check alone decides some pairs (how many varies with hypothesis' draw: 9 to 45 for the ledger)
     for check_name in ("status", "window", "open_day", "restart", "ledger", "before_due", "opt_out", "audience"):
         assert stats["only " + check_name] >= 5, (check_name, stats)
+    assert stats["candidates the ledger settles"] >= 20, stats     # the ledger's pre-filter is exercised
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,14 +13,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 
+from adapters.store.candidates import read_candidates
 from adapters.store.revision import MIGRATIONS, DatabaseNotReady, _alembic_config, migrate, require_current_schema
 from adapters.store.names import rewrite_patrons
-from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, SHARED_VALUES, attempts, ledger, loans, notices, patrons
+from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, attempts, ledger, loans, notices, patrons
 from adapters.store.sent import SENDING, Handover, keep
 from engine.decide import Notice, Plan
 from engine.facts import Candidate, Loan, Patron, Status
 from engine.policy import Policy
-from engine.reference import due_ranges
 
 DEFAULT_URL = "sqlite:///rappel.db"
 WAITING = "waiting: "      # the start of a pending notice's last_error while it waits for the library's fix
@@ -198,44 +198,9 @@ class Store:
 
     # --- the daily candidates ------------------------------------------------------------
     def candidates(self, policy: Policy, as_of: dt.date) -> tuple[list[Candidate], dict[str, Patron]]:
-        """Open loans whose due date lies in a stage's range (indexed), with patron and ledger facts."""
-        ranges = due_ranges(policy, as_of)
-        if not ranges:
-            return [], {}
-        # The ranges are a few days each: an IN list of their dates lets both SQLite and PostgreSQL
-        # seek the partial index day by day (an OR of BETWEENs made SQLite scan every open loan).
-        days = sorted({lo + dt.timedelta(days=i) for lo, hi in ranges for i in range((hi - lo).days + 1)})
-        near = and_(loans.c.returned_on.is_(None), loans.c.due_date.in_(days))
-        n = len(Loan.__match_args__)    # rows as plain tuples: a Loan's fields in order, then its patron's
-        query = select(*(loans.c[f] for f in Loan.__match_args__), *(patrons.c[f] for f in PATRON_FIELDS[1:])).join(
-            patrons, patrons.c.patron_id == loans.c.patron_id).where(near)
-        recorded_query = select(ledger.c.loan_id, ledger.c.stage).join(
-            loans, and_(loans.c.loan_id == ledger.c.loan_id, loans.c.due_date == ledger.c.due_date)).where(near)
-        recorded: dict[str, set[str]] = {}
-        found: dict[str, Patron] = {}
-        out = []
-        with self.engine.connect() as conn:
-            for loan_id, stage in conn.execute(recorded_query):
-                recorded.setdefault(loan_id, set()).add(stage)
-            # the values many rows share (a library, a status, a date, a record type, a language…) are
-            # kept once, not once a row: 80,000 candidates take a third less memory
-            pool: dict = {}
-            one = pool.setdefault
-            shared_loan = [i for i, f in enumerate(Loan.__match_args__) if f in SHARED_VALUES]
-            shared_patron = [i for i, f in enumerate(PATRON_FIELDS[1:], start=n) if f in SHARED_VALUES]
-            for row in conn.execute(query.execution_options(yield_per=5000)):   # PostgreSQL: a server-side cursor
-                patron = found.get(row[1])
-                if patron is None:
-                    given = list(row[n:])
-                    for i in shared_patron:
-                        given[i - n] = one(given[i - n], given[i - n])
-                    patron = found[row[1]] = Patron(row[1], *given)
-                fields = list(row[:n])
-                fields[1] = patron.patron_id
-                for i in shared_loan:
-                    fields[i] = one(fields[i], fields[i])
-                out.append(Candidate.of(Loan(*fields), patron, frozenset(recorded.get(row[0], ()))))
-        return out, found
+        """The day's candidates (adapters/store/candidates.py): open loans whose due date lies in a
+        stage's range (indexed), less those whose ledger settles them, with patron and ledger facts."""
+        return read_candidates(self.engine, policy, as_of)
 
     def ledger_for(self, loan_id: str) -> list[dict]:
         with self.engine.connect() as conn:
