@@ -743,14 +743,15 @@ def child_record(url: str, day: dt.date) -> int:
 
 
 def raw_query(url: str, policy, day: dt.date) -> int:
-    """The candidates' rows (loans joined to patrons) and their ledger rows, straight from the driver."""
-    from engine.reference import due_ranges
-    days = sorted({lo + dt.timedelta(days=i) for lo, hi in due_ranges(policy, day) for i in range((hi - lo).days + 1)})
-    dates = ", ".join(f"'{d.isoformat()}'" for d in days)
-    near = f"l.returned_on IS NULL AND l.due_date IN ({dates})"
-    rows = f"SELECT l.*, p.* FROM loans l JOIN patrons p ON p.patron_id = l.patron_id WHERE {near}"
-    ledger = (f"SELECT g.loan_id, g.stage FROM ledger g JOIN loans l ON l.loan_id = g.loan_id "
-              f"AND l.due_date = g.due_date WHERE {near}")
+    """The candidates' rows (loans joined to patrons, less those the ledger settles) and their ledger
+    rows, straight from the driver: the statements Store.candidates runs, with their values written in."""
+    from sqlalchemy import create_engine
+    from adapters.store.candidates import candidate_queries
+    queries = candidate_queries(policy, day)
+    if queries is None:
+        return 0
+    dialect = create_engine(url).dialect
+    rows, ledger = (str(q.compile(dialect=dialect, compile_kwargs={"literal_binds": True})) for q in queries)
     if url.startswith("sqlite"):
         conn = sqlite3.connect(url.split("///", 1)[1])
     else:

@@ -8,13 +8,14 @@ from itertools import groupby
 
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql import Select
 
 from adapters.store.schema import PATRON_FIELDS, SHARED_VALUES, ledger, loans, patrons
 from engine.facts import Candidate, Loan, Patron
 from engine.policy import Policy
 from engine.reference import last_stage_by_due_date
 
-__all__ = ["read_candidates"]
+__all__ = ["candidate_queries", "read_candidates"]
 
 NOTHING: frozenset[str] = frozenset()
 
@@ -26,24 +27,11 @@ def read_candidates(engine: Engine, policy: Policy, as_of: dt.date) -> tuple[lis
     a loan whose ledger holds the last stage it could be due for on as_of (or a later one) is not
     read (engine.reference.last_stage_by_due_date). The day after a busy day, most loans of the
     ranges were decided the day before: they stay in the database."""
-    last = last_stage_by_due_date(policy, as_of)
-    if not last:
+    queries = candidate_queries(policy, as_of)
+    if queries is None:
         return [], {}
-    ids = [s.id for s in policy.stages]
-    # The dates are a few days each side of each stage: an IN list of them lets both SQLite and
-    # PostgreSQL seek the partial index day by day (an OR of BETWEENs made SQLite scan every open loan).
-    held = ledger.alias("held")     # (the ledger rows' own query reads the ledger too)
-    parts = []
-    for top, days in groupby(sorted(last, key=lambda day: (last[day], day)), key=last.get):
-        settled = exists().where(held.c.loan_id == loans.c.loan_id, held.c.due_date == loans.c.due_date,
-                                 held.c.stage.in_(ids[top:]))
-        parts.append(and_(loans.c.due_date.in_(list(days)), ~settled))
-    near = and_(loans.c.returned_on.is_(None), loans.c.due_date.in_(sorted(last)), or_(*parts))   # (seek, then filter)
-    n = len(Loan.__match_args__)    # rows as plain tuples: a Loan's fields in order, then its patron's
-    query = select(*(loans.c[f] for f in Loan.__match_args__), *(patrons.c[f] for f in PATRON_FIELDS[1:])).join(
-        patrons, patrons.c.patron_id == loans.c.patron_id).where(near)
-    recorded_query = select(ledger.c.loan_id, ledger.c.stage).join(
-        loans, and_(loans.c.loan_id == ledger.c.loan_id, loans.c.due_date == ledger.c.due_date)).where(near)
+    query, recorded_query = queries
+    n = len(Loan.__match_args__)
     recorded: dict[str, set[str]] = {}
     found: dict[str, Patron] = {}
     out = []
@@ -70,3 +58,26 @@ def read_candidates(engine: Engine, policy: Policy, as_of: dt.date) -> tuple[lis
             stages = recorded.get(row[0])
             out.append(Candidate.of(Loan(*fields), patron, frozenset(stages) if stages else NOTHING))
     return out, found
+
+
+def candidate_queries(policy: Policy, as_of: dt.date) -> tuple[Select, Select] | None:
+    """The candidates' rows (a Loan's fields in order, then its patron's) and their ledger rows
+    (loan id, stage); None on a day no loan can have a stage due."""
+    last = last_stage_by_due_date(policy, as_of)
+    if not last:
+        return None
+    ids = [s.id for s in policy.stages]
+    # The dates are a few days each side of each stage: an IN list of them lets both SQLite and
+    # PostgreSQL seek the partial index day by day (an OR of BETWEENs made SQLite scan every open loan).
+    held = ledger.alias("held")     # (the ledger rows' own query reads the ledger too)
+    parts = []
+    for top, days in groupby(sorted(last, key=lambda day: (last[day], day)), key=last.get):
+        settled = exists().where(held.c.loan_id == loans.c.loan_id, held.c.due_date == loans.c.due_date,
+                                 held.c.stage.in_(ids[top:]))
+        parts.append(and_(loans.c.due_date.in_(list(days)), ~settled))
+    near = and_(loans.c.returned_on.is_(None), loans.c.due_date.in_(sorted(last)), or_(*parts))   # (seek, then filter)
+    query = select(*(loans.c[f] for f in Loan.__match_args__), *(patrons.c[f] for f in PATRON_FIELDS[1:])).join(
+        patrons, patrons.c.patron_id == loans.c.patron_id).where(near)
+    recorded_query = select(ledger.c.loan_id, ledger.c.stage).join(
+        loans, and_(loans.c.loan_id == ledger.c.loan_id, loans.c.due_date == ledger.c.due_date)).where(near)
+    return query, recorded_query
