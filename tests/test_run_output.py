@@ -196,11 +196,15 @@ def _runs(site: Install) -> list[tuple]:
         engine.dispose()
 
 
-def test_two_cron_style_runs_then_status_says_ok(site):
+def test_two_cron_style_runs_then_status_says_ok(tmp_path):
     """cron runs `rappel run` with no date, twice today (a second run after an import, say): the
-    history has today's day run and a delivery pass, and `rappel status` exits 0."""
+    history has today's day run and a delivery pass, and `rappel status` exits 0. The site holds one
+    loan, due a week before today: the fixed dates of the other tests' loans would be due on some days."""
     import zoneinfo
 
+    from tests.test_cli import PATRONS_CSV
+    site = Install(tmp_path)
+    assert site("import", "patrons", site.csv("patrons.csv", PATRONS_CSV)).exit_code == 0
     today = dt.datetime.now(zoneinfo.ZoneInfo("Europe/Paris")).date()
     due = today - dt.timedelta(days=7)                      # a first reminder today
     _add(site, loans=[f"L7,P1,3000000007,Le Rouge et le Noir,SCI,{due},,"])
