@@ -21,7 +21,7 @@ from engine.channels import DEFAULT, LETTER, ChannelSpec
 from engine.contact import is_email_address
 from engine.envelope import envelope, head_stage
 from engine.facts import Candidate, Loan, Patron, Status
-from engine.policy import Policy
+from engine.policy import Policy, Stage
 from engine.preferences import has_contact, lacking, route_order
 from engine.timeline import timeline
 
@@ -163,7 +163,7 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
                                       superseded[policy.stages[latest[ci]].id], loan.patron_id, own))
             continue
         patron = patrons[loan.patron_id]
-        channel, why = route(policy, si, patron, channels, loan.library)
+        channel, why = route_stage(policy, stage, patron, channels)
         if channel is None:
             own = loan.library if _per_library(per_library, stage.channel) else None
             decisions.append(Decision(loan.loan_id, stage.id, loan.due_date, Status.CANCELLED, None, why,
@@ -178,23 +178,23 @@ def plan_day(policy: Policy, candidates: list[Candidate], patrons: dict[str, Pat
     order = {s.id: i for i, s in enumerate(policy.stages)}
     by_id = {c.loan.loan_id: c.loan for c in candidates}
     made = []
-    for (head, channel, patron_id, library), rows in groups.items():
+    for group, rows in groups.items():
+        head, channel, patron_id, library = group
         stages = dict(rows)
         first = rows[0][1]
         top = first if head is not None or all(s == first for _, s in rows) else head_stage(policy, stages.values())
-        made.append((make_notice(policy, _spec(channels, channel), as_of, top, patrons[patron_id], library,
-                                 [by_id[loan_id] for loan_id in stages], stages),
-                     (head, channel, patron_id, library), stages))
+        notice = make_notice(policy, _spec(channels, channel), as_of, top, patrons[patron_id], library,
+                             [by_id[loan_id] for loan_id in stages], stages)
+        made.append(((order[top], patron_id, channel, library or "", notice.key), notice, group, stages))
+    made.sort(key=lambda m: m[0])     # (the keys differ: the notice's key is the last)
     due_on = {name: f"due on {as_of}, {name}" for name in channels}     # one string a channel, not a loan
-    for notice, group, stages in sorted(made, key=lambda m: (order[m[0].stage], m[0].patron_id, m[0].channel,
-                                                              m[0].library or "", m[0].key)):
+    for _, notice, group, stages in made:
         plan.notices.append(notice)
         reason = due_on.get(notice.channel) or f"due on {as_of}, {notice.channel}"
-        for loan_id in notice.loan_ids:
+        for loan_id, due_date in notice.entries:
             note = notes.get((group, loan_id)) if notes else None
-            decisions.append(Decision(loan_id, stages[loan_id], by_id[loan_id].due_date, Status.PENDING,
-                                      notice.key, f"{reason} ({note})" if note else reason, notice.patron_id,
-                                      notice.library))
+            decisions.append(Decision(loan_id, stages[loan_id], due_date, Status.PENDING, notice.key,
+                                      f"{reason} ({note})" if note else reason, notice.patron_id, notice.library))
     return plan
 
 
@@ -213,13 +213,16 @@ def make_notice(policy: Policy, spec: ChannelSpec, as_of: dt.date, stage_id: str
     day's plan and the letters replacing a refused email (engine.delivery) are both made here.
     ``stages``: loan id → its stage, for a notice that combines stages (``stage_id``: its head stage,
     engine.envelope.head_stage); the others are at ``stage_id``."""
-    loans = sorted(loans, key=lambda loan: loan.loan_id)
-    loan_ids = tuple(loan.loan_id for loan in loans)
-    others = tuple((i, stages[i]) for i in loan_ids if stages and stages.get(i, stage_id) != stage_id)
+    loans = list(loans)
+    if len(loans) > 1:
+        loans.sort(key=lambda loan: loan.loan_id)
+    entries = tuple([(loan.loan_id, loan.due_date) for loan in loans])
+    loan_ids = tuple([entry[0] for entry in entries])
+    others = tuple([(i, stages[i]) for i in loan_ids if stages.get(i, stage_id) != stage_id]) if stages else ()
     recipient, destination = address(policy, spec, patron, library)
     return Notice(notice_key(as_of, stage_id, spec.name, patron.patron_id, library, loan_ids), as_of, stage_id,
                   spec.name, patron.patron_id, library, loan_ids, recipient, destination,
-                  entries=tuple((loan.loan_id, loan.due_date) for loan in loans), loan_stages=others)
+                  entries=entries, loan_stages=others)
 
 
 def address(policy: Policy, spec: ChannelSpec, patron: Patron, library: str | None) -> tuple[str, str]:
@@ -260,6 +263,12 @@ def route(policy: Policy, stage_index: int, patron: Patron,
     ``channels:`` goes on the first the patron can be reached on, in their order of preference
     (engine.preferences.route_order)."""
     stage = timeline(policy).stage(stage_index, library) if library is not None else policy.stages[stage_index]
+    return route_stage(policy, stage, patron, channels)
+
+
+def route_stage(policy: Policy, stage: Stage, patron: Patron,
+                channels: Mapping[str, ChannelSpec] = DEFAULT) -> tuple[str | None, str]:
+    """``route`` for the stage as the loan's library runs it (Timeline.stage)."""
     order = route_order(policy, stage, patron)
     if len(order) > 1:
         return _route_by_preference(policy, stage, order, patron, channels)

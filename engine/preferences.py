@@ -31,6 +31,8 @@ def route_order(policy: Policy, stage: Stage, patron: Patron) -> tuple[str, ...]
     if policy.is_mandatory(stage.id):
         return (stage.channel,)
     routes = stage.routes
+    if not patron.channels:        # no preference of their own: the policy's order
+        return routes
     preferred = [name for name in patron.preferred_channels if name in routes]
     return (*preferred, *[name for name in routes if name not in preferred])
 
