@@ -41,8 +41,7 @@ class Failure(Exception):
 @contextmanager
 def guarded():
     """Exit 2 for bad input or policy, 1 for anything else; one line a problem on stderr."""
-    from adapters.store.database import DatabaseNotReady
-    from adapters.store.patrons import UnknownPatron
+    from adapters.store.errors import DatabaseNotReady, UnknownPatron
     from engine.rules import EngineFault
     from engine.yamlsource import InputError
     from service.session import Refused

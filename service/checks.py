@@ -7,11 +7,11 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapters.channels import registry
 from adapters.channels.base import Check
 from adapters.render.report import lint_report_templates
-from adapters.store.database import Store
 from engine import explain as explaining
 from engine.accounts import accounts_json_schema
 from engine.policy import Policy, policy_json_schema
@@ -20,6 +20,9 @@ from engine.yamlsource import InputError, Problem, YamlDocument
 from adapters.sources.presets import preset_info
 from service.rules import channel_specs, load_accounts
 from service.session import Refused, Rules
+
+if TYPE_CHECKING:      # a lint without a database loads no database code (SQLAlchemy)
+    from adapters.store.database import Store
 from service.sources import environment_problems as source_problems, load_sources
 
 __all__ = ["LintReport", "explain_loan", "future_restart", "lint", "schema", "unknown_libraries"]

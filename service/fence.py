@@ -3,9 +3,12 @@ stops a pass between two messages, never in the middle of one (the notice simply
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from adapters.channels.base import BaseChannel, Channel
-from adapters.store.lease import Lease
+
+if TYPE_CHECKING:
+    from adapters.store.lease import Lease
 
 __all__ = ["LeaseLost", "Stopping", "leased"]
 

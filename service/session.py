@@ -23,18 +23,19 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adapters.channels import registry
 from adapters.channels.base import Channel
 from adapters.render import Templates
-from adapters.store.daemon_state import read_daemon_policy
-from adapters.store.database import Store
-from adapters.store.installation import Guard
-from adapters.store.lease import Lease
 from engine.accounts import AccountsPolicy
 from engine.policy import Policy
 from service import rules as rules_
 from service.fence import LeaseLost, leased
+
+if TYPE_CHECKING:     # the database code (SQLAlchemy) is loaded when a database is opened: `rappel lint` needs none
+    from adapters.store.database import Store
+    from adapters.store.lease import Lease
 
 __all__ = ["Confirmed", "Installation", "LeaseLost", "Refused", "Rules", "channel_factory", "check_guard",
            "confirm_installation", "held_lease", "installation", "load_rules", "store"]
@@ -72,6 +73,7 @@ def load_rules(folder: Path, *, templates: bool = False, accounts: bool = False)
 @contextmanager
 def store(db: str | None, *, writes: bool = True) -> Iterator[Store]:
     """The database, closed at the end; ``writes=False``: as it is, neither created nor upgraded."""
+    from adapters.store.database import Store
     with Store(db) if writes else Store.existing(db) as opened:
         yield opened
 
@@ -79,6 +81,7 @@ def store(db: str | None, *, writes: bool = True) -> Iterator[Store]:
 def check_guard(opened: Store, state_dir: Path | None, nothing: str, env: Mapping[str, str] | None = None) -> None:
     """The environment guard: a database without an installation id is claimed for this machine;
     one that belongs to another installation refuses, naming `rappel confirm-installation`."""
+    from adapters.store.installation import Guard
     guard = Guard(opened.engine, state_dir, env)
     try:
         verdict = guard.check()
@@ -93,6 +96,8 @@ def check_guard(opened: Store, state_dir: Path | None, nothing: str, env: Mappin
 def held_lease(opened: Store) -> Iterator[Lease]:
     """Hold the daemon's lease for the whole block, renewed by its heartbeat, released at the end even
     on error; Refused at once when another instance holds it."""
+    from adapters.store.daemon_state import read_daemon_policy
+    from adapters.store.lease import Lease
     lease = Lease(opened.engine)
     if not lease.acquire():
         info = lease.info()
@@ -165,6 +170,7 @@ class Confirmed:
 def confirm_installation(opened: Store, state_dir: Path | None, *, join: bool) -> Confirmed:
     """`rappel confirm-installation`: this machine now owns the database (or, ``join``, is a second
     machine of its installation). Nothing changes when the machine already is that installation."""
+    from adapters.store.installation import Guard
     guard = Guard(opened.engine, state_dir)
     before = guard.check(claim=False)
     if before.ok:

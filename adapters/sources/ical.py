@@ -12,7 +12,6 @@ import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import icalendar
 from dateutil.rrule import rrulestr
 
 __all__ = ["IcalError", "closed_days"]
@@ -31,6 +30,7 @@ def closed_days(path: Path, tz: ZoneInfo) -> list[dt.date]:
         data = path.read_bytes()
     except OSError as exc:
         raise IcalError(f"cannot read {path}: {exc.strerror}") from None
+    import icalendar     # (60 ms to import: loaded for a policy that has such a file, not for every command)
     try:
         calendar = icalendar.Calendar.from_ical(data)
     except ValueError as exc:

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from adapters.store.database import Store
+from adapters.store.errors import AmbiguousPatron, UnknownPatron
 from adapters.store.names import rewrite_patrons, rewrite_words
 from adapters.store.schema import loans, patron_audit, patron_local_edits, patrons, requests
 from engine.facts import PATRON_FIELDS, Loan, Patron
@@ -29,12 +30,6 @@ IN_LIMIT = 2000       # values in one SQL IN list (SQLite allows 32,766 since 3.
 REQUEST_COLUMNS = ("request_id", "title", "library", "pickup_library", "placed_on", "expires_on", "status")
 
 
-class UnknownPatron(LookupError):
-    """No patron has this barcode or patron_id (exit 2 at the command line)."""
-
-
-class AmbiguousPatron(UnknownPatron):
-    """Not one patron: the value is one patron's barcode and another's patron_id."""
 
 
 def _patron(row) -> Patron:

@@ -11,6 +11,8 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
+from adapters.store.errors import DatabaseNotReady
+
 __all__ = ["MIGRATIONS", "DatabaseNotReady", "current", "head", "migrate", "require_current_schema"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -66,11 +68,6 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-
-
-class DatabaseNotReady(Exception):
-    """A command that changes nothing (dry run, explain, show, status) found no database to read, or
-    one whose schema is not this version's: it neither creates nor upgrades it."""
 
 
 def require_current_schema(engine: Engine, url: str) -> None:
