@@ -515,3 +515,21 @@ def test_a_paragraph_broken_by_words_is_the_one_multi_cell_breaks(body):
         letter.FAST_BREAKS = fast
         made[fast] = letter.build(v, wording, body, when)
     assert made[True] == made[False]
+
+
+def test_names_in_headers_are_q_encoded_whatever_the_shared_charset_table_says():
+    """formataddr and Header read email.charset's shared table, which apprise changes when imported
+    (utf-8 in quoted-printable): the headers must not depend on what else the process loaded, or a
+    preview made without apprise differs from the message sent."""
+    import email.charset as charsets
+
+    from adapters.render import email as mail
+    saved = charsets.CHARSETS["utf-8"]
+    try:
+        for encoding in (charsets.BASE64, charsets.QP, charsets.SHORTEST):
+            charsets.add_charset("utf-8", encoding, charsets.BASE64, "utf-8")
+            assert mail._address_header.__wrapped__("Zoé Lefèvre <p1@etu.example>") == \
+                "=?utf-8?q?Zo=C3=A9_Lef=C3=A8vre?= <p1@etu.example>"
+            assert mail._text_header.__wrapped__("Rappel : Zoé") == "=?utf-8?q?Rappel_=3A_Zo=C3=A9?="
+    finally:
+        charsets.CHARSETS["utf-8"] = saved

@@ -12,6 +12,7 @@ import email.policy
 import hashlib
 import re
 from email import quoprimime
+from email.charset import QP, Charset
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
@@ -27,6 +28,13 @@ __all__ = ["BOUNDARY", "MESSAGE_POLICY", "WIRE_POLICY", "is_address", "mailbox_m
            "notice_email", "prepared", "serialize", "wire_bytes"]
 
 BOUNDARY = "=_rappel_alternative"
+
+# Names in headers are RFC 2047 "Q"-encoded (=?utf-8?q?Zo=C3=A9?=), whatever else the process has
+# loaded: email.utils.formataddr reads the shared charset table, which apprise changes when it is
+# imported (utf-8 in quoted-printable): a preview made without apprise would otherwise differ from the
+# message sent.
+UTF8 = Charset("utf-8")
+UTF8.header_encoding = QP
 is_address = is_email_address   # the one email predicate (engine/contact.py), under its former name here
 
 _BARE_LINE_BREAK = re.compile(r"\r|\n(?![ \t])")
@@ -64,7 +72,7 @@ def notice_email(ctx: NoticeContext, parts: dict[str, str], language: str) -> Em
     sender = ctx.sender                                       # the stage's, the library's or the policy's
     _raw(msg, "From", _address_header(sender.from_))
     _raw(msg, "Reply-To", _address_header(sender.reply_to))
-    _raw(msg, "To", formataddr((one_line(patron.full_name), to), charset="utf-8"))
+    _raw(msg, "To", formataddr((one_line(patron.full_name), to), charset=UTF8))
     _raw(msg, "Subject", _text_header(parts["subject"]))
     _raw(msg, "Date", format_datetime(ctx.sent_at))                # when it is sent (the pass's time)
     _raw(msg, "Message-ID", message_id(notice.key, policy.sender.from_))
@@ -137,14 +145,14 @@ def _raw(msg: EmailMessage, name: str, value: str) -> None:
 def _address_header(value: str) -> str:
     """'Name <a@b.example>' or 'a@b.example' for a header, the name RFC 2047-encoded when not ASCII."""
     name, addr = parseaddr(one_line(value))
-    return formataddr((name, addr), charset="utf-8") if name else addr
+    return formataddr((name, addr), charset=UTF8) if name else addr
 
 
 @lru_cache(maxsize=1024)
 def _text_header(value: str) -> str:
     """A Subject, RFC 2047-encoded when not ASCII (encoded once: a day's subjects are a few)."""
     value = one_line(value)
-    return value if value.isascii() else Header(value, "utf-8").encode(maxlinelen=76)
+    return value if value.isascii() else Header(value, UTF8).encode(maxlinelen=76)
 
 
 def _text_part(text: str, subtype: str) -> EmailMessage:
