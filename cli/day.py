@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -39,10 +39,16 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
     written to the run history, like the daemon's runs, for `rappel status`."""
     from engine.yamlsource import InputError, Problem
     from service import day, dayview, facts, session
+    from service import rules as rules_
     from service.sources import load_sources
 
-    with guarded():
-        loaded = session.load_rules(rules, templates=True)
+    with guarded(), ExitStack() as stack:
+        if dry_run:     # the templates' lint runs beside the planning (service/rules.py load_linting)
+            policy, templates, linted = rules_.load_linting(rules)
+            stack.enter_context(rules_.linted_first(linted))     # its problems before any other error
+            loaded = session.Rules(rules, policy, templates)
+        else:
+            loaded = session.load_rules(rules, templates=True)
         policy = loaded.policy
         sources = load_sources(rules, policy)
         as_of = parse_date(on, policy)
@@ -59,6 +65,7 @@ def run(on: Annotated[Optional[str], typer.Option("--on", help="Date to evaluate
                     else:
                         plan = day.plan_for(inst.store, policy, as_of)
                         leaving = sum(not inst.channel.is_local(n) for n in plan.notices)
+                linted()        # nothing shown before the templates are known to be sound
                 if age.stale:
                     typer.echo(f"stale facts: {age.why(policy.tz)}: a run would decide nothing without "
                                f"--accept-stale-facts", err=True)

@@ -7,11 +7,13 @@ import hashlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.channels import registry
+from adapters.forked import alongside
 from adapters.channels.base import Channel
 from adapters.render import Templates
 from engine.accounts import AccountsPolicy, audience_conflicts, parse_accounts, with_notice_audiences
@@ -75,6 +77,35 @@ def load_checked(rules_dir: Path) -> tuple[Policy, Templates]:
     if problems:
         raise InputError(problems)
     return policy, templates
+
+
+def load_linting(rules_dir: Path) -> tuple[Policy, Templates, Callable[[], None]]:
+    """load_checked for a command with other work to do meanwhile (a dry run plans its day): the
+    policy now (InputError if it is broken) and its templates, whose lint runs in a forked process
+    (adapters/forked.py); the function returned waits for the lint and raises InputError listing
+    every problem. Nothing may be shown or written before it has returned (``linted_first``)."""
+    policy = load_policy(rules_dir)
+    templates = Templates(Path(rules_dir), policy)
+    linted = alongside(templates.lint)
+
+    def checked() -> None:
+        problems = linted()
+        if problems:
+            raise InputError(problems)
+    return policy, templates, checked
+
+
+@contextmanager
+def linted_first(checked: Callable[[], None]) -> Iterator[None]:
+    """The block runs while the templates are linted (load_linting); the lint's problems are raised
+    when it ends, and before anything the block raised: a broken template is said first, as when
+    the lint ran before the work."""
+    try:
+        yield
+    except BaseException:
+        checked()
+        raise
+    checked()
 
 
 def load_accounts(rules_dir: Path, *, missing_ok: bool = False) -> AccountsPolicy | None:

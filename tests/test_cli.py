@@ -447,6 +447,15 @@ def test_nothing_is_sent_when_the_policy_is_broken(site, tmp_path, file, old, ne
     assert site("run", "--on", DAY, "--outbox", site.outbox).exit_code == 0   # the good rules still work
 
 
+def test_a_dry_run_names_a_broken_template_before_a_missing_database(tmp_path):
+    """The templates are linted beside the dry run's planning: their problems still come first."""
+    rules, _, _ = broken_rules(tmp_path, "templates/courtesy.subject.j2", "^", "{{ patron.no_such_field }} ")
+    result = rappel("run", "--on", DAY, "--dry-run", "--rules", rules, "--db", f"sqlite:///{tmp_path / 'typo.db'}")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "courtesy.subject.j2" in result.stderr and "no_such_field" in result.stderr
+    assert "no such database file" not in result.stderr
+
+
 def test_a_missing_policy_exits_2(site, tmp_path):
     result = site("run", "--on", DAY, rules=tmp_path / "nowhere")
     assert result.exit_code == 2
