@@ -806,6 +806,8 @@ def child_inproc(url: str, repeat: int, day: dt.date = DAY) -> int:
         t = clock()
         plan = pipeline.plan_for(store, policy, day)
         parts["plan_for"].append(since(t))
+        pause = pipeline.collector_paused()     # the parts as plan_for and the dry run's output run them
+        pause.__enter__()
         t = clock()
         cands, pats = store.candidates(policy, day)
         parts["candidates"].append(since(t))
@@ -826,6 +828,8 @@ def child_inproc(url: str, repeat: int, day: dt.date = DAY) -> int:
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             cli.print_lines(dayview.messages(plan, lambda n: n.destination), True)
         parts["output"].append(since(t))
+        pause.__exit__(None, None, None)
+        del cands, pats, expected
 
     med = statistics.median
     out = {k: {"wall": med(x[0] for x in v), "cpu": med(x[1] for x in v)} for k, v in parts.items()}
