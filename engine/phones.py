@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import phonenumbers
-from babel import Locale
+if TYPE_CHECKING:
+    import phonenumbers
 
 __all__ = ["PhoneProblem", "is_e164", "normalise", "region_of"]
 
@@ -37,10 +38,17 @@ def is_e164(value: str | None) -> bool:
 _ALIASES = {"UK": "GB", "EL": "GR"}
 
 
+def _numbers():
+    """The phonenumbers library, imported when a number is read (40 ms: not for every command)."""
+    import phonenumbers
+    return phonenumbers
+
+
 @lru_cache(maxsize=1)
 def _regions_by_name() -> dict[str, str]:
+    from babel import Locale
     names: dict[str, str] = {}
-    supported = phonenumbers.SUPPORTED_REGIONS
+    supported = _numbers().SUPPORTED_REGIONS
     for language in _NAME_LANGUAGES:
         for code, name in Locale.parse(language).territories.items():
             if code in supported:
@@ -55,7 +63,7 @@ def region_of(country: str | None) -> str | None:
     if not text:
         return None
     text = _ALIASES.get(text.upper(), text)
-    if len(text) == 2 and text.upper() in phonenumbers.SUPPORTED_REGIONS:
+    if len(text) == 2 and text.upper() in _numbers().SUPPORTED_REGIONS:
         return text.upper()
     return _regions_by_name().get(text.casefold())
 
@@ -80,6 +88,7 @@ def normalise(number: str, country: str | None = None, default: str | None = Non
                            f"reminders.yaml); write it with its country code (+33 …)")
     if region is None and text.startswith("00"):
         text = "+" + text[2:]
+    phonenumbers = _numbers()
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
@@ -92,6 +101,7 @@ def normalise(number: str, country: str | None = None, default: str | None = Non
 
 
 def _why(exc: phonenumbers.NumberParseException) -> str:
+    phonenumbers = _numbers()
     return {
         phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "its country code is unknown",
         phonenumbers.NumberParseException.NOT_A_NUMBER: "it is not a number",
