@@ -482,10 +482,10 @@ def test_a_pass_rendered_in_worker_processes_delivers_what_the_thread_delivers(t
         keys = sorted(n.key for n in plan.notices)
         original = dispatch_._deliver
 
-        def cancel_the_fifth(store, policy, channel, now, item):
+        def cancel_the_fifth(store, policy, channel, now, item, *rest):
             if item.pending.key == keys[4]:
                 queue.cancel(store, keys[4], actor="marie", why="returned at the desk", at=now)
-            return original(store, policy, channel, now, item)
+            return original(store, policy, channel, now, item, *rest)
 
         monkeypatch.setattr(dispatch_, "_deliver", cancel_the_fifth)
         router = site.router()

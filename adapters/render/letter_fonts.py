@@ -58,7 +58,12 @@ def shared_font(pdf: FPDF, family: str, style: str, path: Path) -> None:
             scratch = FPDF()
             scratch.add_font(family, style, str(path))
             parsed = scratch.fonts[f"{family.lower()}{style}"]
-            _prototypes[key] = (parsed, [ord(c) for c in REPERTOIRE if ord(c) in parsed.cmap])
+            seeded = SubsetMap(parsed)
+            for code in [ord(c) for c in REPERTOIRE if ord(c) in parsed.cmap]:
+                seeded.pick(code)
+            _prototypes[key] = (parsed, (dict(seeded._char_id_per_glyph), seeded._next, list(seeded._reserved)))
+            SubsetMap.pick.cache_clear()
+            SubsetMap.get_glyph.cache_clear()
         proto, seed = _prototypes[key]
     font = _SharedFace.__new__(_SharedFace)
     for name in _SLOTS:
@@ -71,10 +76,19 @@ def shared_font(pdf: FPDF, family: str, style: str, path: Path) -> None:
     font.biggest_size_pt = 0
     font.missing_glyphs = []
     font.desc = copy.copy(proto.desc)       # the output names it and numbers it: one per document
-    font.subset = SubsetMap(font)
-    for code in seed:
-        font.subset.pick(code)
+    font.subset = _seeded(font, *seed)
     pdf.fonts[font.fontkey] = font
+
+
+def _seeded(font: TTFFont, ids: dict, following: int, reserved: list[int]) -> SubsetMap:
+    """A subset map as SubsetMap(font) with the REPERTOIRE picked in order: the state that picking
+    leaves, copied (not 250 picks a face and a letter)."""
+    subset = SubsetMap.__new__(SubsetMap)
+    subset.font = font
+    subset._char_id_per_glyph = dict(ids)
+    subset._next = following
+    subset._reserved = list(reserved)
+    return subset
 
 
 class _SharedFace(TTFFont):
