@@ -39,7 +39,7 @@ REPERTOIRE = "".join(
     + [chr(c) for c in range(0xA0, 0x100)]           # Latin-1: French and Spanish letters, « », ¿ ¡, nbsp
     + list("ŒœŸŠšŽžŁłŃńŚśŹźŻżĆćČčĘęĄąŘřĚěŮůŐőŰűĞğŞşİıĀāĒēĪīŌōŪū")   # and the names' (Latin Extended-A)
     + list("‘’‚“”„–—…•‹›€™\u2009\u202f"))                   # the typographer's punctuation
-CACHED_WIDTHS = 200_000       # texts whose width a face keeps (a few MB; cleared when full)
+CACHED_WIDTHS = 20_000        # texts whose width a face keeps (~2 MB; cleared when full)
 CACHED_SUBSETS = 64            # distinct subsets kept a process (one in practice; more with odd names)
 
 _lock = threading.RLock()
