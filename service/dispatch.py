@@ -20,7 +20,9 @@
      branch). Nothing is handed over and no attempt is counted; the next pass tries again, so it
      goes out once the policy or the template is fixed, within its window (then it expires).
 Every outcome is committed notice by notice: a crash repeats at most the message in flight. Before a
-message is handed over its attempt is committed as ``sending`` (the outcome replaces it): a database
+message is handed over its attempt is committed as ``sending`` (the outcome replaces it), in one
+transaction with the outcome of the message before it (adapters/store/notices.py Later: one commit a
+message, an outcome never left uncommitted while the pass waits for a batch): a database
 that refuses that commit (locked past Store.patience by another process's write) stops the pass
 before the message, never after it; a pass that dies after the hand-over leaves the mark, and the
 next pass records that attempt ``unknown`` before re-checking the notice and sending it again. With
@@ -86,15 +88,9 @@ class Outcome:
 
 def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channel, as_of: dt.date, *,
              now: dt.datetime | None = None, confirm: bool = False) -> list[Outcome]:
-    """Deliver the pending notices whose time has come (see the module's doc).
-
-    ``now`` is when this pass runs, for the retry times (the command line passes the clock);
-    by default the start of ``as_of`` in the policy's time zone.
-
-    Notices are read (loans, patron, recap), re-checked and rendered a batch at a time, the next
-    batch in a helper thread while this one is sent: sending stays one message at a time, each
-    outcome committed before the next message goes, and a re-check is never older than a batch.
-    """
+    """Deliver the pending notices whose time has come (see the module's doc). ``now`` is when this
+    pass runs, for the retry times (the command line passes the clock); by default the start of
+    ``as_of`` in the policy's time zone."""
     now = now or dt.datetime.combine(as_of, dt.time(0), tzinfo=policy.tz)
     for key, mark in sorted(queue.in_doubt(store).items()):
         _in_doubt(store, policy, key, mark)
@@ -107,31 +103,35 @@ def dispatch(store: Store, policy: Policy, templates: Templates, channel: Channe
     batches = [due[i:i + BATCH] for i in range(0, len(due), BATCH)]
     if not batches:
         return outcomes
-    budget = Budget.for_pass(policy, (p.key for p in due if not _is_local(channel, p)), confirm)
+    budget = Budget.for_pass(policy, (p.key for p in due if not channel.is_local(p)), confirm)
     held_letters: list[Outcome] = []
+    later = queue.Later(store)
     with renderers(prepare, store, policy, templates, len(due)) as render, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead:
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="rappel-render") as ahead, later:
         coming = ahead.submit(render, as_of, batches[0], now)
         for number in range(len(batches)):
+            if not coming.done():
+                later.flush()          # the last outcome is not left waiting while the next batch renders
             ready = coming.result()
             if number + 1 < len(batches):
                 coming = ahead.submit(render, as_of, batches[number + 1], now)
             for item in ready:
-                outcome, replacements = _deliver(store, policy, channel, now, item)
+                outcome, replacements = _deliver(store, policy, channel, now, item, later)
                 budget.delivered(outcome.key, outcome.status, leaves=outcome.status != OutcomeStatus.WAITING
-                                 and not _is_local(channel, item.pending))
+                                 and not channel.is_local(item.pending))
                 outcomes.append(outcome)
                 todo = deque(replacements)         # fallback letters go out in the same pass…
                 while todo:
                     replacement = todo.popleft()
-                    leaves = not _is_local(channel, replacement)
+                    leaves = not channel.is_local(replacement)
                     if leaves and not budget.room():   # …within the flood guard's limit: else they wait
                         budget.hold(replacement.key)
                         held_letters.append(Outcome(replacement.key, OutcomeStatus.HELD, ""))
                         outcomes.append(held_letters[-1])
                         continue
+                    later.flush()
                     [letter] = prepare(store, policy, templates, as_of, [replacement], now)
-                    outcome, more = _deliver(store, policy, channel, now, letter)
+                    outcome, more = _deliver(store, policy, channel, now, letter, later)
                     budget.delivered(outcome.key, outcome.status, leaves=leaves and outcome.status != OutcomeStatus.WAITING)
                     outcomes.append(outcome)
                     todo.extend(more)
@@ -156,17 +156,13 @@ def flood_guard(store: Store, policy: Policy, channel: Channel, due: list[Notice
     """Why this pass must send nothing, or None (engine.delivery.hold_pass). Counts what would leave
     (not the local outbox) and still passes the re-check (a notice that would expire is not a message);
     the loans are read only when the notices alone are past the limit."""
-    leaving = [p for p in due if not _is_local(channel, p)]
+    leaving = [p for p in due if not channel.is_local(p)]
     if hold_pass(policy, len(leaving), confirm) is None:
         return None
     loans = store.loans_by_id({loan_id for p in leaving for loan_id, _ in p.entries})
     count = sum(1 for p in leaving if is_request_notice(policy, p)       # a request notice counts as it is
                 or len(recheck(policy, p, loans, as_of)) < len(p.entries))
     return hold_pass(policy, count, confirm)
-
-
-def _is_local(channel: Channel, notice) -> bool:
-    return channel.is_local(notice)
 
 
 @dataclass
@@ -252,10 +248,13 @@ def unknown_library(policy: Policy, code: str | None) -> str:
 
 
 def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
-             item: Ready) -> tuple[Outcome, list[Notice]]:
-    """Send one prepared notice and commit its outcome (before anything else is sent)."""
+             item: Ready, later: queue.Later) -> tuple[Outcome, list[Notice]]:
+    """Send one prepared notice; its outcome committed before anything else is sent: with the next
+    message's ``sending`` mark when it is sent or to be retried (``later``), else at once."""
     pending, dropped, notice, patron = item.pending, item.dropped, item.notice, item.patron
     sends = bool(item.remaining) and patron is not None and not item.waits and not _no_usable_email(notice, patron)
+    if not sends:
+        later.flush()
     # cancelled by a member of staff since the pass began: not sent (what is sent is asked in the
     # transaction of its ``sending`` mark, just before it is handed over)
     if not sends and not queue.still_pending(store, pending.key):
@@ -290,9 +289,15 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
         # a pass that dies after the hand-over leaves it, and the next one does not resend blindly
         # the channel's guard (the lease renewed, no stop asked: service/fence.py) in the same transaction
         guard = getattr(channel, "before_handover", None)
-        if not queue.mark_sending(store, pending.key, Attempt(at=now, channel=notice.channel,
-                                                              destination=handed[3], outcome=SENDING),
-                                  (lambda conn: guard(conn, notice)) if guard is not None else None):
+        before = later.take()       # the last message's outcome, committed with this mark
+        try:
+            marked_ok = queue.mark_sending(store, pending.key, Attempt(at=now, channel=notice.channel,
+                                                                       destination=handed[3], outcome=SENDING),
+                                           (lambda conn: guard(conn, notice)) if guard is not None else None, before)
+        except Exception:
+            later.write = before     # rolled back with the mark: still to be written
+            raise
+        if not marked_ok:
             return _cancelled(pending), []
         marked = True
         try:
@@ -315,15 +320,15 @@ def _deliver(store: Store, policy: Policy, channel: Channel, now: dt.datetime,
     reply = delivery.reply or None
     kept = _kept(notice, now, handed, delivery, item.packed)
     if delivery.ok:
-        store.settle_delivery(pending.key, Status.SENT, reference=delivery.reference, reply=reply,
-                              entry_status=dropped, kept=kept,
-                              destination=delivery.destination or (notice.destination
-                                                                   if notice.destination != pending.destination else None))
+        later.write = store.settling(pending.key, Status.SENT, reference=delivery.reference, reply=reply,
+                                     entry_status=dropped, kept=kept,
+                                     destination=delivery.destination or (
+                                         notice.destination if notice.destination != pending.destination else None))
         return Outcome(pending.key, OutcomeStatus.SENT, delivery.reference), []
     if not delivery.permanent:
         again = now + retry_wait(policy, pending.attempts)
-        store.settle_delivery(pending.key, Status.PENDING, error=delivery.detail, reply=reply, next_attempt_at=again,
-                              kept=kept)
+        later.write = store.settling(pending.key, Status.PENDING, error=delivery.detail, reply=reply,
+                                     next_attempt_at=again, kept=kept)
         shown = again.astimezone(policy.tz)
         return Outcome(pending.key, OutcomeStatus.PENDING,
                        f"{delivery.detail} (next attempt after {shown:%Y-%m-%d %H:%M %Z})"), []

@@ -482,10 +482,10 @@ def test_a_pass_rendered_in_worker_processes_delivers_what_the_thread_delivers(t
         keys = sorted(n.key for n in plan.notices)
         original = dispatch_._deliver
 
-        def cancel_the_fifth(store, policy, channel, now, item):
+        def cancel_the_fifth(store, policy, channel, now, item, *rest):
             if item.pending.key == keys[4]:
                 queue.cancel(store, keys[4], actor="marie", why="returned at the desk", at=now)
-            return original(store, policy, channel, now, item)
+            return original(store, policy, channel, now, item, *rest)
 
         monkeypatch.setattr(dispatch_, "_deliver", cancel_the_fifth)
         router = site.router()
@@ -501,5 +501,42 @@ def test_a_pass_rendered_in_worker_processes_delivers_what_the_thread_delivers(t
             kept = conn.execute(select(messages.c.notice_key, messages.c.body)).all()
         by_file = {f.name: f.read_bytes() for f in files}
         assert len(kept) == 10 and all(unpack(body) in by_file.values() for _, body in kept)
+    finally:
+        site.close()
+
+
+def test_each_outcome_is_committed_before_the_next_message_is_handed_over(tmp_path):
+    """One commit a message (adapters/store/notices.py Later): the outcome of a message goes with the
+    next one's ``sending`` mark, so when a message is handed over, every message before it is
+    recorded sent (with its attempt), this one is marked sending, and none after it is touched."""
+    from adapters.store.schema import attempts, notices
+    from service.dispatch import dispatch
+
+    site = Site(tmp_path)
+    try:
+        for n in range(1, 6):
+            site.patron(f"P{n}", f"p{n}@etu.example")
+            site.loan(f"L{n}", f"P{n}", "2026-11-16")
+        keys = sorted(n.key for n in site.decide_only().notices)
+        seen = []
+
+        class Watching(MemoryChannel):
+            def send_email(self, notice, message):
+                with site.store.engine.connect() as conn:
+                    status = dict(conn.execute(select(notices.c.key, notices.c.status)).all())
+                    marks = dict(conn.execute(select(attempts.c.notice_key, attempts.c.outcome)).all())
+                seen.append((notice.key, status, marks))
+                return super().send_email(notice, message)
+
+        outcomes = dispatch(site.store, site.policy, site.templates, Watching(), RUN)
+        assert [o.status for o in outcomes] == ["sent"] * 5
+        assert [key for key, _, _ in seen] == keys
+        for n, (key, status, marks) in enumerate(seen):
+            assert [status[k] for k in keys] == ["sent"] * n + ["pending"] * (5 - n)
+            assert marks == {**{k: "sent" for k in keys[:n]}, key: "sending"}
+        with site.store.engine.connect() as conn:              # the last one, at the end of the pass
+            assert set(conn.scalars(select(notices.c.status))) == {"sent"}
+            assert sorted(conn.execute(select(attempts.c.notice_key, attempts.c.outcome)).all()) == \
+                [(k, "sent") for k in keys]
     finally:
         site.close()

@@ -75,6 +75,7 @@ class OutboxChannel(BaseChannel):
     def __init__(self, root: Path):
         self.root = Path(root)
         self._unflushed = False        # files written since the last flush to disk (close)
+        self._folders: set[Path] = set()   # the dated folders made by this channel
 
     @property
     def description(self) -> str:
@@ -110,7 +111,7 @@ class OutboxChannel(BaseChannel):
     def _write(self, path: Path, data) -> Delivery:
         try:
             self._unflushed = True
-            write_atomic(path, data(), durable=False)      # flushed at close (see the module's doc)
+            write_atomic(path, data(), durable=False, folders=self._folders)   # flushed at close (module's doc)
         except OSError as exc:
             return Delivery.failed(f"cannot write {path}: {exc.strerror or exc}", reference=str(path))
         return Delivery.sent(str(path), "written to the outbox", destination=f"outbox:{self.root}/")
@@ -129,22 +130,36 @@ class OutboxChannel(BaseChannel):
         return [Check(f"outbox {self.root}", ok, "writable" if ok else f"{folder} is not a writable folder")]
 
 
-def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = True, folders: set | None = None) -> None:
     """``data`` as the file ``path`` (a temporary file renamed over it); ``durable``: forced to disk
-    (the file and its folder) before returning."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    (the file and its folder) before returning. ``folders``: the folders this writer made already
+    (not asked again for every file of a day)."""
+    if folders is None or path.parent not in folders:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if folders is not None:
+            folders.add(path.parent)
     # the temporary file is this writer's own (process and thread): no random name to find, half
     # the cost of mkstemp's; a leftover of a crash is truncated and reused, a link planted there refused
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     try:
-        with os.fdopen(fd, "wb") as out:
+        fd = os.open(tmp, flags, FILE_MODE)
+    except FileNotFoundError:
+        if folders is None:
+            raise
+        path.parent.mkdir(parents=True, exist_ok=True)     # removed since it was made (a purge)
+        fd = os.open(tmp, flags, FILE_MODE)
+    try:
+        try:
             if hasattr(os, "fchmod"):
-                os.fchmod(out.fileno(), FILE_MODE)      # whatever the umask
-            out.write(data)
+                os.fchmod(fd, FILE_MODE)      # whatever the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
             if durable:
-                out.flush()
-                os.fsync(out.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:

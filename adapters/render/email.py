@@ -55,6 +55,17 @@ class _MessagePolicy(email.policy.EmailPolicy):
             return super().header_fetch_parse(name, value)
         return _parsed_header(name, value)
 
+    def fold_binary(self, name, value):
+        """A header's bytes, folded once for a value (most headers are the same in every message)."""
+        if not isinstance(value, str):
+            return super().fold_binary(name, value)
+        return _folded(self, name, value)
+
+
+@lru_cache(maxsize=8192)
+def _folded(policy: email.policy.EmailPolicy, name: str, value: str) -> bytes:
+    return email.policy.EmailPolicy.fold_binary(policy, name, value)
+
 
 MESSAGE_POLICY = _MessagePolicy()
 WIRE_POLICY = MESSAGE_POLICY.clone(linesep="\r\n")      # email.policy.SMTP, parsing each header once
@@ -108,8 +119,12 @@ def mailbox_message(policy: Policy, notice: Notice, mailbox: str, subject: str, 
 
 def message_id(key: str, sender: str) -> str:
     """A Message-ID derived from the notice key: the same notice always gets the same id."""
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "rappel.invalid"
-    return f"<{_digest(key)[:32]}@{domain}>"
+    return f"<{_digest(key)[:32]}@{_domain(sender)}>"
+
+
+@lru_cache(maxsize=64)
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2] or "rappel.invalid"
 
 
 def serialize(message: EmailMessage) -> None:

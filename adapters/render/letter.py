@@ -115,6 +115,11 @@ class Letter(FPDF):
             return None
         room = self.w - self.r_margin - self.x - 2 * self.c_margin
         width = self.get_string_width
+        if (self.is_ttf_font and not self.text_shaping and not self._fallback_font_ids and self.char_spacing == 0
+                and self.font_stretching == 100 and self.str_alias_nb_pages not in text):
+            # get_string_width's number for one fragment of one font, without building the fragment
+            font, size, k = self.current_font, self.font_size_pt, self.k
+            width = lambda words: font.get_text_width(words, size, None)[1] / k  # noqa: E731
         words = text.split(" ")
         if FloatTolerance.greater_than(width(words[0]), room):
             return None

@@ -39,11 +39,13 @@ REPERTOIRE = "".join(
     + [chr(c) for c in range(0xA0, 0x100)]           # Latin-1: French and Spanish letters, « », ¿ ¡, nbsp
     + list("ŒœŸŠšŽžŁłŃńŚśŹźŻżĆćČčĘęĄąŘřĚěŮůŐőŰűĞğŞşİıĀāĒēĪīŌōŪū")   # and the names' (Latin Extended-A)
     + list("‘’‚“”„–—…•‹›€™\u2009\u202f"))                   # the typographer's punctuation
+CACHED_WIDTHS = 20_000        # texts whose width a face keeps (~2 MB; cleared when full)
 CACHED_SUBSETS = 64            # distinct subsets kept a process (one in practice; more with odd names)
 
 _lock = threading.RLock()
 _prototypes: dict[tuple[str, str], tuple[TTFFont, list[int]]] = {}
 _subsets: OrderedDict[tuple, tuple] = OrderedDict()
+_units: dict[tuple, dict[str, int]] = {}
 
 
 def shared_font(pdf: FPDF, family: str, style: str, path: Path) -> None:
@@ -56,28 +58,64 @@ def shared_font(pdf: FPDF, family: str, style: str, path: Path) -> None:
             scratch = FPDF()
             scratch.add_font(family, style, str(path))
             parsed = scratch.fonts[f"{family.lower()}{style}"]
-            _prototypes[key] = (parsed, [ord(c) for c in REPERTOIRE if ord(c) in parsed.cmap])
+            seeded = SubsetMap(parsed)
+            for code in [ord(c) for c in REPERTOIRE if ord(c) in parsed.cmap]:
+                seeded.pick(code)
+            _prototypes[key] = (parsed, (dict(seeded._char_id_per_glyph), seeded._next, list(seeded._reserved)))
+            SubsetMap.pick.cache_clear()
+            SubsetMap.get_glyph.cache_clear()
         proto, seed = _prototypes[key]
     font = _SharedFace.__new__(_SharedFace)
     for name in _SLOTS:
         if hasattr(proto, name):
             setattr(font, name, getattr(proto, name))
     font.source = key
+    font.units = _units.setdefault(key, {})
     font.i = len(pdf.fonts) + 1
     font.fontkey = f"{family.lower()}{style}"
     font.biggest_size_pt = 0
     font.missing_glyphs = []
     font.desc = copy.copy(proto.desc)       # the output names it and numbers it: one per document
-    font.subset = SubsetMap(font)
-    for code in seed:
-        font.subset.pick(code)
+    font.subset = _seeded(font, *seed)
     pdf.fonts[font.fontkey] = font
+
+
+def _seeded(font: TTFFont, ids: dict, following: int, reserved: list[int]) -> SubsetMap:
+    """A subset map as SubsetMap(font) with the REPERTOIRE picked in order: the state that picking
+    leaves, copied (not 250 picks a face and a letter)."""
+    subset = SubsetMap.__new__(SubsetMap)
+    subset.font = font
+    subset._char_id_per_glyph = dict(ids)
+    subset._next = following
+    subset._reserved = list(reserved)
+    return subset
 
 
 class _SharedFace(TTFFont):
     """A document's copy of a face parsed once: the parsed tables shared, its subset its own."""
 
-    __slots__ = ("source",)       # (font file, style, its mtime and size): the key of the parsed face
+    __slots__ = ("source", "units")   # (font file, style, its mtime and size): the key of the parsed face;
+    #                                   a text's width in font units, shared by the face's copies
+
+    def get_text_width(self, text: str, font_size_pt: float, text_shaping_params) -> tuple[int, float]:
+        """fpdf2's (TTFFont.get_text_width), the sum of the characters' widths kept a process: fpdf2
+        breaks a line character by character, asking the width of every prefix of it (most of a
+        letter's layout), and a day's letters share their fixed wording. The sum is of integers: the
+        same number as fpdf2's, however it is added up."""
+        if text_shaping_params or self.is_symbol:
+            return super().get_text_width(text, font_size_pt, text_shaping_params)
+        if font_size_pt > self.biggest_size_pt:
+            self.biggest_size_pt = font_size_pt
+        units = self.units
+        total = units.get(text)
+        if total is None:
+            cw = self.cw
+            before = units.get(text[:-1]) if len(text) > 1 else None
+            total = before + cw[ord(text[-1])] if before is not None else sum(cw[ord(c)] for c in text)
+            if len(units) >= CACHED_WIDTHS:
+                units.clear()
+            units[text] = total
+        return len(text), total * font_size_pt * 0.001
 
 
 _SLOTS = [name for cls in TTFFont.__mro__ for name in getattr(cls, "__slots__", ())]

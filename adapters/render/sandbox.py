@@ -58,11 +58,19 @@ class _LimitedTemplate(Template):
         budget = _Budget(self.environment.limits, time.monotonic() + self.environment.limits.max_render_seconds)
         token = _budget.set(budget)
         try:
-            out, size = [], 0
+            # a character is at most 4 bytes: the bytes are counted once the text could be too long
+            out, chars, size, bound = [], 0, None, budget.limits.max_part_bytes // 4
+            deadline = budget.deadline
             for chunk in self.root_render_func(ctx):
-                size += len(chunk.encode("utf-8", "surrogatepass"))
-                budget.check_size(size)
-                budget.check_time()
+                if size is None:
+                    chars += len(chunk)
+                    if chars > bound:
+                        size = sum(len(c.encode("utf-8", "surrogatepass")) for c in out)
+                if size is not None:
+                    size += len(chunk.encode("utf-8", "surrogatepass"))
+                    budget.check_size(size)
+                if time.monotonic() > deadline:
+                    budget.check_time()
                 out.append(chunk)
             return self.environment.concat(out)
         except Exception:

@@ -17,7 +17,7 @@ from adapters.store.candidates import read_candidates
 from adapters.store.revision import MIGRATIONS, DatabaseNotReady, _alembic_config, migrate, require_current_schema
 from adapters.store.names import rewrite_patrons
 from adapters.store.schema import LOAN_FIELDS, PATRON_FIELDS, attempts, ledger, loans, notices, patrons
-from adapters.store.sent import SENDING, Handover, keep
+from adapters.store.sent import Handover, keep
 from engine.decide import Notice, Plan
 from engine.facts import Candidate, Loan, Patron, Status
 from engine.policy import Policy
@@ -259,17 +259,28 @@ class Store:
                 notices.c.status == Status.PENDING, notices.c.next_attempt_at.is_not(None))).all()
         return {key: when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc) for key, when in rows}
 
-    def settle_delivery(self, key: str, status: Status, *, reference: str | None = None, error: str | None = None,
-                        reply: str | None = None, next_attempt_at: dt.datetime | None = None,
-                        entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None,
-                        kept: Handover | None = None, destination: str | None = None) -> None:
-        """Record a notice's outcome, what delivery keeps with it (the server's reply, when to try
-        again, where it went when the channel put it elsewhere than decided: ``destination``, e.g. the
-        outbox for a letter whose printer is not configured) and its ledger rows', in one transaction.
-        ``entry_status`` overrides the status of some ledger rows ((loan, due) → (status, reason)), e.g.
-        a loan returned since the decision is cancelled while the rest of the notice is sent. ``kept``:
-        the attempt and the message handed to the channel (adapters/store/sent.py), recorded in the
-        same transaction."""
+    def settle_delivery(self, key: str, status: Status, **outcome) -> None:
+        """Record a notice's outcome in one transaction (``settling``)."""
+        self.transact(self.settling(key, status, **outcome))
+
+    def transact(self, write: Callable[[Connection], object]) -> None:     # write(conn), patiently
+        def work():
+            with self.engine.begin() as conn:
+                write(conn)
+        self.patiently(work)
+
+    def settling(self, key: str, status: Status, *, reference: str | None = None, error: str | None = None,
+                 reply: str | None = None, next_attempt_at: dt.datetime | None = None,
+                 entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None = None,
+                 kept: Handover | None = None, destination: str | None = None) -> Callable[[Connection], None]:
+        """The statements that record a notice's outcome, what delivery keeps with it (the server's
+        reply, when to try again, where it went when the channel put it elsewhere than decided:
+        ``destination``, e.g. the outbox for a letter whose printer is not configured) and its ledger
+        rows', to run in a transaction (delivery runs a sent message's in the transaction that marks
+        the next one: adapters/store/notices.py Later). ``entry_status`` overrides the status of some
+        ledger rows ((loan, due) → (status, reason)), e.g. a loan returned since the decision is
+        cancelled while the rest is sent. ``kept``: the attempt and the message handed to the channel
+        (adapters/store/sent.py), in place of the attempt's ``sending`` mark."""
         if next_attempt_at is not None:     # in UTC, as every stored time (SQLite keeps no offset)
             next_attempt_at = next_attempt_at.astimezone(dt.timezone.utc)
         given = {name: value for name, value in (("reference", reference), ("last_error", error), ("reply", reply),
@@ -278,14 +289,11 @@ class Store:
         params = {"settle_key": key, "settle_status": status, "settle_next": next_attempt_at,
                   **{f"settle_{name}": value for name, value in given.items()}}
 
-        def work():
-            with self.engine.begin() as conn:
-                conn.execute(statement, params)
-                self._settle_ledger(conn, key, status, error, entry_status)
-                conn.execute(_DROP_SENDING, {"key": key})
-                if kept is not None:
-                    keep(conn, key, kept)
-        self.patiently(work)
+        def write(conn: Connection) -> None:
+            conn.execute(statement, params)
+            self._settle_ledger(conn, key, status, error, entry_status)
+            keep(conn, key, kept)
+        return write
 
     def reroute(self, key: str, *, error: str, reply: str | None, replacements: list[Notice],
                 moves: dict[tuple[str, dt.date], tuple[str, str]],
@@ -297,40 +305,33 @@ class Store:
         ``kept``, the attempt refused and its message, is recorded with them."""
         now = func.now()
 
-        def work():
-            with self.engine.begin() as conn:
-                conn.execute(update(notices).where(notices.c.key == key).values(
-                    status=Status.FAILED, updated_at=now, attempts=notices.c.attempts + 1, last_error=error,
-                    next_attempt_at=None, replaced_by=" ".join(n.key for n in replacements),
-                    **({"reply": reply} if reply is not None else {})))
-                if replacements:
-                    conn.execute(insert(notices), [
-                        {"key": n.key, "run_date": n.date, "stage": n.stage, "channel": n.channel,
-                         "patron_id": n.patron_id, "library": n.library, "recipient": n.recipient,
-                         "destination": n.destination, "status": n.status} for n in replacements])
-                for (loan_id, due), (new_key, reason) in moves.items():
-                    conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
-                                                      ledger.c.due_date == due)
-                                 .values(notice_key=new_key, reason=reason, updated_at=now))
-                self._settle_ledger(conn, key, Status.FAILED, error, entry_status)
-                conn.execute(_DROP_SENDING, {"key": key})
-                if kept is not None:
-                    keep(conn, key, kept)
-        self.patiently(work)
+        def write(conn: Connection) -> None:
+            conn.execute(update(notices).where(notices.c.key == key).values(
+                status=Status.FAILED, updated_at=now, attempts=notices.c.attempts + 1, last_error=error,
+                next_attempt_at=None, replaced_by=" ".join(n.key for n in replacements),
+                **({"reply": reply} if reply is not None else {})))
+            if replacements:
+                conn.execute(insert(notices), [
+                    {"key": n.key, "run_date": n.date, "stage": n.stage, "channel": n.channel,
+                     "patron_id": n.patron_id, "library": n.library, "recipient": n.recipient,
+                     "destination": n.destination, "status": n.status} for n in replacements])
+            for (loan_id, due), (new_key, reason) in moves.items():
+                conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
+                                                  ledger.c.due_date == due)
+                             .values(notice_key=new_key, reason=reason, updated_at=now))
+            self._settle_ledger(conn, key, Status.FAILED, error, entry_status)
+            keep(conn, key, kept)
+        self.transact(write)
 
     @staticmethod
     def _settle_ledger(conn: Connection, key: str, status: str, error: str | None,
                        entry_status: dict[tuple[str, dt.date], tuple[str, str]] | None) -> None:
-        now = func.now()
         for (loan_id, due), (st, reason) in (entry_status or {}).items():
             conn.execute(update(ledger).where(ledger.c.notice_key == key, ledger.c.loan_id == loan_id,
                                               ledger.c.due_date == due)
-                         .values(status=st, reason=reason, updated_at=now))
+                         .values(status=st, reason=reason, updated_at=func.now()))
         if status != Status.PENDING:
             conn.execute(_settle_rows(bool(error)), {"rows_key": key, "rows_status": status, "rows_reason": error})
-
-
-_DROP_SENDING = delete(attempts).where(attempts.c.notice_key == bindparam("key"), attempts.c.outcome == SENDING)
 
 
 # Built once (a delivery settles one notice a message): the notice's outcome, with the columns given …

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -20,7 +21,7 @@ from adapters.store.sent import SENDING, UNKNOWN, Attempt, keep_attempt, unpack
 from engine.decide import Notice
 from engine.facts import Status
 
-__all__ = ["FORCED", "Query", "cancel", "details", "failed", "find", "forced", "hold", "in_doubt", "keys_like",
+__all__ = ["FORCED", "Later", "Query", "cancel", "details", "failed", "find", "forced", "hold", "in_doubt", "keys_like",
            "keys_of_loans", "loans_of_item", "mark_sending", "message", "patron_known", "record_resend", "replacing",
            "requeue", "resends", "settle_in_doubt", "still_pending", "unmark_sending"]
 
@@ -222,22 +223,67 @@ def forced(store: Store, keys: Iterable[str]) -> set[str]:
 
 # --- delivery's own marks: in flight, in doubt, waiting for the library's fix -----------------------
 
-def mark_sending(store: Store, key: str, attempt: Attempt, check: Callable[[object], None] | None = None) -> bool:
+def mark_sending(store: Store, key: str, attempt: Attempt, check: Callable[[object], None] | None = None,
+                 before: Callable[[object], None] | None = None) -> bool:
     """Before a message is handed over: its attempt, committed as ``sending`` (the outcome replaces it).
     A run that stops between the two leaves it: the next pass does not send it blindly (``in_doubt``).
     The notice's status is read in the same transaction: False, and nothing written, when it is no
     longer pending (cancelled by a member of staff since the pass read it): it is not handed over.
     ``check(conn)``: the channel's guard (the lease renewed, no stop asked) in the same transaction;
-    what it raises rolls the mark back."""
+    a database error it raises rolls the mark back, a stop (not an Exception: Stopping, LeaseLost)
+    is raised once ``before`` is committed, the mark not written. ``before(conn)``: the outcome of the
+    message handed over before this one (Store.settling), committed first in the same transaction,
+    whatever becomes of this one: one commit a message, each outcome committed before the next send."""
     def work():
+        stop = None
         with store.engine.begin() as conn:
+            if before is not None:
+                before(conn)
             if conn.scalar(_STATUS, {"key": key}) != Status.PENDING:
                 return False
-            if check is not None:
-                check(conn)
-            keep_attempt(conn, key, attempt)
-            return True
+            try:
+                if check is not None:
+                    check(conn)
+            except Exception:
+                raise
+            except BaseException as exc:  # noqa: B036 - a stop: what came before is committed, no mark
+                stop = exc
+            else:
+                keep_attempt(conn, key, attempt)
+        if stop is not None:
+            raise stop
+        return True
     return store.patiently(work)
+
+
+class Later:
+    """The outcome of the message handed over last, not yet committed: written in the transaction
+    that marks the next message ``sending`` (before that one is handed over), or alone (``flush``)
+    before anything else is written or waited for, and when the pass ends."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.write: Callable[[object], None] | None = None
+
+    def take(self) -> Callable[[object], None] | None:
+        write, self.write = self.write, None
+        return write
+
+    def flush(self) -> None:
+        write = self.take()
+        if write is not None:
+            self.store.transact(write)
+
+    def __enter__(self) -> Later:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            self.flush()
+            return
+        with suppress(Exception):       # the pass failed: its last outcome kept if the database takes it
+            self.flush()
+
 
 def unmark_sending(store: Store, key: str) -> None:
     """The mark of a message that was not handed over after all (the pass stopped just before)."""

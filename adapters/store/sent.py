@@ -14,7 +14,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import bindparam, delete, insert
+from sqlalchemy import bindparam, delete, insert, update
 from sqlalchemy.engine import Connection
 
 from adapters.store.schema import attempts, messages
@@ -55,9 +55,13 @@ class Handover:
     packed: bytes | None = None  # pack(data), when computed ahead (the dispatch does it while rendering)
 
 
-def keep(conn: Connection, key: str, handover: Handover) -> None:
-    """Record the attempt and (replacing any earlier one) the message, inside the caller's transaction."""
-    keep_attempt(conn, key, handover.attempt)
+def keep(conn: Connection, key: str, handover: Handover | None) -> None:
+    """Record the attempt (in place of its ``sending`` mark, if any) and (replacing any earlier one)
+    the message, inside the caller's transaction; no ``handover``: the mark, if any, dropped."""
+    if handover is None:
+        conn.execute(_DROP_SENDING, {"key": key})
+        return
+    keep_attempt(conn, key, handover.attempt, in_place_of=SENDING)
     row = {"notice_key": key, "media_type": handover.media_type, "filename": handover.filename,
            "body": handover.packed if handover.packed is not None else pack(handover.data),
            "size": len(handover.data),
@@ -70,15 +74,25 @@ def keep(conn: Connection, key: str, handover: Handover) -> None:
         conn.execute(_ADD_MESSAGE, row)
 
 
-def keep_attempt(conn: Connection, key: str, attempt: Attempt) -> None:
-    conn.execute(_ADD_ATTEMPT, {
-        "notice_key": key, "at": _utc(attempt.at), "kind": attempt.kind, "channel": attempt.channel,
-        "destination": attempt.destination, "outcome": attempt.outcome, "reply": attempt.reply,
-        "reference": attempt.reference, "actor": attempt.actor})
+def keep_attempt(conn: Connection, key: str, attempt: Attempt, in_place_of: str | None = None) -> None:
+    """Record an attempt; ``in_place_of``: the notice's attempt with that outcome (its ``sending``
+    mark) becomes this one (one statement, not a DELETE and an INSERT), else it is added."""
+    row = {"at": _utc(attempt.at), "kind": attempt.kind, "channel": attempt.channel,
+           "destination": attempt.destination, "outcome": attempt.outcome, "reply": attempt.reply,
+           "reference": attempt.reference, "actor": attempt.actor}
+    if in_place_of is not None and conn.execute(_REPLACE_ATTEMPT, {
+            "was_key": key, "was": in_place_of, **{f"new_{c}": v for c, v in row.items()}}).rowcount:
+        return
+    conn.execute(_ADD_ATTEMPT, {"notice_key": key, **row})
 
 
 # The statements, built once (one message a notice is written with every delivery: kept cheap).
 _ADD_ATTEMPT = insert(attempts)
+_REPLACE_ATTEMPT = update(attempts).where(attempts.c.notice_key == bindparam("was_key"),
+                                          attempts.c.outcome == bindparam("was")).values(
+    {c: bindparam(f"new_{c}", type_=attempts.c[c].type)
+     for c in ("at", "kind", "channel", "destination", "outcome", "reply", "reference", "actor")})
+_DROP_SENDING = delete(attempts).where(attempts.c.notice_key == bindparam("key"), attempts.c.outcome == SENDING)
 _ADD_MESSAGE = insert(messages)
 _DROP_MESSAGE = delete(messages).where(messages.c.notice_key == bindparam("key"))
 
