@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError
 
 from adapters.sources.csvfiles import import_csv
 from adapters.store.facts import Staging
@@ -380,36 +381,52 @@ def test_the_time_zone_is_the_policy_s(db_url, tmp_path):
 
 
 def _indexes(store: Store, table: str) -> list[tuple[str, str]]:
+    """The table's indexes and, on PostgreSQL, its foreign keys: (name, definition)."""
     with store.engine.connect() as conn:
-        return sorted(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
-                                           "tbl_name = ? AND sql IS NOT NULL", (table,)).all())
+        if conn.dialect.name == "sqlite":
+            return sorted(conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
+                                               "tbl_name = ? AND sql IS NOT NULL", (table,)).all())
+        return sorted(conn.exec_driver_sql(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s "
+            "UNION ALL SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'f' "
+            "AND conrelid = CAST(%s AS regclass)", (table, table)).all())
 
 
-def test_a_bulk_import_on_sqlite_rebuilds_the_indexes_as_they_were(tmp_path, policy, monkeypatch):
-    """A write of many rows (BULK_ROWS, lowered here) drops the loans' secondary indexes and creates
-    them again in the same transaction: the same indexes after, a day's candidates found through
-    them; and an import that fails at its last step leaves rows and indexes as they were."""
+def test_a_bulk_import_rebuilds_the_indexes_as_they_were(db_url, tmp_path, policy, monkeypatch):
+    """A write of many rows (BULK_ROWS, lowered here) drops the loans' secondary indexes (and, on
+    PostgreSQL, the foreign key) and creates them again in the same transaction: the same indexes
+    after, a day's candidates found through them, the key still checked; and an import that fails
+    at its last step leaves rows and indexes as they were."""
     from adapters.store import facts
-    store = Store(f"sqlite:///{tmp_path / 'bulk.db'}")
+    store = Store(db_url)
     try:
         write(tmp_path / "patrons.csv", PATRON_FIELDS, [patron_line("P1", "2000000001", email="p1@etu.univ.example")])
         import_csv(store, policy, "patrons", tmp_path / "patrons.csv")
         before = _indexes(store, "loans")
-        assert [name for name, _ in before] == ["ix_loans_open_due", "ix_loans_patron_id"]
+        postgres = store.dialect == "postgresql"
+        expected = ["ix_loans_open_due", "ix_loans_patron_id"]
+        assert [name for name, _ in before] == (["fk_loans_patron_id_patrons", *expected, "pk_loans"] if postgres
+                                                else expected)
         monkeypatch.setattr(facts, "BULK_ROWS", 3)
         dropped: list[str] = []
 
         @event.listens_for(store.engine, "before_cursor_execute")
         def seen(conn, cursor, statement, *args):
-            if statement.startswith("DROP INDEX"):
+            if statement.startswith("DROP INDEX") or " DROP CONSTRAINT " in statement:
                 dropped.append(statement)
         rows = [loan_line(f"L{i}", "P1", "SCI", f"2026-11-{20 + i}") for i in range(1, 6)]
         import_csv(store, policy, "loans", write(tmp_path / "loans.csv", LOAN_FIELDS, rows))
-        assert len(dropped) == 2 and _indexes(store, "loans") == before
+        steps = 3 if postgres else 2
+        assert len(dropped) == steps and _indexes(store, "loans") == before
         candidates, _ = store.candidates(policy, d("2026-11-28"))    # the first reminder of L1 (due 11-21)
         assert "L1" in {c.loan.loan_id for c in candidates}
         with store.engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
+            if postgres:
+                with pytest.raises(IntegrityError):
+                    conn.exec_driver_sql("INSERT INTO loans (loan_id, patron_id, library, due_date) "
+                                         "VALUES ('X1', 'nobody', 'SCI', '2026-12-01')")
+            else:
+                assert conn.exec_driver_sql("PRAGMA integrity_check").scalar_one() == "ok"
 
         def fail(*args, **kwargs):
             raise RuntimeError("the import's record could not be written")
@@ -417,7 +434,7 @@ def test_a_bulk_import_on_sqlite_rebuilds_the_indexes_as_they_were(tmp_path, pol
         more = [loan_line(f"M{i}", "P1", "SCI", "2026-12-01") for i in range(1, 8)]
         with pytest.raises(RuntimeError):
             import_csv(store, policy, "loans", write(tmp_path / "more.csv", LOAN_FIELDS, more))
-        assert len(dropped) == 4 and _indexes(store, "loans") == before
+        assert len(dropped) == 2 * steps and _indexes(store, "loans") == before
         assert store.loan("M1") is None and store.loan("L5") is not None
     finally:
         store.close()

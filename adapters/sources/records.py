@@ -325,10 +325,10 @@ def load(store: Store, policy: Policy, kind: str, records: Iterable[tuple[int, d
                 return report
             trans.commit()              # the checks read one snapshot, writing nothing stored (the staging
             trans = conn.begin()        # table is this connection's); the writes take the lock from here,
-            staging.lock()              # briefly: a run's commits wait seconds, not the whole import
-            if counts.closing:
+            staging.lock(report.inserted + report.changed)   # briefly: a run's commits wait seconds, not
+            if counts.closing:                                  # the whole import
                 report.closed = staging.close_absent(counts.libraries, facts_date, absent_reason(facts_date))
-            staging.apply(store.dialect, writes=report.inserted + report.changed)
+            staging.apply(store.dialect)
             if kind == "requests":      # the day a request became ready, for the request notices
                 mark_ready(conn, policy, facts_date)
             staging.drop()
