@@ -6,17 +6,25 @@ import threading
 
 import pytest
 
+from adapters import forked
 from adapters.forked import alongside
 
 
-def test_the_result_comes_back_from_another_process():
+@pytest.fixture
+def alone(monkeypatch):
+    """As if this thread were the process's only one (a test before may have left one running, e.g. a
+    server's): the work is forked, as in `rappel run --dry-run`."""
+    monkeypatch.setattr(forked.threading, "active_count", lambda: 1)
+
+
+def test_the_result_comes_back_from_another_process(alone):
     waited = alongside(lambda: (os.getpid(), [1, 2, 3]))
     pid, value = waited()
     assert value == [1, 2, 3] and pid != os.getpid()
     assert waited() == (pid, value)           # asked again: the same answer, no second wait
 
 
-def test_what_the_work_raises_is_raised_where_it_is_asked_for():
+def test_what_the_work_raises_is_raised_where_it_is_asked_for(alone):
     def broken():
         raise ValueError("line 3: no such field")
     waited = alongside(broken)
@@ -24,7 +32,7 @@ def test_what_the_work_raises_is_raised_where_it_is_asked_for():
         waited()
 
 
-def test_an_exception_that_does_not_pickle_comes_back_in_words():
+def test_an_exception_that_does_not_pickle_comes_back_in_words(alone):
     class Local(Exception):      # a class pickle cannot find by name
         pass
 
